@@ -1,0 +1,46 @@
+# One command to run the main job (`make run`), one to run the tests (`make test`).
+# Both set up everything on a fresh machine: the virtual environment in .venv,
+# the project and its pinned dependencies, and the Kafka jars (via Maven).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck unit integration clean help
+
+help:
+	@echo "make run        set up, start Kafka + a worker, publish a demo campaign, watch its summary"
+	@echo "make test       set up, lint, type-check and run every test (starts a test broker)"
+	@echo "make kafka-up   start the local Kafka broker in the background (kafka-down stops it)"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+include Makefile.kafka
+
+run: install kafka-jars
+	bash deploy/run-demo.sh
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/python -m pytest tests/unit tests/contract -q
+
+integration: install kafka-jars
+	$(BIN)/python -m pytest tests/integration -q
+
+test: install kafka-jars lint typecheck
+	$(BIN)/python -m pytest -q
+
+clean: kafka-clean
+	rm -rf .state .run

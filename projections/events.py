@@ -1,0 +1,86 @@
+"""Input events of domain.md section 1, as frozen value objects.
+
+Decoding (Avro, JSON) lives in ``streams/codec.py``; these types know nothing of it.
+Timestamps are epoch milliseconds (UTC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class SendOutcome(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+
+
+class DeliveryStatus(StrEnum):
+    QUEUED = "QUEUED"
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    UNDELIVERED = "UNDELIVERED"
+    FAILED = "FAILED"
+
+
+TERMINAL_STATUSES = frozenset(
+    {DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED}
+)
+FAILED_STATUSES = frozenset({DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED})
+
+
+@dataclass(frozen=True, slots=True)
+class MessageSent:
+    event_id: str
+    message_id: str
+    occurred_at: int
+    campaign_id: str
+    variant: str | None
+    contact_id: str
+    contact_name: str | None
+    phone: str
+    outcome: SendOutcome
+    error_code: str | None = None
+    error_description: str | None = None
+    segments: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptReceived:
+    event_id: str
+    message_id: str
+    occurred_at: int
+    status: DeliveryStatus
+    error_code: str | None = None
+    error_description: str | None = None
+    carrier: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyReceived:
+    event_id: str
+    message_id: str
+    occurred_at: int
+    contact_id: str
+    phone: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkClicked:
+    event_id: str
+    message_id: str
+    occurred_at: int
+    link_id: str
+    user_agent: str | None = None
+
+
+Event = MessageSent | ReceiptReceived | ReplyReceived | LinkClicked
+
+# The `type` discriminator of the JSON-lines form, per event class.
+EVENT_TYPES: dict[type, str] = {
+    MessageSent: "sent",
+    ReceiptReceived: "delivery",
+    ReplyReceived: "reply",
+    LinkClicked: "click",
+}

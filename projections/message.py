@@ -1,0 +1,170 @@
+"""The per-message fold (domain.md section 2): ``apply_event(state, event) -> state``.
+
+The fold is order-independent and duplicate-independent by construction:
+
+* every event id is remembered in ``seen``; a seen id changes nothing;
+* everything else is a commutative, idempotent merge: the winning receipt is the
+  maximum of a total order, counts only grow with new ids, first/last times are
+  min/max.
+
+Receipts, replies and clicks that arrive before the ``sent`` event are merged
+into the state like any other; they count nowhere until ``sent`` is there
+(``message_contribution`` returns None), and then they count exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from projections.events import (
+    FAILED_STATUSES,
+    TERMINAL_STATUSES,
+    DeliveryStatus,
+    Event,
+    LinkClicked,
+    MessageSent,
+    ReceiptReceived,
+    ReplyReceived,
+    SendOutcome,
+)
+
+OPT_OUT_KEYWORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end", "quit"})
+
+_STATUS_RANK = {
+    DeliveryStatus.QUEUED: 0,
+    DeliveryStatus.SENT: 1,
+    DeliveryStatus.DELIVERED: 2,
+    DeliveryStatus.UNDELIVERED: 2,
+    DeliveryStatus.FAILED: 2,
+}
+
+
+def is_opt_out(body: str) -> bool:
+    """domain.md section 3: the trimmed, case-folded body is a standard opt-out keyword."""
+    return body.strip().casefold() in OPT_OUT_KEYWORDS
+
+
+def receipt_order(receipt: ReceiptReceived) -> tuple[int, int, str]:
+    """Total order of receipts: terminal beats non-terminal; then later, then larger id."""
+    return (_STATUS_RANK[receipt.status], receipt.occurred_at, receipt.event_id)
+
+
+def _first_sent(current: MessageSent | None, candidate: MessageSent) -> MessageSent:
+    # Two different `sent` events for one message should not happen; if they do,
+    # the earliest (then smallest id) wins, so the choice does not depend on order.
+    if current is None or (candidate.occurred_at, candidate.event_id) < (
+        current.occurred_at,
+        current.event_id,
+    ):
+        return candidate
+    return current
+
+
+@dataclass(frozen=True, slots=True)
+class MessageState:
+    message_id: str
+    seen: frozenset[str] = frozenset()
+    sent: MessageSent | None = None
+    receipt: ReceiptReceived | None = None
+    error_receipt: ReceiptReceived | None = None  # highest-ordered receipt with an error code
+    carrier_receipt: ReceiptReceived | None = None  # highest-ordered receipt with a carrier
+    reply_count: int = 0
+    opt_out_count: int = 0
+    first_reply_at: int | None = None
+    last_reply_at: int | None = None
+    click_count: int = 0
+    first_click_at: int | None = None
+    last_click_at: int | None = None
+
+    @property
+    def version(self) -> int:
+        """Grows with every event that changed the state (the number of distinct events)."""
+        return len(self.seen)
+
+
+def _max_receipt(
+    current: ReceiptReceived | None, candidate: ReceiptReceived
+) -> ReceiptReceived:
+    if current is None or receipt_order(candidate) > receipt_order(current):
+        return candidate
+    return current
+
+
+def _min(a: int | None, b: int) -> int:
+    return b if a is None or b < a else a
+
+
+def _max(a: int | None, b: int) -> int:
+    return b if a is None or b > a else a
+
+
+def apply_event(state: MessageState, event: Event) -> MessageState:
+    """Fold one event into a message's state. Duplicates (same event_id) change nothing."""
+    if event.event_id in state.seen:
+        return state
+    seen = state.seen | {event.event_id}
+    match event:
+        case MessageSent():
+            return replace(state, seen=seen, sent=_first_sent(state.sent, event))
+        case ReceiptReceived():
+            return replace(
+                state,
+                seen=seen,
+                receipt=_max_receipt(state.receipt, event),
+                error_receipt=(
+                    _max_receipt(state.error_receipt, event)
+                    if event.error_code is not None
+                    else state.error_receipt
+                ),
+                carrier_receipt=(
+                    _max_receipt(state.carrier_receipt, event)
+                    if event.carrier is not None
+                    else state.carrier_receipt
+                ),
+            )
+        case ReplyReceived():
+            return replace(
+                state,
+                seen=seen,
+                reply_count=state.reply_count + 1,
+                opt_out_count=state.opt_out_count + (1 if is_opt_out(event.body) else 0),
+                first_reply_at=_min(state.first_reply_at, event.occurred_at),
+                last_reply_at=_max(state.last_reply_at, event.occurred_at),
+            )
+        case LinkClicked():
+            return replace(
+                state,
+                seen=seen,
+                click_count=state.click_count + 1,
+                first_click_at=_min(state.first_click_at, event.occurred_at),
+                last_click_at=_max(state.last_click_at, event.occurred_at),
+            )
+
+
+def apply_events(state: MessageState, events: list[Event]) -> MessageState:
+    for event in events:
+        state = apply_event(state, event)
+    return state
+
+
+def message_status(state: MessageState) -> str | None:
+    """The message's current status as the log shows it; None before its `sent` event."""
+    sent = state.sent
+    if sent is None:
+        return None
+    if sent.outcome is SendOutcome.REJECTED:
+        return "rejected"
+    if state.receipt is None:
+        return "sent"
+    return state.receipt.status.value.lower()
+
+
+def terminal_receipt(state: MessageState) -> ReceiptReceived | None:
+    receipt = state.receipt
+    if receipt is not None and receipt.status in TERMINAL_STATUSES:
+        return receipt
+    return None
+
+
+def is_failed_status(status: DeliveryStatus) -> bool:
+    return status in FAILED_STATUSES

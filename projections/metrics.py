@@ -1,0 +1,235 @@
+"""Campaign metrics (domain.md section 3) as sums of per-message contributions.
+
+A message contributes a small bag of counts (``sent``, ``delivered``, ...,
+``error_code:<code>``, ``time_to_deliver:<bucket>``); a campaign's counts are
+the sum of its messages' current contributions. When a message's state changes,
+the aggregate moves by ``new - old``, so a superseded receipt stops counting.
+
+Unique repliers and unique link clickers are counted by ``contact_id``, which a
+sum over messages cannot give: ``ContactActivity`` keeps, per (campaign,
+contact), how many of the contact's messages were clicked / replied, per
+variant; a contact counts once while that number is above zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from projections.events import DeliveryStatus, SendOutcome
+from projections.message import MessageState, terminal_receipt
+
+Counts = Mapping[str, int]
+
+# Fixed histogram buckets (upper bounds in seconds; the last bucket is open), so
+# histograms from different partitions and workers add up.
+DURATION_BUCKETS_S: tuple[int, ...] = (1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
+
+BASE_METRICS: tuple[str, ...] = (
+    "sent",
+    "delivered",
+    "failed",
+    "pending",
+    "replies",
+    "opt_outs",
+    "link_clicks",
+)
+UNIQUE_METRICS: tuple[str, ...] = ("unique_link_clicks", "unique_repliers")
+
+
+def duration_bucket(millis: int) -> str:
+    seconds = max(millis, 0) / 1000
+    for bound in DURATION_BUCKETS_S:
+        if seconds <= bound:
+            return f"le_{bound}s"
+    return "gt_86400s"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageContribution:
+    campaign_id: str
+    variant: str | None
+    contact_id: str
+    counts: Counts
+    clicked: bool
+    replied: bool
+
+
+def message_contribution(state: MessageState) -> MessageContribution | None:
+    """What one message adds to its campaign's metrics; None until its `sent` event."""
+    sent = state.sent
+    if sent is None:
+        return None
+    counts: dict[str, int] = {}
+    accepted = sent.outcome is SendOutcome.ACCEPTED
+    final = terminal_receipt(state)
+    if accepted:
+        counts["sent"] = 1
+        if final is None:
+            counts["pending"] = 1
+        elif final.status is DeliveryStatus.DELIVERED:
+            counts["delivered"] = 1
+            bucket = duration_bucket(final.occurred_at - sent.occurred_at)
+            counts[f"time_to_deliver:{bucket}"] = 1
+        else:
+            counts["failed"] = 1
+        if state.carrier_receipt is not None:
+            counts[f"carrier:{state.carrier_receipt.carrier}"] = 1
+    else:
+        counts["failed"] = 1
+    if "failed" in counts:
+        code = _error_code(state)
+        if code is not None:
+            counts[f"error_code:{code}"] = 1
+    if state.reply_count:
+        counts["replies"] = state.reply_count
+    if state.opt_out_count:
+        counts["opt_outs"] = state.opt_out_count
+    if state.click_count:
+        counts["link_clicks"] = state.click_count
+        assert state.first_click_at is not None  # noqa: S101 - set with click_count
+        bucket = duration_bucket(state.first_click_at - sent.occurred_at)
+        counts[f"time_to_first_click:{bucket}"] = 1
+    return MessageContribution(
+        campaign_id=sent.campaign_id,
+        variant=sent.variant,
+        contact_id=sent.contact_id,
+        counts=counts,
+        clicked=state.click_count > 0,
+        replied=state.reply_count > 0,
+    )
+
+
+def _error_code(state: MessageState) -> str | None:
+    sent = state.sent
+    if sent is not None and sent.outcome is SendOutcome.REJECTED:
+        return sent.error_code
+    if state.error_receipt is not None:
+        return state.error_receipt.error_code
+    return None
+
+
+def add_counts(base: Counts, delta: Counts, sign: int = 1) -> dict[str, int]:
+    out = dict(base)
+    for key, value in delta.items():
+        total = out.get(key, 0) + sign * value
+        if total:
+            out[key] = total
+        else:
+            out.pop(key, None)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ContactActivity:
+    """Per (campaign, contact): messages with clicks / replies, by variant key."""
+
+    clicked: Mapping[str, int] = field(default_factory=dict)
+    replied: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignCounts:
+    """A campaign's counts: ``total`` and one bag per named variant."""
+
+    total: Counts = field(default_factory=dict)
+    variants: Mapping[str, Counts] = field(default_factory=dict)
+
+
+def _variant_key(variant: str | None) -> str:
+    # Messages without a variant count in the total only; "" never names a variant.
+    return variant or ""
+
+
+def _uniques(activity: ContactActivity) -> dict[str, set[str]]:
+    """Which groups ("" = total, else a variant) this contact counts in, per unique metric."""
+    out: dict[str, set[str]] = {"unique_link_clicks": set(), "unique_repliers": set()}
+    for metric, per_variant in (
+        ("unique_link_clicks", activity.clicked),
+        ("unique_repliers", activity.replied),
+    ):
+        groups = {variant for variant, n in per_variant.items() if n > 0}
+        if groups:
+            out[metric] = {"*"} | {g for g in groups if g}
+    return out
+
+
+def _move(per_variant: Mapping[str, int], key: str, delta: int) -> dict[str, int]:
+    return add_counts(per_variant, {key: delta})
+
+
+def apply_contribution_change(
+    campaign: CampaignCounts,
+    activity: ContactActivity,
+    old: MessageContribution | None,
+    new: MessageContribution | None,
+) -> tuple[CampaignCounts, ContactActivity]:
+    """Move a campaign's counts and one contact's activity from ``old`` to ``new``.
+
+    ``old`` and ``new`` are the same message's contributions (same campaign and
+    contact; either may be None).
+    """
+    total = campaign.total
+    variants = dict(campaign.variants)
+    clicked, replied = dict(activity.clicked), dict(activity.replied)
+    before = _uniques(activity)
+    for sign, contrib in ((-1, old), (1, new)):
+        if contrib is None:
+            continue
+        total = add_counts(total, contrib.counts, sign)
+        key = _variant_key(contrib.variant)
+        if key:
+            variants[key] = add_counts(variants.get(key, {}), contrib.counts, sign)
+        if contrib.clicked:
+            clicked = _move(clicked, key, sign)
+        if contrib.replied:
+            replied = _move(replied, key, sign)
+    new_activity = ContactActivity(clicked=clicked, replied=replied)
+    after = _uniques(new_activity)
+    for metric in UNIQUE_METRICS:
+        for group in before[metric] ^ after[metric]:
+            sign = 1 if group in after[metric] else -1
+            if group == "*":
+                total = add_counts(total, {metric: sign})
+            else:
+                variants[group] = add_counts(variants.get(group, {}), {metric: sign})
+    variants = {name: counts for name, counts in variants.items() if counts}
+    return CampaignCounts(total=total, variants=variants), new_activity
+
+
+def metric_view(counts: Counts) -> dict[str, float | int]:
+    """The summary's metric keys (with rates as fractions 0..1) from a bag of counts."""
+    view: dict[str, float | int] = {
+        name: counts.get(name, 0) for name in BASE_METRICS + UNIQUE_METRICS
+    }
+    sent = view["sent"]
+    view["delivery_rate"] = view["delivered"] / sent if sent else 0.0
+    view["reply_rate"] = view["replies"] / sent if sent else 0.0
+    view["link_click_rate"] = view["unique_link_clicks"] / sent if sent else 0.0
+    return view
+
+
+def breakdown(counts: Counts, prefix: str) -> dict[str, int]:
+    """Sub-counts such as ``error_code:<code>`` as ``{code: n}``."""
+    head = prefix + ":"
+    return {key[len(head) :]: n for key, n in counts.items() if key.startswith(head)}
+
+
+def summarize(campaign_id: str, campaign: CampaignCounts) -> dict[str, object]:
+    """The campaign summary of the CLI and the metrics topic."""
+    summary: dict[str, object] = {"campaign_id": campaign_id, **metric_view(campaign.total)}
+    summary["by_error_code"] = breakdown(campaign.total, "error_code")
+    summary["by_carrier"] = breakdown(campaign.total, "carrier")
+    summary["time_to_deliver"] = breakdown(campaign.total, "time_to_deliver")
+    summary["time_to_first_click"] = breakdown(campaign.total, "time_to_first_click")
+    summary["variants"] = {
+        name: metric_view(counts) for name, counts in sorted(campaign.variants.items())
+    }
+    return summary
+
+
+def sum_counts(bags: Iterable[Counts]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for bag in bags:
+        out = add_counts(out, bag)
+    return out

@@ -1,0 +1,52 @@
+"""Versioned Avro schemas (``<name>.v<N>.avsc``), shipped as package data and parsed once."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+# Avro single-object encoding: this marker, then the schema's CRC-64-AVRO fingerprint.
+MAGIC = b"\xc3\x01"
+
+
+@dataclass(frozen=True)
+class SchemaVersion:
+    name: str  # e.g. "sent"
+    version: int
+    parsed: Any  # fastavro's parsed schema (for writing)
+    plain: Any  # the same without logical types (for reading: timestamps stay ints)
+    fingerprint: bytes  # 8 bytes, little endian, as single-object encoding writes it
+
+
+def _strip_logical_types(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_strip_logical_types(v) for v in node]
+    return node
+
+
+def load_schemas() -> list[SchemaVersion]:
+    """Every schema file of this package, parsed."""
+    out = []
+    for entry in sorted(resources.files(__name__).iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".avsc"):
+            continue
+        name, _, version = entry.name.removesuffix(".avsc").partition(".v")
+        raw = json.loads(entry.read_text("utf-8"))
+        parsed = fastavro.parse_schema(copy.deepcopy(raw))
+        canonical = to_parsing_canonical_form(parsed)
+        fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))[::-1]
+        plain = fastavro.parse_schema(_strip_logical_types(copy.deepcopy(raw)))
+        out.append(SchemaVersion(name, int(version), parsed, plain, fp))
+    return out
+
+
+def latest(schemas: list[SchemaVersion], name: str) -> SchemaVersion:
+    return max((s for s in schemas if s.name == name), key=lambda s: s.version)

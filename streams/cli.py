@@ -1,0 +1,186 @@
+"""``campaign-analytics``: run the worker, publish events, read summaries, export CSV.
+
+Exit codes: 0 ok; 1 some input lines were rejected (``publish``); 2 usage or
+configuration error; 3 the campaign is unknown; 4 Kafka or ClickHouse unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from projections.errors import CampaignAnalyticsError, ConfigurationError
+from streams.cli_format import format_summary
+from streams.settings import Settings, load_settings
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+
+log = logging.getLogger("campaign_analytics")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="campaign-analytics",
+        description="Campaign analytics for SMS campaigns: Kafka in, metrics and "
+        "ClickHouse rows out. Settings come from CA_* environment variables "
+        "(see streams/settings.py).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = sub.add_parser("worker", help="run a stream-processing worker (Faust)")
+    worker.add_argument("--web-port", type=int, default=None,
+                        help="port of the worker's web server and /metrics "
+                        "(default CA_WEB_PORT or 6066); workers in one directory "
+                        "need different ports")
+    worker.add_argument("--loglevel", default=None, help="log level (default CA_LOG_LEVEL)")
+
+    publish = sub.add_parser("publish", help="validate JSON-lines events and publish them")
+    publish.add_argument("file", help="JSON-lines file, or - for standard input")
+
+    summary = sub.add_parser("summary", help="print a campaign's current metrics")
+    summary.add_argument("campaign_id")
+    summary.add_argument("--json", action="store_true", help="one JSON object")
+
+    export = sub.add_parser("export", help="write a campaign's message log as CSV")
+    export.add_argument("campaign_id")
+    export.add_argument("--output", "-o", required=True, help="CSV file to write (- = stdout)")
+
+    generate = sub.add_parser("generate", help="write a messy demo A/B campaign as JSON lines")
+    generate.add_argument("--campaign-id", default="demo-campaign")
+    generate.add_argument("--messages", type=int, default=500)
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--output", "-o", default="-", help="file to write (- = stdout)")
+
+    demo = sub.add_parser("demo", help="publish a demo campaign and watch its summary")
+    demo.add_argument("--campaign-id", default="demo-campaign")
+    demo.add_argument("--messages", type=int, default=2000)
+    demo.add_argument("--interval", type=float, default=2.0, help="seconds between summaries")
+    demo.add_argument("--once", action="store_true",
+                      help="stop when the summary stops changing instead of watching")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(web_port=getattr(args, "web_port", None),
+                                 log_level=getattr(args, "loglevel", None))
+        handler = _COMMANDS[args.command]
+        return handler(args, settings)
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, TimeoutError, CampaignAnalyticsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from faust import Worker
+
+    from streams.app import create_app
+    from streams.kafka_admin import ensure_topics
+
+    logging.basicConfig(level=settings.log_level.upper())
+    asyncio.run(ensure_topics(settings))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    return EXIT_OK
+
+
+def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.publisher import publish_lines
+
+    source: TextIO
+    if args.file == "-":
+        source = sys.stdin
+        report = asyncio.run(publish_lines(settings, source))
+    else:
+        path = Path(args.file)
+        if not path.is_file():
+            raise ConfigurationError(f"no such file: {path}")
+        with path.open(encoding="utf-8") as source:
+            report = asyncio.run(publish_lines(settings, source))
+    print(f"published {report.published} event(s); rejected {len(report.rejected)} line(s)")
+    for line_no, reason in report.rejected:
+        print(f"  line {line_no}: {reason}", file=sys.stderr)
+    return EXIT_REJECTED if report.rejected else EXIT_OK
+
+
+def _summary(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.kafka_admin import latest_summaries
+
+    summaries = asyncio.run(latest_summaries(settings))
+    summary = summaries.get(args.campaign_id)
+    if summary is None:
+        print(f"error: no metrics for campaign {args.campaign_id!r} yet", file=sys.stderr)
+        return EXIT_UNKNOWN
+    summary.pop("emitted_at", None)
+    if args.json:
+        print(json.dumps(summary, sort_keys=False))
+    else:
+        print(format_summary(summary))
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks import open_store
+    from sinks.export import write_csv
+
+    store = open_store(settings)
+    try:
+        store.migrate()
+        if store.count_message_log(args.campaign_id) == 0:
+            print(f"error: no messages for campaign {args.campaign_id!r}", file=sys.stderr)
+            return EXIT_UNKNOWN
+        rows = store.iter_export_rows(args.campaign_id)
+        if args.output == "-":
+            count = write_csv(rows, sys.stdout)
+        else:
+            with open(args.output, "w", encoding="utf-8", newline="") as out:
+                count = write_csv(rows, out)
+    finally:
+        store.close()
+    print(f"exported {count} message(s) to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.demo import generate_campaign
+
+    events = generate_campaign(args.campaign_id, args.messages, seed=args.seed)
+    text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.demo_runner import run_demo
+
+    return asyncio.run(run_demo(settings, args.campaign_id, args.messages,
+                                args.interval, args.once))
+
+
+_COMMANDS = {
+    "worker": _worker,
+    "publish": _publish,
+    "summary": _summary,
+    "export": _export,
+    "generate": _generate,
+    "demo": _demo,
+}
+
+if __name__ == "__main__":
+    raise SystemExit(main())

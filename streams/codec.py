@@ -1,0 +1,278 @@
+"""Avro at the edge: encode and decode input events, and read the JSON-lines form.
+
+Wire format: Avro single-object encoding (``C3 01`` + the writer schema's 8-byte
+CRC-64-AVRO fingerprint, little endian + the schemaless body). The fingerprint
+names the writer's schema version, so a record written with an older version is
+decoded by schema resolution into the current one (new fields take defaults).
+
+Schemas are parsed once, when this module is imported. Every failure is raised
+as ``InvalidEventError`` with a reason that is safe to log.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import fastavro
+
+from projections.errors import InvalidEventError
+from projections.events import (
+    EVENT_TYPES,
+    DeliveryStatus,
+    Event,
+    LinkClicked,
+    MessageSent,
+    ReceiptReceived,
+    ReplyReceived,
+    SendOutcome,
+)
+from schemas import MAGIC, SchemaVersion, latest, load_schemas
+
+EVENT_KINDS: tuple[str, ...] = ("sent", "delivery", "reply", "click")
+
+# Bad-input rules of domain.md section 5.
+MAX_ID_LENGTH = 256
+MAX_TEXT_LENGTH = 4096
+MIN_OCCURRED_AT = 946_684_800_000  # 2000-01-01T00:00:00Z
+MAX_FUTURE_SKEW_MS = 7 * 24 * 3600 * 1000
+
+
+_ALL_SCHEMAS = [s for s in load_schemas() if s.name in EVENT_KINDS]
+CURRENT: dict[str, SchemaVersion] = {kind: latest(_ALL_SCHEMAS, kind) for kind in EVENT_KINDS}
+BY_FINGERPRINT: dict[bytes, SchemaVersion] = {s.fingerprint: s for s in _ALL_SCHEMAS}
+
+KIND_OF_CLASS: dict[type, str] = EVENT_TYPES
+
+
+def event_to_record(event: Event) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        name: getattr(event, name) for name in type(event).__dataclass_fields__
+    }
+    for key in ("outcome", "status"):
+        if key in record:
+            record[key] = record[key].value
+    return record
+
+
+def encode_record(
+    kind: str, record: Mapping[str, Any], schema: SchemaVersion | None = None
+) -> bytes:
+    """Single-object-encode a record with the current (or the given) schema version."""
+    schema = schema or CURRENT[kind]
+    out = io.BytesIO()
+    out.write(MAGIC)
+    out.write(schema.fingerprint)
+    try:
+        fastavro.schemaless_writer(out, schema.parsed, dict(record), strict=True)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidEventError(f"{kind} record does not match its schema: {exc}") from exc
+    return out.getvalue()
+
+
+def encode_event(event: Event) -> bytes:
+    return encode_record(KIND_OF_CLASS[type(event)], event_to_record(event))
+
+
+def decode_event(data: bytes, now_ms: int | None = None) -> Event:
+    """Decode one single-object-encoded event and check domain.md's bad-input rules."""
+    if data is None or len(data) < 10 or data[:2] != MAGIC:
+        raise InvalidEventError("not an Avro single-object-encoded record")
+    schema = BY_FINGERPRINT.get(data[2:10])
+    if schema is None:
+        raise InvalidEventError(f"unknown schema fingerprint {data[2:10].hex()}")
+    try:
+        record = fastavro.schemaless_reader(
+            io.BytesIO(data[10:]), schema.plain, CURRENT[schema.name].plain
+        )
+    except Exception as exc:  # fastavro raises many kinds on corrupt bytes
+        reason = f"{schema.name} record does not decode: {type(exc).__name__}"
+        raise InvalidEventError(reason) from exc
+    if not isinstance(record, dict):
+        raise InvalidEventError(f"{schema.name} record is not a record")
+    return record_to_event(schema.name, record, now_ms)
+
+
+def kind_of(data: bytes) -> str | None:
+    schema = BY_FINGERPRINT.get(data[2:10]) if data[:2] == MAGIC else None
+    return schema.name if schema else None
+
+
+# --- records to events, with the bad-input rules --------------------------------
+
+
+def _text(record: Mapping[str, Any], name: str, *, required: bool, limit: int) -> str | None:
+    value = record.get(name)
+    if value is None:
+        if required:
+            raise InvalidEventError(f"{name} is missing")
+        return None
+    if not isinstance(value, str):
+        raise InvalidEventError(f"{name} must be a string")
+    if required and not value.strip():
+        raise InvalidEventError(f"{name} is empty")
+    if len(value) > limit:
+        raise InvalidEventError(f"{name} is longer than {limit} characters")
+    return value
+
+
+def _id(record: Mapping[str, Any], name: str) -> str:
+    value = _text(record, name, required=True, limit=MAX_ID_LENGTH)
+    assert value is not None  # noqa: S101 - required=True never returns None
+    return value
+
+
+def _opt(record: Mapping[str, Any], name: str) -> str | None:
+    return _text(record, name, required=False, limit=MAX_TEXT_LENGTH)
+
+
+def _occurred_at(record: Mapping[str, Any], now_ms: int | None) -> int:
+    value = record.get("occurred_at")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEventError("occurred_at must be epoch milliseconds")
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    if value < MIN_OCCURRED_AT:
+        raise InvalidEventError("occurred_at is before 2000-01-01")
+    if value > now + MAX_FUTURE_SKEW_MS:
+        raise InvalidEventError("occurred_at is more than 7 days in the future")
+    return value
+
+
+def _enum(enum_type: type[SendOutcome] | type[DeliveryStatus], value: Any, name: str) -> Any:
+    try:
+        return enum_type(value)
+    except ValueError as exc:
+        raise InvalidEventError(f"{name} has unknown value {str(value)[:32]!r}") from exc
+
+
+_PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+def _phone(record: Mapping[str, Any]) -> str:
+    value = _id(record, "phone")
+    if not _PHONE.match(value):
+        raise InvalidEventError("phone is not E.164")
+    return value
+
+
+def _sent(r: Mapping[str, Any], now: int | None) -> MessageSent:
+    segments = r.get("segments", 1)
+    if isinstance(segments, bool) or not isinstance(segments, int) or not 1 <= segments <= 100:
+        raise InvalidEventError("segments must be an integer from 1 to 100")
+    return MessageSent(
+        event_id=_id(r, "event_id"),
+        message_id=_id(r, "message_id"),
+        occurred_at=_occurred_at(r, now),
+        campaign_id=_id(r, "campaign_id"),
+        variant=_text(r, "variant", required=False, limit=MAX_ID_LENGTH) or None,
+        contact_id=_id(r, "contact_id"),
+        contact_name=_opt(r, "contact_name"),
+        phone=_phone(r),
+        outcome=_enum(SendOutcome, r.get("outcome"), "outcome"),
+        error_code=_text(r, "error_code", required=False, limit=MAX_ID_LENGTH),
+        error_description=_opt(r, "error_description"),
+        segments=segments,
+    )
+
+
+def _delivery(r: Mapping[str, Any], now: int | None) -> ReceiptReceived:
+    return ReceiptReceived(
+        event_id=_id(r, "event_id"),
+        message_id=_id(r, "message_id"),
+        occurred_at=_occurred_at(r, now),
+        status=_enum(DeliveryStatus, r.get("status"), "status"),
+        error_code=_text(r, "error_code", required=False, limit=MAX_ID_LENGTH),
+        error_description=_opt(r, "error_description"),
+        carrier=_text(r, "carrier", required=False, limit=MAX_ID_LENGTH),
+    )
+
+
+def _reply(r: Mapping[str, Any], now: int | None) -> ReplyReceived:
+    body = _text(r, "body", required=False, limit=MAX_TEXT_LENGTH)
+    if body is None:
+        raise InvalidEventError("body is missing")
+    return ReplyReceived(
+        event_id=_id(r, "event_id"),
+        message_id=_id(r, "message_id"),
+        occurred_at=_occurred_at(r, now),
+        contact_id=_id(r, "contact_id"),
+        phone=_phone(r),
+        body=body,
+    )
+
+
+def _click(r: Mapping[str, Any], now: int | None) -> LinkClicked:
+    return LinkClicked(
+        event_id=_id(r, "event_id"),
+        message_id=_id(r, "message_id"),
+        occurred_at=_occurred_at(r, now),
+        link_id=_id(r, "link_id"),
+        user_agent=_opt(r, "user_agent"),
+    )
+
+
+_BUILDERS: dict[str, Callable[[Mapping[str, Any], int | None], Event]] = {
+    "sent": _sent,
+    "delivery": _delivery,
+    "reply": _reply,
+    "click": _click,
+}
+
+
+def record_to_event(kind: str, record: Mapping[str, Any], now_ms: int | None = None) -> Event:
+    return _BUILDERS[kind](record, now_ms)
+
+
+# --- the JSON-lines form -----------------------------------------------------------
+
+
+def _json_timestamp(value: Any) -> int:
+    if isinstance(value, bool):
+        raise InvalidEventError("occurred_at must be ISO-8601 with offset or epoch millis")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InvalidEventError("occurred_at is not ISO-8601") from exc
+        if parsed.tzinfo is None:
+            raise InvalidEventError("occurred_at has no UTC offset")
+        return int(parsed.timestamp() * 1000)
+    raise InvalidEventError("occurred_at must be ISO-8601 with offset or epoch millis")
+
+
+def parse_json_line(line: str, now_ms: int | None = None) -> tuple[str, Event, bytes]:
+    """One JSON-lines event: validated against its schema and the rules.
+
+    Returns (kind, event, Avro bytes ready to publish).
+    """
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InvalidEventError(f"not valid JSON ({exc.msg})") from exc
+    if not isinstance(obj, dict):
+        raise InvalidEventError("a line must be a JSON object")
+    kind = obj.pop("type", None)
+    if kind not in EVENT_KINDS:
+        raise InvalidEventError(f"type must be one of {', '.join(EVENT_KINDS)}")
+    if "occurred_at" in obj:
+        obj["occurred_at"] = _json_timestamp(obj["occurred_at"])
+    fields = {f["name"] for f in CURRENT[kind].parsed["fields"]}
+    unknown = sorted(set(obj) - fields)
+    if unknown:
+        raise InvalidEventError(f"unknown field(s) for {kind}: {', '.join(unknown)[:200]}")
+    event = record_to_event(kind, obj, now_ms)
+    data = encode_event(event)
+    return kind, event, data
+
+
+def event_to_json(event: Event) -> str:
+    record = event_to_record(event)
+    return json.dumps({"type": KIND_OF_CLASS[type(event)], **record}, ensure_ascii=False)
+

@@ -1,0 +1,109 @@
+"""Topic creation and small Kafka reads used by the CLI (aiokafka at the edge)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create the input, internal, dead-letter and metrics topics if they are missing.
+
+    The worker's own internal topics are created here too, before Faust subscribes:
+    a consumer that subscribes to a missing topic may not notice it appear for
+    minutes (metadata max age).
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, settings.partitions, 1)
+            for name in [*settings.input_topics.values(), *settings.internal_topics,
+                         settings.dead_letter_topic]
+            if name not in existing
+        ]
+        if settings.campaign_metrics_topic not in existing:
+            wanted.append(
+                NewTopic(
+                    settings.campaign_metrics_topic,
+                    settings.partitions,
+                    1,
+                    topic_configs={"cleanup.policy": "compact"},
+                )
+            )
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
+                await admin.create_topics(wanted)
+    finally:
+        await admin.close()
+
+
+async def read_topic(settings: Settings, topic: str, timeout: float = 30.0
+                     ) -> list[tuple[bytes | None, bytes | None]]:
+    """Every (key, value) of a topic from the beginning to its current end, no group."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        partitions = await _partitions(settings, topic)
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        out: list[tuple[bytes | None, bytes | None]] = []
+        remaining = {tp for tp in partitions if end[tp] > 0}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while remaining and loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, records in batch.items():
+                out.extend((r.key, r.value) for r in records)
+                if records and records[-1].offset + 1 >= end[tp]:
+                    remaining.discard(tp)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+        if remaining:
+            raise TimeoutError(f"could not read {topic} to its end in {timeout:.0f}s")
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(settings: Settings, topic: str) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(TopicPartition(topic, p["partition"]) for p in described["partitions"])
+
+
+async def latest_summaries(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The newest metrics snapshot of every campaign, from the compacted metrics topic.
+
+    Whichever worker holds a campaign's state published it there, so this answers
+    the same whatever the partition assignment.
+    """
+    from streams.outputs import decode_campaign_metrics
+
+    latest: dict[str, dict[str, Any]] = {}
+    for _key, value in await read_topic(settings, settings.campaign_metrics_topic):
+        if value is None:
+            continue
+        summary = decode_campaign_metrics(value)
+        latest[summary["campaign_id"]] = summary  # one key, one partition: offset order
+    return latest

@@ -1,0 +1,49 @@
+"""Publish JSON-lines events to the input topics, keyed by message_id."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+
+from projections.errors import InvalidEventError
+from streams.codec import parse_json_line
+from streams.kafka_admin import ensure_topics
+from streams.settings import Settings
+
+
+@dataclass
+class PublishReport:
+    published: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+
+
+async def publish_lines(settings: Settings, lines: Iterable[str]) -> PublishReport:
+    """Validate every line; publish the valid ones; a bad line never stops the others."""
+    await ensure_topics(settings)
+    report = PublishReport()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+    )
+    await producer.start()
+    try:
+        for line_no, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                kind, event, data = parse_json_line(line)
+            except InvalidEventError as exc:
+                report.rejected.append((line_no, exc.reason))
+                continue
+            await producer.send(
+                settings.input_topics[kind], value=data, key=event.message_id.encode()
+            )
+            report.published += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return report

@@ -1,0 +1,113 @@
+"""Plain-dict (JSON) forms of states and contributions kept in Faust tables and
+internal topics. Pure data mapping; the dict shapes are the changelog format.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from projections.events import (
+    DeliveryStatus,
+    MessageSent,
+    ReceiptReceived,
+    SendOutcome,
+)
+from projections.message import MessageState
+from projections.message_log import MessageLogRow
+from projections.metrics import CampaignCounts, ContactActivity, MessageContribution
+
+
+def _sent_to(sent: MessageSent | None) -> dict[str, Any] | None:
+    return None if sent is None else asdict(sent) | {"outcome": sent.outcome.value}
+
+
+def _sent_from(data: dict[str, Any] | None) -> MessageSent | None:
+    if data is None:
+        return None
+    return MessageSent(**(data | {"outcome": SendOutcome(data["outcome"])}))
+
+
+def _receipt_to(receipt: ReceiptReceived | None) -> dict[str, Any] | None:
+    return None if receipt is None else asdict(receipt) | {"status": receipt.status.value}
+
+
+def _receipt_from(data: dict[str, Any] | None) -> ReceiptReceived | None:
+    if data is None:
+        return None
+    return ReceiptReceived(**(data | {"status": DeliveryStatus(data["status"])}))
+
+
+_RECEIPTS = ("receipt", "error_receipt", "carrier_receipt")
+
+
+def state_to_dict(state: MessageState) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        name: getattr(state, name) for name in MessageState.__dataclass_fields__
+    }
+    data["seen"] = sorted(state.seen)
+    data["sent"] = _sent_to(state.sent)
+    for name in _RECEIPTS:
+        data[name] = _receipt_to(getattr(state, name))
+    return data
+
+
+def state_from_dict(data: dict[str, Any]) -> MessageState:
+    values = dict(data)
+    values["seen"] = frozenset(data["seen"])
+    values["sent"] = _sent_from(data["sent"])
+    for name in _RECEIPTS:
+        values[name] = _receipt_from(data[name])
+    return MessageState(**values)
+
+
+def contribution_to_dict(c: MessageContribution | None) -> dict[str, Any] | None:
+    return None if c is None else asdict(c)
+
+
+def contribution_from_dict(data: dict[str, Any] | None) -> MessageContribution | None:
+    return None if data is None else MessageContribution(**data)
+
+
+def activity_to_dict(a: ContactActivity) -> dict[str, Any]:
+    return {"clicked": dict(a.clicked), "replied": dict(a.replied)}
+
+
+def activity_from_dict(data: dict[str, Any] | None) -> ContactActivity:
+    if not data:
+        return ContactActivity()
+    return ContactActivity(clicked=data["clicked"], replied=data["replied"])
+
+
+def counts_to_dict(c: CampaignCounts) -> dict[str, Any]:
+    return {"total": dict(c.total), "variants": {k: dict(v) for k, v in c.variants.items()}}
+
+
+def counts_from_dict(data: dict[str, Any] | None) -> CampaignCounts:
+    if not data:
+        return CampaignCounts()
+    return CampaignCounts(total=data["total"], variants=data["variants"])
+
+
+def encode_message_update(
+    version: int, row: MessageLogRow, contribution: MessageContribution | None
+) -> bytes:
+    """The record the message stage hands to the campaign stage and the sink."""
+    payload = {
+        "version": version,
+        "row": asdict(row),
+        "contribution": contribution_to_dict(contribution),
+    }
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_message_update(
+    data: bytes,
+) -> tuple[int, MessageLogRow, MessageContribution | None]:
+    payload = json.loads(data)
+    return (
+        payload["version"],
+        MessageLogRow(**payload["row"]),
+        contribution_from_dict(payload["contribution"]),
+    )

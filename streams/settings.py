@@ -1,0 +1,131 @@
+"""Settings, read from environment variables (every one has a documented default).
+
+| variable | default | meaning |
+|---|---|---|
+| ``CA_KAFKA_BOOTSTRAP`` | ``127.0.0.1:9092`` | Kafka bootstrap servers (comma separated) |
+| ``CA_APP_ID`` | ``campaign-analytics`` | Faust app id = consumer group and internal topic prefix |
+| ``CA_TOPIC_PREFIX`` | (empty) | prefix for every topic name (tests use a unique one) |
+| ``CA_PARTITIONS`` | ``4`` | partitions of the topics this system creates |
+| ``CA_DATA_DIR`` | ``.state`` | local state of workers and the embedded ClickHouse |
+| ``CA_CLICKHOUSE_URL`` | (empty) | ClickHouse server URL (``http://host:8123``); |
+|  |  | empty = the embedded chdb engine |
+| ``CA_CLICKHOUSE_DATABASE`` | ``campaign_analytics`` | ClickHouse database |
+| ``CA_CHDB_PATH`` | ``$CA_DATA_DIR/chdb`` | directory of the embedded engine's files |
+| ``CA_WEB_HOST`` | ``127.0.0.1`` | address the worker's web server (``/metrics``) binds |
+| ``CA_WEB_PORT`` | ``6066`` | port of the worker's web server (``--web-port`` wins) |
+| ``CA_EMIT_INTERVAL`` | ``1.0`` | least seconds between two snapshots of one campaign |
+| ``CA_SINK_BATCH_ROWS`` | ``5000`` | rows per ClickHouse insert (at most) |
+| ``CA_SINK_BATCH_SECONDS`` | ``1.0`` | longest a row waits before its batch is inserted |
+| ``CA_LOG_LEVEL`` | ``info`` | log level of the worker |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from projections.errors import ConfigurationError
+
+# Names of the input topics (domain.md section 1), before CA_TOPIC_PREFIX.
+INPUT_TOPICS: dict[str, str] = {
+    "sent": "sms.sent",
+    "delivery": "sms.delivery",
+    "reply": "sms.reply",
+    "click": "sms.click",
+}
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _positive_float(name: str, default: str) -> float:
+    raw = _env(name, default)
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be > 0, got {raw!r}")
+    return value
+
+
+def _positive_int(name: str, default: str) -> int:
+    raw = _env(name, default)
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be > 0, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    app_id: str = "campaign-analytics"
+    topic_prefix: str = ""
+    partitions: int = 4
+    data_dir: Path = Path(".state")
+    clickhouse_url: str = ""
+    clickhouse_database: str = "campaign_analytics"
+    chdb_path: Path = Path(".state/chdb")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    emit_interval: float = 1.0
+    sink_batch_rows: int = 5000
+    sink_batch_seconds: float = 1.0
+    log_level: str = "info"
+    input_topics: dict[str, str] = field(default_factory=dict)
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def message_events_topic(self) -> str:
+        """Internal: input events re-keyed by message_id (Faust prefixes nothing here)."""
+        return f"{self.app_id}-message-events"
+
+    @property
+    def message_updates_topic(self) -> str:
+        """Internal: message versions keyed by campaign_id."""
+        return f"{self.app_id}-message-updates"
+
+    @property
+    def internal_topics(self) -> tuple[str, str]:
+        return (self.message_events_topic, self.message_updates_topic)
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.topic("campaign-analytics.dead-letter")
+
+    @property
+    def campaign_metrics_topic(self) -> str:
+        return self.topic("campaign-analytics.campaign-metrics")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment; keyword overrides (e.g. from CLI flags) win."""
+    data_dir = Path(_env("CA_DATA_DIR", ".state"))
+    prefix = _env("CA_TOPIC_PREFIX", "")
+    values: dict[str, object] = {
+        "kafka_bootstrap": _env("CA_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        "app_id": _env("CA_APP_ID", "campaign-analytics"),
+        "topic_prefix": prefix,
+        "partitions": _positive_int("CA_PARTITIONS", "4"),
+        "data_dir": data_dir,
+        "clickhouse_url": _env("CA_CLICKHOUSE_URL", ""),
+        "clickhouse_database": _env("CA_CLICKHOUSE_DATABASE", "campaign_analytics"),
+        "chdb_path": Path(_env("CA_CHDB_PATH", str(data_dir / "chdb"))),
+        "web_host": _env("CA_WEB_HOST", "127.0.0.1"),
+        "web_port": _positive_int("CA_WEB_PORT", "6066"),
+        "emit_interval": _positive_float("CA_EMIT_INTERVAL", "1.0"),
+        "sink_batch_rows": _positive_int("CA_SINK_BATCH_ROWS", "5000"),
+        "sink_batch_seconds": _positive_float("CA_SINK_BATCH_SECONDS", "1.0"),
+        "log_level": _env("CA_LOG_LEVEL", "info"),
+        "input_topics": {kind: prefix + name for kind, name in INPUT_TOPICS.items()},
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)  # type: ignore[arg-type]

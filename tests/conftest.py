@@ -1,0 +1,6 @@
+import os
+import time
+
+os.environ["TZ"] = "UTC"
+if hasattr(time, "tzset"):
+    time.tzset()

@@ -1,0 +1,177 @@
+"""Real infrastructure for integration tests: a Kafka broker and worker processes.
+
+The session uses the broker at ``CA_TEST_KAFKA_BOOTSTRAP`` when that is set;
+otherwise it starts its own single-node broker (``deploy/kafka/kafka.sh``) on
+127.0.0.1:19092 with a throw-away data directory, and stops it at the end. If it
+cannot start, the tests fail: they never skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
+CLI = [sys.executable, "-m", "streams.cli"]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    given = os.environ.get("CA_TEST_KAFKA_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    env = os.environ | {
+        "CA_KAFKA_BOOTSTRAP": "127.0.0.1:19092",
+        "CA_KAFKA_DIR": str(REPO / ".run" / "kafka-test"),
+    }
+    subprocess.run(["bash", str(KAFKA_SH), "clean"], env=env, check=False,
+                   capture_output=True)
+    started = subprocess.run(["bash", str(KAFKA_SH), "start"], env=env, text=True,
+                             capture_output=True, check=False)
+    if started.returncode != 0:
+        pytest.fail(f"could not start the test broker:\n{started.stdout}\n{started.stderr}")
+    print(started.stdout.strip(), file=sys.stderr)
+    try:
+        yield env["CA_KAFKA_BOOTSTRAP"]
+    finally:
+        subprocess.run(["bash", str(KAFKA_SH), "clean"], env=env, check=False,
+                       capture_output=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str], web_port: int, cwd: Path, log: Path) -> None:
+        self.env, self.web_port, self.cwd, self.log = env, web_port, cwd, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [*CLI, "worker", "--web-port", str(self.web_port)],
+            env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+        return self
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.web_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+            return response.read().decode()
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                pytest.fail(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                self.metrics()
+                return
+            except OSError:
+                time.sleep(0.5)
+        pytest.fail(f"worker not ready after {timeout}s:\n{self.tail()}")
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+class Deployment:
+    """One isolated deployment: unique topics, consumer group and state directory."""
+
+    def __init__(self, bootstrap: str, root: Path) -> None:
+        tag = uuid.uuid4().hex[:10]
+        self.root = root
+        self.env = os.environ | {
+            "CA_KAFKA_BOOTSTRAP": bootstrap,
+            "CA_APP_ID": f"ca-test-{tag}",
+            "CA_TOPIC_PREFIX": f"t{tag}.",
+            "CA_DATA_DIR": str(root / "state"),
+            "CA_PARTITIONS": "4",
+            "CA_EMIT_INTERVAL": "0.5",
+            "CA_SINK_BATCH_SECONDS": "0.5",
+            "CA_LOG_LEVEL": "warning",
+            "PYTHONPATH": str(REPO),
+        }
+        self.env.pop("CA_CLICKHOUSE_URL", None)
+        self.workers: list[WorkerProcess] = []
+
+    def worker(self, web_port: int | None = None) -> WorkerProcess:
+        port = web_port or free_port()
+        worker = WorkerProcess(self.env, port, self.root, self.root / f"worker-{port}.log")
+        self.workers.append(worker)
+        return worker
+
+    def cli(self, *args: str, stdin: str | None = None, check: bool = True
+            ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([*CLI, *args], env=self.env, cwd=self.root, input=stdin,
+                                text=True, capture_output=True, timeout=180, check=False)
+        if check and result.returncode != 0:
+            pytest.fail(f"{args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def summary(self, campaign_id: str) -> dict[str, object] | None:
+        result = self.cli("summary", campaign_id, "--json", check=False)
+        if result.returncode == 3:
+            return None
+        if result.returncode != 0:
+            pytest.fail(f"summary failed:\n{result.stderr}")
+        return json.loads(result.stdout)
+
+    def wait_for_summary(self, campaign_id: str, expected: dict[str, object],
+                         timeout: float = 120, keys: Callable[[dict], dict] | None = None
+                         ) -> dict[str, object]:
+        pick = keys or (lambda s: s)
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.summary(campaign_id)
+            if last is not None and pick(last) == expected:
+                return last
+            time.sleep(1)
+        logs = "\n".join(w.tail(30) for w in self.workers)
+        pytest.fail(f"summary never matched the recount.\nlast: {last}\nwant: {expected}\n{logs}")
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+
+@pytest.fixture
+def deployment(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Deployment]:
+    dep = Deployment(kafka_bootstrap, tmp_path)
+    try:
+        yield dep
+    finally:
+        dep.close()
+        shutil.rmtree(tmp_path / "state", ignore_errors=True)

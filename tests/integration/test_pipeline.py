@@ -1,0 +1,182 @@
+"""End to end on the real broker: publish a messy campaign, compare with a batch recount."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from streams.demo import generate_campaign
+from tests.integration.conftest import Deployment
+from tests.oracle import expected_log, recount
+
+pytestmark = pytest.mark.integration
+
+SUMMARY_KEYS = ("campaign_id", "sent", "delivered", "failed", "pending", "replies",
+                "unique_repliers", "opt_outs", "link_clicks", "unique_link_clicks",
+                "delivery_rate", "reply_rate", "link_click_rate", "variants")
+
+
+def _messy_events() -> list[dict]:
+    events = generate_campaign("camp-ab", 300, seed=11, duplicate_rate=0.15)
+    events += generate_campaign("camp-plain", 60, seed=12, variants=())
+    # A message whose terminal receipt is superseded, its events delivered backwards.
+    t = 1_790_000_000_000
+    base = {"message_id": "camp-ab-special"}
+    special = [
+        {"type": "sent", "event_id": "sp-0", "occurred_at": t, "campaign_id": "camp-ab",
+         "variant": "A", "contact_id": "contact-special", "contact_name": "Q, \"R\"\nS",
+         "phone": "+15559990000", "outcome": "ACCEPTED", **base},
+        {"type": "delivery", "event_id": "sp-1", "occurred_at": t + 10, "status": "DELIVERED",
+         **base},
+        {"type": "delivery", "event_id": "sp-2", "occurred_at": t + 20,
+         "status": "UNDELIVERED", "error_code": "30005", **base},
+    ]
+    events += list(reversed(special)) + [special[1]]  # receipts before the send, and a dup
+    random.Random(5).shuffle(events)
+    return events
+
+
+def _write(path: Path, events: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events))
+    return path
+
+
+def _pick(summary: dict) -> dict:
+    return {k: summary[k] for k in SUMMARY_KEYS}
+
+
+def _expected(events: list[dict], campaign_id: str) -> dict:
+    return {k: recount(events)[campaign_id][k] for k in SUMMARY_KEYS}
+
+
+def test_summary_and_export_equal_the_batch_recount(deployment: Deployment, tmp_path: Path):
+    events = _messy_events()
+    worker = deployment.worker().start()
+    worker.wait_ready()
+    result = deployment.cli("publish", str(_write(tmp_path / "events.jsonl", events)))
+    assert f"published {len(events)} event(s); rejected 0 line(s)" in result.stdout
+
+    for campaign_id in ("camp-ab", "camp-plain"):
+        deployment.wait_for_summary(campaign_id, _expected(events, campaign_id), keys=_pick)
+
+    text = deployment.cli("summary", "camp-ab").stdout
+    assert "delivery_rate" in text and "camp-ab" in text
+
+    want = expected_log(events, "camp-ab")
+    out = tmp_path / "camp-ab.csv"
+    rows: list[dict[str, str]] = []
+    for _ in range(60):  # the sink writes in batches; poll until it caught up
+        deployment.cli("export", "camp-ab", "--output", str(out), check=False)
+        if out.exists():
+            with out.open(newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+            if len(rows) == len(want) and _statuses(rows) == _statuses(want.values()):
+                break
+        import time
+
+        time.sleep(1)
+    assert list(rows[0]) == ["contact_name", "phone", "variant", "status", "sent_at",
+                             "delivered_at", "error_code", "error_description"]
+    assert len(rows) == len(want)
+    assert _statuses(rows) == _statuses(want.values())
+    special = next(r for r in rows if r["phone"] == "+15559990000")
+    assert special["contact_name"] == "Q, \"R\"\nS"
+    assert (special["status"], special["error_code"], special["delivered_at"]) == (
+        "undelivered", "30005", "")
+    delivered = [r for r in rows if r["status"] == "delivered"]
+    assert delivered and all(r["delivered_at"].endswith("Z") for r in delivered)
+
+
+def _statuses(rows) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for r in rows:
+        key = (r["phone"], r["status"])
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def test_two_workers_side_by_side_in_one_directory(deployment: Deployment, tmp_path: Path):
+    events = generate_campaign("camp-two", 200, seed=21) + generate_campaign(
+        "camp-three", 100, seed=22)
+    workers = [deployment.worker().start(), deployment.worker().start()]
+    for worker in workers:
+        worker.wait_ready()
+    deployment.cli("publish", str(_write(tmp_path / "e.jsonl", events)))
+    for campaign_id in ("camp-two", "camp-three"):
+        deployment.wait_for_summary(campaign_id, _expected(events, campaign_id), keys=_pick)
+    consumed = [_consumed(w.metrics()) for w in workers]
+    assert all(n > 0 for n in consumed), f"both workers should get partitions: {consumed}"
+    assert sum(consumed) >= len(events)
+    state_dirs = sorted(p.name for p in (deployment.root / "state").iterdir())
+    assert [f"worker-{w.web_port}" for w in workers] == sorted(
+        d for d in state_dirs if d.startswith("worker-"))
+
+
+def _consumed(metrics_text: str) -> float:
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith("campaign_analytics_events_consumed_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_bad_lines_are_reported_and_never_stop_the_rest(deployment: Deployment,
+                                                        tmp_path: Path):
+    good = generate_campaign("camp-bad", 30, seed=31, duplicate_rate=0)
+    lines = [json.dumps(e) for e in good]
+    lines.insert(3, "{not json")
+    lines.insert(10, json.dumps({"type": "sent", "event_id": "", "message_id": "x"}))
+    lines.insert(20, json.dumps({**good[0], "type": "delivery", "status": "LOST"}))
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = deployment.cli("publish", str(path), check=False)
+    assert result.returncode == 1
+    assert f"published {len(good)} event(s); rejected 3 line(s)" in result.stdout
+    assert "line 4: not valid JSON" in result.stderr
+    assert "line 11:" in result.stderr and "line 21:" in result.stderr
+
+    worker = deployment.worker().start()
+    worker.wait_ready()
+    deployment.wait_for_summary("camp-bad", _expected(good, "camp-bad"), keys=_pick)
+
+
+def test_undecodable_records_go_to_the_dead_letter_topic(deployment: Deployment,
+                                                         tmp_path: Path):
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    from streams.kafka_admin import read_topic
+    from streams.settings import load_settings
+
+    good = generate_campaign("camp-dlq", 20, seed=41, duplicate_rate=0)
+    deployment.cli("publish", str(_write(tmp_path / "g.jsonl", good)))
+    settings = load_settings(**{
+        "kafka_bootstrap": deployment.env["CA_KAFKA_BOOTSTRAP"],
+        "topic_prefix": deployment.env["CA_TOPIC_PREFIX"],
+        "input_topics": {k: deployment.env["CA_TOPIC_PREFIX"] + v for k, v in
+                         {"sent": "sms.sent", "delivery": "sms.delivery",
+                          "reply": "sms.reply", "click": "sms.click"}.items()},
+    })
+
+    async def produce_garbage() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(settings.input_topics["sent"], b"garbage", key=b"k")
+            await producer.send_and_wait(settings.input_topics["delivery"], None, key=b"k2")
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce_garbage())
+    worker = deployment.worker().start()
+    worker.wait_ready()
+    deployment.wait_for_summary("camp-dlq", _expected(good, "camp-dlq"), keys=_pick)
+    dead = asyncio.run(read_topic(settings, settings.dead_letter_topic))
+    assert sorted(v for _, v in dead if v) == [b"garbage"]
+    assert len(dead) == 2
+    assert 'campaign_analytics_rejected_records_total{topic="' in worker.metrics()

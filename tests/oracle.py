@@ -1,0 +1,125 @@
+"""An independent batch recount of domain.md section 3, straight from JSON-lines dicts.
+
+Written without the projections on purpose: it is the oracle the streaming
+results are checked against. Plain loops over the whole event set, no folds.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+OPT_OUT = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit"}
+TERMINAL = {"DELIVERED", "UNDELIVERED", "FAILED"}
+RANK = {"QUEUED": 0, "SENT": 1, "DELIVERED": 2, "UNDELIVERED": 2, "FAILED": 2}
+
+
+def _final_status(receipts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    terminal = [r for r in receipts if r["status"] in TERMINAL]
+    if not terminal:
+        return None
+    return max(terminal, key=lambda r: (r["occurred_at"], r["event_id"]))
+
+
+def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Summary per campaign id, in the shape of ``summary --json`` (without breakdowns)."""
+    unique: dict[str, dict[str, Any]] = {}
+    for e in events:
+        unique.setdefault(e["event_id"], e)
+    by_message: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in unique.values():
+        by_message[e["message_id"]].append(e)
+
+    groups: dict[tuple[str, str | None], dict[str, Any]] = {}
+
+    def group(campaign: str, variant: str | None) -> dict[str, Any]:
+        return groups.setdefault(
+            (campaign, variant),
+            {k: 0 for k in ("sent", "delivered", "failed", "pending", "replies",
+                            "opt_outs", "link_clicks")}
+            | {"clickers": set(), "repliers": set()},
+        )
+
+    for msg_events in by_message.values():
+        sends = sorted((e for e in msg_events if e["type"] == "sent"),
+                       key=lambda e: (e["occurred_at"], e["event_id"]))
+        if not sends:
+            continue  # counts nowhere until its sent event
+        sent = sends[0]
+        receipts = [e for e in msg_events if e["type"] == "delivery"]
+        replies = [e for e in msg_events if e["type"] == "reply"]
+        clicks = [e for e in msg_events if e["type"] == "click"]
+        variant = sent.get("variant")
+        for g in (group(sent["campaign_id"], None), group(sent["campaign_id"], variant)
+                  ) if variant else (group(sent["campaign_id"], None),):
+            if sent["outcome"] == "REJECTED":
+                g["failed"] += 1
+            else:
+                g["sent"] += 1
+                final = _final_status(receipts)
+                if final is None:
+                    g["pending"] += 1
+                elif final["status"] == "DELIVERED":
+                    g["delivered"] += 1
+                else:
+                    g["failed"] += 1
+            g["replies"] += len(replies)
+            g["opt_outs"] += sum(1 for r in replies if r["body"].strip().casefold() in OPT_OUT)
+            g["link_clicks"] += len(clicks)
+            if clicks:
+                g["clickers"].add(sent["contact_id"])
+            if replies:
+                g["repliers"].add(sent["contact_id"])
+
+    def view(g: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in g.items() if k not in ("clickers", "repliers")}
+        out["unique_link_clicks"] = len(g["clickers"])
+        out["unique_repliers"] = len(g["repliers"])
+        sent = out["sent"]
+        out["delivery_rate"] = out["delivered"] / sent if sent else 0.0
+        out["reply_rate"] = out["replies"] / sent if sent else 0.0
+        out["link_click_rate"] = out["unique_link_clicks"] / sent if sent else 0.0
+        return out
+
+    result: dict[str, dict[str, Any]] = {}
+    for (campaign, variant), g in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        if variant is None:
+            result[campaign] = {"campaign_id": campaign, **view(g), "variants": {}}
+    for (campaign, variant), g in groups.items():
+        if variant is not None:
+            result[campaign]["variants"][variant] = view(g)
+    for summary in result.values():
+        summary["variants"] = dict(sorted(summary["variants"].items()))
+    return result
+
+
+def expected_log(events: list[dict[str, Any]], campaign_id: str) -> dict[str, dict[str, Any]]:
+    """message_id -> {status, delivered_at} for the campaign's messages (for exports)."""
+    unique = {e["event_id"]: e for e in events}
+    by_message: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in unique.values():
+        by_message[e["message_id"]].append(e)
+    out: dict[str, dict[str, Any]] = {}
+    for message_id, msg_events in by_message.items():
+        sends = sorted((e for e in msg_events if e["type"] == "sent"),
+                       key=lambda e: (e["occurred_at"], e["event_id"]))
+        if not sends or sends[0]["campaign_id"] != campaign_id:
+            continue
+        sent = sends[0]
+        receipts = [e for e in msg_events if e["type"] == "delivery"]
+        if sent["outcome"] == "REJECTED":
+            status, delivered_at = "rejected", None
+        else:
+            final = _final_status(receipts)
+            if final is not None:
+                status = final["status"].lower()
+            elif receipts:
+                status = max(receipts, key=lambda r: (RANK[r["status"]], r["occurred_at"],
+                                                      r["event_id"]))["status"].lower()
+            else:
+                status = "sent"
+            delivered_at = final["occurred_at"] if final and status == "delivered" else None
+        out[message_id] = {"phone": sent["phone"], "contact_name": sent.get("contact_name"),
+                           "variant": sent.get("variant"), "status": status,
+                           "delivered_at": delivered_at}
+    return out

@@ -1,0 +1,107 @@
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from projections.errors import InvalidEventError
+from projections.events import DeliveryStatus, LinkClicked, ReceiptReceived, ReplyReceived
+from streams import codec
+from streams.demo import generate_campaign
+
+NOW = 1_800_000_000_000
+
+
+def _sent(**overrides):
+    line = {
+        "type": "sent", "event_id": "e1", "message_id": "m1",
+        "occurred_at": "2026-11-27T08:00:00+01:00", "campaign_id": "c1", "variant": "A",
+        "contact_id": "k1", "contact_name": "Zoë, \"Z\"", "phone": "+15551234567",
+        "outcome": "ACCEPTED", "segments": 2,
+    }
+    line.update(overrides)
+    return json.dumps(line)
+
+
+def test_json_line_round_trips_through_avro():
+    kind, event, data = codec.parse_json_line(_sent(), now_ms=NOW)
+    assert kind == "sent"
+    assert event.occurred_at == 1_795_762_800_000  # 07:00Z
+    assert data[:2] == b"\xc3\x01"
+    assert codec.decode_event(data, now_ms=NOW) == event
+
+
+def test_every_demo_event_round_trips():
+    for line in generate_campaign(messages=300):
+        _, event, data = codec.parse_json_line(json.dumps(line), now_ms=NOW)
+        assert codec.decode_event(data, now_ms=NOW) == event
+
+
+def test_record_written_with_old_schema_reads_with_current():
+    old = next(s for s in codec.BY_FINGERPRINT.values() if s.name == "sent" and s.version == 1)
+    assert codec.CURRENT["sent"].version == 2
+    _, event, _ = codec.parse_json_line(_sent(segments=3), now_ms=NOW)
+    record = codec.event_to_record(event)
+    del record["segments"]  # v1 has no segments
+    data = codec.encode_record("sent", record, old)
+    decoded = codec.decode_event(data, now_ms=NOW)
+    assert decoded.segments == 1  # the v2 default
+    assert decoded.message_id == "m1"
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("not json", "not valid JSON"),
+        ("[1]", "JSON object"),
+        (json.dumps({"type": "bogus"}), "type must be"),
+        (_sent(event_id=""), "event_id is empty"),
+        (_sent(message_id="   "), "message_id is empty"),
+        (_sent(outcome="MAYBE"), "outcome has unknown value"),
+        (_sent(phone="555-1234"), "not E.164"),
+        (_sent(occurred_at="2099-01-01T00:00:00Z"), "future"),
+        (_sent(occurred_at="2026-01-01T00:00:00"), "no UTC offset"),
+        (_sent(contact_name="x" * 5000), "longer than"),
+        (_sent(surprise=1), "unknown field"),
+        (_sent(segments=0), "segments"),
+    ],
+)
+def test_bad_lines_are_rejected_with_a_reason(line, reason):
+    with pytest.raises(InvalidEventError) as info:
+        codec.parse_json_line(line, now_ms=NOW)
+    assert reason in info.value.reason
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"plain text", b"\xc3\x01" + b"\x00" * 8 + b"x", b"\xc3\x01" + b"\xff" * 20]
+)
+def test_undecodable_bytes_raise_invalid_event(data):
+    with pytest.raises(InvalidEventError):
+        codec.decode_event(data, now_ms=NOW)
+
+
+def test_truncated_record_raises_invalid_event():
+    _, _, data = codec.parse_json_line(_sent(), now_ms=NOW)
+    with pytest.raises(InvalidEventError, match="does not decode"):
+        codec.decode_event(data[:-5], now_ms=NOW)
+
+
+texts = st.text(min_size=1, max_size=40).filter(lambda s: s.strip())
+times = st.integers(min_value=codec.MIN_OCCURRED_AT, max_value=NOW)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.builds(ReceiptReceived, event_id=texts, message_id=texts, occurred_at=times,
+                  status=st.sampled_from(DeliveryStatus),
+                  error_code=st.none() | texts, error_description=st.none() | st.text(),
+                  carrier=st.none() | texts),
+        st.builds(ReplyReceived, event_id=texts, message_id=texts, occurred_at=times,
+                  contact_id=texts, phone=st.just("+447700900123"), body=st.text()),
+        st.builds(LinkClicked, event_id=texts, message_id=texts, occurred_at=times,
+                  link_id=texts, user_agent=st.none() | st.text()),
+    )
+)
+def test_avro_round_trip_property(event):
+    assert codec.decode_event(codec.encode_event(event), now_ms=NOW) == event

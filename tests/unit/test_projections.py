@@ -1,0 +1,226 @@
+import json
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from projections.message import MessageState, apply_event, message_status
+from projections.message_log import message_log_row
+from projections.metrics import (
+    BASE_METRICS,
+    CampaignCounts,
+    ContactActivity,
+    apply_contribution_change,
+    message_contribution,
+    sum_counts,
+    summarize,
+)
+from streams.codec import parse_json_line
+from streams.demo import generate_campaign
+from tests.oracle import recount
+
+NOW = 1_800_000_000_000
+SUMMARY_KEYS = (*BASE_METRICS, "unique_link_clicks", "unique_repliers",
+                "delivery_rate", "reply_rate", "link_click_rate")
+
+
+def stream_fold(lines):
+    """What the pipeline does, in process: fold per message, move aggregates by new - old."""
+    states: dict[str, MessageState] = {}
+    contributions = {}
+    campaigns: dict[str, CampaignCounts] = {}
+    contacts: dict[tuple[str, str], ContactActivity] = {}
+    for line in lines:
+        _, event, _ = parse_json_line(json.dumps(line), now_ms=NOW)
+        state = states.get(event.message_id, MessageState(event.message_id))
+        new = apply_event(state, event)
+        states[event.message_id] = new
+        contribution = message_contribution(new)
+        if contribution is None:
+            continue
+        old = contributions.get(event.message_id)
+        key = (contribution.campaign_id, contribution.contact_id)
+        campaigns[contribution.campaign_id], contacts[key] = apply_contribution_change(
+            campaigns.get(contribution.campaign_id, CampaignCounts()),
+            contacts.get(key, ContactActivity()),
+            old,
+            contribution,
+        )
+        contributions[event.message_id] = contribution
+    return states, campaigns
+
+
+def summaries(campaigns):
+    out = {}
+    for cid, counts in campaigns.items():
+        s = summarize(cid, counts)
+        out[cid] = {"campaign_id": cid, **{k: s[k] for k in SUMMARY_KEYS},
+                    "variants": {v: {k: m[k] for k in SUMMARY_KEYS}
+                                 for v, m in s["variants"].items()}}
+    return out
+
+
+def normalized(expected):
+    return {cid: {"campaign_id": cid, **{k: s[k] for k in SUMMARY_KEYS},
+                  "variants": {v: {k: m[k] for k in SUMMARY_KEYS}
+                               for v, m in s["variants"].items()}}
+            for cid, s in expected.items()}
+
+
+def test_demo_campaign_matches_batch_recount():
+    events = generate_campaign("c1", 400, seed=3) + generate_campaign("c2", 100, seed=4)
+    _, campaigns = stream_fold(events)
+    assert summaries(campaigns) == normalized(recount(events))
+
+
+def test_checker_detects_a_wrong_fold():
+    """Negative control: a fold that forgets dedup must disagree with the recount."""
+    events = generate_campaign("c1", 200, seed=5, duplicate_rate=0.3)
+    states, campaigns = stream_fold(events)
+    broken = dict(campaigns["c1"].total)
+    broken["replies"] = broken.get("replies", 0) + 1
+    campaigns["c1"] = CampaignCounts(total=broken, variants=campaigns["c1"].variants)
+    assert summaries(campaigns) != normalized(recount(events))
+
+
+@st.composite
+def messy_campaigns(draw):
+    messages = draw(st.integers(min_value=1, max_value=40))
+    seed = draw(st.integers(min_value=0, max_value=10_000))
+    events = generate_campaign("cx", messages, seed=seed, shuffle=False, duplicate_rate=0.0)
+    permutation = draw(st.permutations(range(len(events))))
+    dup_indexes = draw(st.lists(st.integers(0, len(events) - 1), max_size=20))
+    return events, [events[i] for i in permutation] + [events[i] for i in dup_indexes]
+
+
+@settings(max_examples=150, deadline=None)
+@given(messy_campaigns())
+def test_any_order_and_duplication_gives_the_batch_recount(case):
+    original, shuffled = case
+    states_a, campaigns_a = stream_fold(original)
+    states_b, campaigns_b = stream_fold(shuffled)
+    assert states_a == states_b
+    assert campaigns_a == campaigns_b
+    assert summaries(campaigns_b) == normalized(recount(shuffled))
+
+
+@settings(max_examples=100, deadline=None)
+@given(messy_campaigns(), st.integers(min_value=1, max_value=7))
+def test_chunked_folds_merge_to_the_same_state(case, chunks):
+    """Folding chunks separately and replaying each chunk's events gives the same state."""
+    _, shuffled = case
+    rng = random.Random(chunks)
+    size = max(1, len(shuffled) // chunks)
+    replayed = []
+    for i in range(0, len(shuffled), size):
+        chunk = shuffled[i : i + size]
+        replayed += chunk + rng.sample(chunk, k=len(chunk) // 2)  # redelivered chunk parts
+    assert stream_fold(replayed)[0] == stream_fold(shuffled)[0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(messy_campaigns())
+def test_variant_totals_add_up_to_campaign_total(case):
+    _, shuffled = case
+    _, campaigns = stream_fold(shuffled)
+    for counts in campaigns.values():
+        additive = {k: v for k, v in counts.total.items() if not k.startswith("unique_")}
+        by_variant = sum_counts(
+            {k: v for k, v in bag.items() if not k.startswith("unique_")}
+            for bag in counts.variants.values()
+        )
+        assert by_variant == additive
+
+
+def _event(kind, **fields):
+    return parse_json_line(json.dumps({"type": kind, **fields}), now_ms=NOW)[1]
+
+
+SENT = dict(event_id="s", message_id="m", occurred_at=1_000_000_000_000, campaign_id="c",
+            variant="A", contact_id="k", phone="+15550000000", outcome="ACCEPTED")
+
+
+def _receipt(eid, status, at, **extra):
+    return _event("delivery", event_id=eid, message_id="m", occurred_at=at, status=status,
+                  **extra)
+
+
+def _fold(*events):
+    state = MessageState("m")
+    for e in events:
+        state = apply_event(state, e)
+    return state
+
+
+def test_late_non_terminal_receipt_changes_nothing():
+    t = SENT["occurred_at"]
+    state = _fold(_event("sent", **SENT), _receipt("r1", "DELIVERED", t + 5),
+                  _receipt("r2", "SENT", t + 50))
+    assert message_status(state) == "delivered"
+
+
+def test_later_terminal_receipt_supersedes_and_ties_break_on_event_id():
+    t = SENT["occurred_at"]
+    state = _fold(_receipt("r2", "UNDELIVERED", t + 9, error_code="30003"),
+                  _event("sent", **SENT), _receipt("r1", "DELIVERED", t + 5))
+    assert message_status(state) == "undelivered"
+    tie = _fold(_event("sent", **SENT), _receipt("r9", "FAILED", t + 5),
+                _receipt("r1", "DELIVERED", t + 5))
+    assert message_status(tie) == "failed"
+
+
+def test_error_fields_are_not_erased_by_a_later_receipt_without_them():
+    t = SENT["occurred_at"]
+    state = _fold(_event("sent", **SENT),
+                  _receipt("r1", "UNDELIVERED", t + 5, error_code="30003",
+                           error_description="Unreachable"),
+                  _receipt("r2", "FAILED", t + 9))
+    row = message_log_row(state, updated_at=0)
+    assert row is not None
+    assert (row.status, row.error_code, row.error_description) == (
+        "failed", "30003", "Unreachable")
+
+
+def test_rejected_send_stays_failed_whatever_the_receipts():
+    t = SENT["occurred_at"]
+    state = _fold(_receipt("r1", "DELIVERED", t + 5),
+                  _event("sent", **(SENT | {"outcome": "REJECTED", "error_code": "21211"})))
+    contribution = message_contribution(state)
+    assert contribution is not None
+    assert contribution.counts == {"failed": 1, "error_code:21211": 1}
+    assert message_status(state) == "rejected"
+
+
+def test_orphans_count_nowhere_until_sent_then_exactly_once():
+    t = SENT["occurred_at"]
+    click = _event("click", event_id="c1", message_id="m", occurred_at=t + 10, link_id="l")
+    orphan = _fold(click, click, _receipt("r1", "DELIVERED", t + 5))
+    assert message_contribution(orphan) is None
+    complete = apply_event(orphan, _event("sent", **SENT))
+    contribution = message_contribution(complete)
+    assert contribution is not None
+    assert contribution.counts["link_clicks"] == 1
+    assert contribution.counts["delivered"] == 1
+
+
+def test_opt_out_keywords_are_trimmed_and_case_folded():
+    t = SENT["occurred_at"]
+    replies = [_event("reply", event_id=f"p{i}", message_id="m", occurred_at=t + i,
+                      contact_id="k", phone="+15550000000", body=body)
+               for i, body in enumerate(["  stop ", "Stop please", "QUIT", "unsubscribe"])]
+    state = _fold(_event("sent", **SENT), *replies)
+    contribution = message_contribution(state)
+    assert contribution is not None
+    assert (contribution.counts["replies"], contribution.counts["opt_outs"]) == (4, 3)
+
+
+def test_unique_clickers_count_contacts_not_messages():
+    t = SENT["occurred_at"]
+    events = []
+    for m in ("m1", "m2"):
+        events.append(dict(SENT, type="sent", event_id=f"s-{m}", message_id=m))
+        events.append({"type": "click", "event_id": f"c-{m}", "message_id": m,
+                       "occurred_at": t + 1, "link_id": "l"})
+    _, campaigns = stream_fold(events)
+    total = campaigns["c"].total
+    assert (total["link_clicks"], total["unique_link_clicks"]) == (2, 1)
