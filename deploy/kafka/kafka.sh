@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# Local single-node Kafka (KRaft broker+controller) without Docker.
+#
+#   kafka.sh jars | start | wait | stop | status | clean
+#
+# The broker is the Maven artifact org.apache.kafka:kafka_2.13 listed in
+# deploy/kafka/pom.xml (the single source of its version), run straight with
+# `java -cp 'libs/*' kafka.Kafka server.properties`.
+#
+# Environment (all optional):
+#   CA_KAFKA_BOOTSTRAP        host:port the broker listens on   (127.0.0.1:9092; first entry used)
+#   CA_KAFKA_CONTROLLER_PORT  KRaft controller port             (broker port + 1)
+#   CA_KAFKA_DIR              data dir, logs, pid file          (<repo>/.run/kafka)
+#   CA_KAFKA_WAIT_TIMEOUT     seconds `wait`/`start` wait for the broker (90)
+#   CA_KAFKA_STOP_TIMEOUT     seconds before SIGKILL in `stop`  (30)
+#   KAFKA_HEAP_OPTS           JVM heap                          (-Xmx1G -Xms256m)
+#   KAFKA_JVM_OPTS            extra JVM options
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+POM="$HERE/pom.xml"
+LIBS="$HERE/.cache/libs"
+STAMP="$LIBS/.pom.sha256"
+
+BOOTSTRAP="${CA_KAFKA_BOOTSTRAP:-127.0.0.1:9092}"
+BOOTSTRAP="${BOOTSTRAP%%,*}"
+HOST="${BOOTSTRAP%:*}"
+PORT="${BOOTSTRAP##*:}"
+CONTROLLER_PORT="${CA_KAFKA_CONTROLLER_PORT:-$((PORT + 1))}"
+KDIR="${CA_KAFKA_DIR:-$REPO/.run/kafka}"
+PIDFILE="$KDIR/kafka.pid"
+LOGDIR="$KDIR/logs"
+CONF="$KDIR/server.properties"
+WAIT_TIMEOUT="${CA_KAFKA_WAIT_TIMEOUT:-90}"
+STOP_TIMEOUT="${CA_KAFKA_STOP_TIMEOUT:-30}"
+PYTHON="$REPO/.venv/bin/python"
+
+log() { echo "kafka.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+java_run() { java -cp "$LIBS/*" "$@"; }
+
+# --- jars --------------------------------------------------------------------
+# Copies the pom's runtime classpath into .cache/libs. Skipped when the jars
+# are there for this exact pom (sha256 stamp); Maven's offline mode is tried
+# first so a warm ~/.m2 needs no network.
+jars_current() {
+    [[ -f "$STAMP" && "$(cat "$STAMP")" == "$1" ]] && compgen -G "$LIBS/kafka_2.13-*.jar" >/dev/null
+}
+
+cmd_jars() {
+    local sum
+    sum="$(sha256sum "$POM" | cut -d' ' -f1)"
+    jars_current "$sum" && return 0
+    mkdir -p "$HERE/.cache"
+    (   # one fetch at a time (make and a test fixture may both get here)
+        flock 9
+        jars_current "$sum" && exit 0
+        command -v mvn >/dev/null || die "mvn not found (needed once to fetch the Kafka jars)"
+        rm -rf "$LIBS.tmp"
+        log "fetching Kafka jars listed in $POM"
+        local mvn_args=(-q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies
+            -DincludeScope=runtime "-DoutputDirectory=$LIBS.tmp")
+        mvn -o "${mvn_args[@]}" >/dev/null 2>&1 || mvn "${mvn_args[@]}"
+        echo "$sum" >"$LIBS.tmp/.pom.sha256"
+        rm -rf "$LIBS"
+        mv "$LIBS.tmp" "$LIBS"
+        log "jars in $LIBS: $(cd "$LIBS" && echo kafka_2.13-*.jar)"
+    ) 9>"$HERE/.cache/jars.lock"
+}
+
+# --- process helpers ---------------------------------------------------------
+# PID of our broker if it is running (a pid file alone is not enough: the pid
+# must still be a kafka.Kafka JVM).
+running_pid() {
+    local pid
+    [[ -f "$PIDFILE" ]] || return 1
+    pid="$(cat "$PIDFILE")"
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+    [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *kafka.Kafka* ]] || return 1
+    echo "$pid"
+}
+
+# Alive and not a zombie (an orphaned JVM is reaped by whatever PID 1 is, maybe late).
+alive() { [[ -e "/proc/$1" && "$(sed -n 's/.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)" != Z ]]; }
+
+port_open() { (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; }
+
+# A real Kafka request (metadata via aiokafka's admin client) when the project
+# venv is there; otherwise an open port has to do.
+broker_answers() {
+    port_open || return 1
+    [[ -x "$PYTHON" ]] || return 0
+    "$PYTHON" - "$BOOTSTRAP" <<'PY' >/dev/null 2>&1
+import asyncio, sys
+try:
+    from aiokafka.admin import AIOKafkaAdminClient
+except ImportError:
+    sys.exit(0)
+
+async def main() -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=sys.argv[1], request_timeout_ms=5000)
+    await admin.start()
+    try:
+        await admin.list_topics()
+    finally:
+        await admin.close()
+
+asyncio.run(asyncio.wait_for(main(), 10))
+PY
+}
+
+log_tail() {
+    local f
+    for f in "$LOGDIR/stdout.log" "$LOGDIR/server.log"; do
+        [[ -s "$f" ]] && { echo "---- tail of $f" >&2; tail -n 40 "$f" >&2; }
+    done
+    return 0
+}
+
+# --- subcommands -------------------------------------------------------------
+cmd_wait() {
+    local t0 deadline
+    t0="$(now)"
+    deadline=$((SECONDS + WAIT_TIMEOUT))
+    [[ -f "$PIDFILE" ]] || log "no local broker started by kafka.sh; waiting up to ${WAIT_TIMEOUT}s for one at $BOOTSTRAP"
+    while true; do
+        # Our own broker must be alive (else another one on the port could answer).
+        if [[ -f "$PIDFILE" ]] && ! running_pid >/dev/null; then
+            log "broker process exited while waiting"
+            log_tail
+            exit 1
+        fi
+        broker_answers && break
+        if ((SECONDS >= deadline)); then
+            log "broker at $BOOTSTRAP not answering after ${WAIT_TIMEOUT}s"
+            log_tail
+            exit 1
+        fi
+        sleep 0.5
+    done
+    log "broker at $BOOTSTRAP answers (waited $(since "$t0") s)"
+}
+
+render_config() {
+    sed -e "s|@HOST@|$HOST|g" -e "s|@PORT@|$PORT|g" \
+        -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" -e "s|@DATA_DIR@|$KDIR/data|g" \
+        "$HERE/server.properties.in" >"$CONF"
+}
+
+format_storage() {
+    [[ -f "$KDIR/data/meta.properties" ]] && return 0
+    local cluster_id
+    # A Kafka cluster id is 16 random bytes, base64url without padding.
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    log "formatting KRaft storage in $KDIR/data (cluster id $cluster_id)"
+    java_run -Dlog4j2.configurationFile="$HERE/log4j2.xml" -Dkafka.logs.dir="$LOGDIR" \
+        kafka.tools.StorageTool format --cluster-id="$cluster_id" --config="$CONF" >"$LOGDIR/format.log" 2>&1 ||
+        { cat "$LOGDIR/format.log" >&2; die "formatting storage failed"; }
+}
+
+cmd_start() {
+    local pid t0
+    if pid="$(running_pid)"; then
+        if broker_answers; then
+            log "already running (pid $pid) and answering at $BOOTSTRAP"
+            return 0
+        fi
+        log "already running (pid $pid) but not answering yet; waiting"
+        cmd_wait
+        return 0
+    fi
+    rm -f "$PIDFILE"
+    port_open && die "something else listens on $HOST:$PORT (not our broker; see CA_KAFKA_BOOTSTRAP)"
+    command -v java >/dev/null || die "java not found (Java 17+ needed)"
+    cmd_jars
+    mkdir -p "$KDIR/data" "$LOGDIR"
+    render_config
+    format_storage
+
+    t0="$(now)"
+    # setsid+nohup: the broker outlives this shell and make; bash writes its own
+    # pid and then execs java, so the pid file holds the JVM's pid.
+    # shellcheck disable=SC2086,SC2016
+    setsid nohup bash -c 'echo $$ >"$0"; exec "$@"' "$PIDFILE" \
+        java ${KAFKA_HEAP_OPTS:--Xmx1G -Xms256m} \
+        -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+        -Djava.awt.headless=true ${KAFKA_JVM_OPTS:-} \
+        -Dlog4j2.configurationFile="$HERE/log4j2.xml" -Dkafka.logs.dir="$LOGDIR" \
+        -cp "$LIBS/*" kafka.Kafka "$CONF" \
+        >"$LOGDIR/stdout.log" 2>&1 </dev/null &
+    for _ in $(seq 50); do [[ -s "$PIDFILE" ]] && break; sleep 0.1; done
+    [[ -s "$PIDFILE" ]] || { log_tail; die "could not launch the broker"; }
+    log "started broker pid $(cat "$PIDFILE"), log $LOGDIR/server.log"
+    cmd_wait
+    echo "broker up in $(since "$t0") s"
+}
+
+cmd_stop() {
+    local pid deadline
+    if ! pid="$(running_pid)"; then
+        rm -f "$PIDFILE"
+        log "not running"
+        return 0
+    fi
+    log "stopping broker pid $pid"
+    kill -TERM "$pid"
+    deadline=$((SECONDS + STOP_TIMEOUT))
+    while alive "$pid"; do
+        if ((SECONDS >= deadline)); then
+            log "still running after ${STOP_TIMEOUT}s, sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
+            alive "$pid" && die "pid $pid survived SIGKILL"
+            break
+        fi
+        sleep 0.2
+    done
+    rm -f "$PIDFILE"
+    log "stopped"
+}
+
+cmd_status() {
+    local pid
+    if pid="$(running_pid)"; then
+        if broker_answers; then
+            echo "running (pid $pid), answering at $BOOTSTRAP, data in $KDIR"
+        else
+            echo "running (pid $pid), NOT answering at $BOOTSTRAP, data in $KDIR"
+        fi
+        return 0
+    fi
+    echo "not running (data dir $KDIR)"
+    return 3
+}
+
+cmd_clean() {
+    cmd_stop
+    case "$KDIR" in
+    "" | / | "$HOME" | "$REPO") die "refusing to delete '$KDIR'" ;;
+    esac
+    rm -rf "$KDIR"
+    log "removed $KDIR"
+}
+
+case "${1:-}" in
+jars | start | wait | stop | status | clean) "cmd_$1" ;;
+*)
+    echo "usage: $0 {jars|start|wait|stop|status|clean}" >&2
+    exit 2
+    ;;
+esac
