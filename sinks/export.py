@@ -1,0 +1,55 @@
+"""The CSV export of a campaign's message log (domain.md section 4).
+
+RFC 4180: comma separated, ``\\r\\n`` line ends, fields quoted when they hold a
+comma, quote or line break, quotes doubled. A null is an empty cell.
+Timestamps are ISO-8601 in UTC with millisecond precision and a ``Z``
+(``2024-05-01T12:00:00.123Z``). Open ``out`` with ``newline=""`` so the
+``\\r\\n`` is written as is.
+
+Cells are written as they are: no spreadsheet-formula escaping, because phone
+numbers in E.164 begin with ``+`` and must survive unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import TextIO
+
+from projections.message_log import CSV_EXPORT_COLUMNS
+from sinks.sql import TIMESTAMP_COLUMNS
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TIMESTAMP_POSITIONS = frozenset(
+    i for i, name in enumerate(CSV_EXPORT_COLUMNS) if name in TIMESTAMP_COLUMNS
+)
+
+
+def format_timestamp(epoch_ms: int) -> str:
+    """``2024-05-01T12:00:00.123Z`` for epoch milliseconds (exact, no float rounding)."""
+    moment = _EPOCH + timedelta(milliseconds=epoch_ms)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
+def _cell(position: int, value: object) -> object:
+    if value is None:
+        return ""
+    if position in _TIMESTAMP_POSITIONS:
+        if not isinstance(value, int):
+            raise TypeError(f"{CSV_EXPORT_COLUMNS[position]} must be epoch ms, got {value!r}")
+        return format_timestamp(value)
+    return value
+
+
+def write_csv(rows: Iterable[tuple[object, ...]], out: TextIO) -> int:
+    """Write the header and ``rows`` (``CSV_EXPORT_COLUMNS`` order); returns the rows written."""
+    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(CSV_EXPORT_COLUMNS)
+    written = 0
+    for row in rows:
+        if len(row) != len(CSV_EXPORT_COLUMNS):
+            raise ValueError(f"expected {len(CSV_EXPORT_COLUMNS)} cells, got {len(row)}")
+        writer.writerow([_cell(i, value) for i, value in enumerate(row)])
+        written += 1
+    return written

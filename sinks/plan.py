@@ -1,0 +1,76 @@
+"""Insert plans: what one ClickHouse insert writes, decided without a server.
+
+A plan names the table, the columns, the rows (plain tuples in column order)
+and the deduplication token. Building it is a pure function, so the shape of
+every insert is unit-tested; the stores only execute plans.
+
+The token makes a replayed insert a no-op (reliability.md, "Idempotent sink"):
+the sink derives it from the source offsets a batch covers, so a batch rebuilt
+after a crash carries the same token and the engine drops it, even when the
+rebuilt rows differ (order, versions). ``None`` means "no idempotence claimed":
+the stores then send a fresh random token, so every insert is written, a
+byte-identical repeat included. (Without any token the engine would fall back
+to hashing the block's content, and ``insert_deduplicate = 0`` does not switch
+that off for a non-replicated table in chdb 4.4, so a unique token is the one
+way to say "no deduplication" that means the same on every engine.)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import attrgetter
+
+from projections.message_log import MESSAGE_LOG_COLUMNS, MessageLogRow
+
+MESSAGE_LOG_TABLE = "message_log"
+
+# Kafka topic names use [A-Za-z0-9._-]; ':' '|' '/' '=' '+' leave room for
+# composite tokens (several partitions joined). No quote, backslash or space, so
+# a token is safe inside a SQL string literal even before escaping.
+_TOKEN_RE = re.compile(r"[A-Za-z0-9._:|/=+\-]{1,8192}")
+
+_row_values = attrgetter(*MESSAGE_LOG_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class InsertPlan:
+    """One insert: ``rows`` are tuples in ``columns`` order (timestamps in epoch ms)."""
+
+    table: str
+    columns: tuple[str, ...]
+    rows: list[tuple[object, ...]]
+    dedup_token: str | None
+
+    def __post_init__(self) -> None:
+        if self.dedup_token is not None and not _TOKEN_RE.fullmatch(self.dedup_token):
+            raise ValueError(f"invalid dedup token {self.dedup_token[:80]!r}")
+
+
+def dedup_token(topic: str, partition: int, first_offset: int, last_offset: int) -> str:
+    """``topic-partition-first-last``: the same batch of offsets always gets the same token.
+
+    Unambiguous although topics may contain ``-``: the three numeric fields are
+    read from the right.
+    """
+    if not topic:
+        raise ValueError("topic must not be empty")
+    if partition < 0 or first_offset < 0:
+        raise ValueError("partition and offsets must be >= 0")
+    if last_offset < first_offset:
+        raise ValueError(f"last_offset {last_offset} < first_offset {first_offset}")
+    token = f"{topic}-{partition}-{first_offset}-{last_offset}"
+    if not _TOKEN_RE.fullmatch(token):
+        raise ValueError(f"topic {topic!r} gives an invalid dedup token")
+    return token
+
+
+def plan_message_log_insert(rows: Sequence[MessageLogRow], token: str | None) -> InsertPlan:
+    """The insert of ``rows`` into the message log, in ``MESSAGE_LOG_COLUMNS`` order."""
+    return InsertPlan(
+        table=MESSAGE_LOG_TABLE,
+        columns=MESSAGE_LOG_COLUMNS,
+        rows=[_row_values(row) for row in rows],
+        dedup_token=token,
+    )

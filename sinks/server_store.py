@@ -1,0 +1,172 @@
+"""``ClickHouseServerStore``: the message log on a ClickHouse server (clickhouse-connect).
+
+The client is created on first use, so a worker starts while the server is
+down and its sink backs off (``SinkError.retry_after``) until it is up.
+clickhouse-connect never retries an insert by itself: the sink does, with the
+same plan and so the same ``insert_deduplication_token``.
+
+Error messages never contain the URL (it may carry a password).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from typing import Any
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
+
+from projections.errors import SinkError
+from projections.message_log import MessageLogRow
+from sinks.errors import RETRY_AFTER_SECONDS, retry_after_for
+from sinks.migrations import apply_migrations
+from sinks.plan import InsertPlan
+from sinks.sql import (
+    column_types,
+    export_query,
+    insert_deduplication_token,
+    message_log_count_query,
+    message_log_page_query,
+    message_log_row,
+    validate_identifier,
+)
+
+
+class ClickHouseServerStore:
+    """The ``ClickHouseStore`` on a ClickHouse server reached over HTTP(S)."""
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        connect_timeout: float = 10.0,
+        send_receive_timeout: float = 300.0,
+    ) -> None:
+        self._url = url
+        self._where = _redacted(url)
+        self._database = validate_identifier(database)
+        self._connect_timeout = connect_timeout
+        self._send_receive_timeout = send_receive_timeout
+        self._client: Any = None
+        self._mutex = threading.Lock()
+
+    def _get_client(self) -> Any:
+        with self._mutex:
+            if self._client is None:
+                http_options: dict[str, Any] = {
+                    # No HTTP session: concurrent queries on one session are refused.
+                    "autogenerate_session_id": False,
+                    "connect_timeout": self._connect_timeout,
+                    "send_receive_timeout": self._send_receive_timeout,
+                }
+                # clickhouse-connect's embedded backend (chdb://...) has no HTTP options.
+                options = {} if self._url.startswith("chdb:") else http_options
+                try:
+                    self._client = clickhouse_connect.get_client(dsn=self._url, **options)
+                except (ClickHouseError, OSError) as exc:
+                    message = f"cannot connect to ClickHouse at {self._where}"
+                    raise _sink_error(message, exc) from exc
+            return self._client
+
+    def _run(self, action: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(*args, **kwargs)
+        except (ClickHouseError, OSError) as exc:
+            raise _sink_error(f"ClickHouse {action} failed at {self._where}", exc) from exc
+
+    # -- ClickHouseStore ---------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        return apply_migrations(_ServerMigrationTarget(self), self._database)
+
+    def insert(self, plan: InsertPlan) -> int:
+        if not plan.rows:
+            return 0
+        settings = {"insert_deduplication_token": insert_deduplication_token(plan)}
+        names = [validate_identifier(c) for c in plan.columns]
+        types = column_types(plan.table, plan.columns)
+        client = self._get_client()
+        try:
+            client.insert(
+                table=validate_identifier(plan.table),
+                data=plan.rows,
+                column_names=names,
+                database=self._database,
+                column_type_names=types,
+                settings=settings,
+            )
+        except (ClickHouseError, OSError) as exc:
+            raise _sink_error(f"ClickHouse insert failed at {self._where}", exc) from exc
+        except (ValueError, TypeError, OverflowError) as exc:  # a value its column cannot hold
+            raise SinkError(f"rows do not fit the columns of {plan.table}: {exc}") from exc
+        return len(plan.rows)
+
+    def message_log(
+        self,
+        campaign_id: str,
+        status: str | None = None,
+        limit: int = 100,
+        after_message_id: str | None = None,
+    ) -> list[MessageLogRow]:
+        sql, params = message_log_page_query(
+            self._database, campaign_id, status, limit, after_message_id
+        )
+        result = self._run("query", self._get_client().query, sql, parameters=params)
+        return [message_log_row(values) for values in result.result_rows]
+
+    def count_message_log(self, campaign_id: str, final: bool = True) -> int:
+        sql, params = message_log_count_query(self._database, campaign_id, final)
+        result = self._run("query", self._get_client().query, sql, parameters=params)
+        return int(result.result_rows[0][0])
+
+    def iter_export_rows(self, campaign_id: str) -> Generator[tuple[object, ...], None, None]:
+        sql, params = export_query(self._database, campaign_id)
+        client = self._get_client()
+        stream = self._run("export", client.query_rows_stream, sql, parameters=params)
+        try:
+            with stream:
+                for row in stream:
+                    yield tuple(row)
+        except (ClickHouseError, OSError) as exc:
+            raise _sink_error(f"ClickHouse export failed at {self._where}", exc) from exc
+
+    def close(self) -> None:
+        with self._mutex:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+class _ServerMigrationTarget:
+    def __init__(self, store: ClickHouseServerStore) -> None:
+        self._store = store
+
+    def execute(self, sql: str) -> None:
+        self._store._run("migration", self._store._get_client().command, sql)
+
+    def select_rows(self, sql: str) -> list[tuple[Any, ...]]:
+        result = self._store._run("migration", self._store._get_client().query, sql)
+        return [tuple(row) for row in result.result_rows]
+
+
+def _sink_error(message: str, exc: BaseException) -> SinkError:
+    transient = isinstance(exc, OperationalError | OSError)
+    retry_after = RETRY_AFTER_SECONDS if transient else retry_after_for(str(exc))
+    return SinkError(f"{message}: {type(exc).__name__}: {_first_line(exc)}", retry_after)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:500]
+
+
+def _redacted(url: str) -> str:
+    """``scheme://host:port`` of ``url``: no user, password, path or query."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable ClickHouse URL>"
+    return f"{parts.scheme}://{parts.hostname or ''}{port}"

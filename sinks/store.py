@@ -1,0 +1,65 @@
+"""The ClickHouse store interface, the same for the embedded engine and a server.
+
+Implementations: ``sinks.chdb_store.ChdbStore`` (embedded chdb, a local
+directory) and ``sinks.server_store.ClickHouseServerStore`` (clickhouse-connect).
+``tests/contract/test_store_contract.py`` runs one suite against both.
+
+Every method raises ``SinkError`` for an engine failure (``retry_after`` set
+when trying again later makes sense) and ``ValueError`` for a bad argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Protocol, runtime_checkable
+
+from projections.message_log import MessageLogRow
+from sinks.plan import InsertPlan
+
+
+@runtime_checkable
+class ClickHouseStore(Protocol):
+    def migrate(self) -> list[int]:
+        """Apply pending schema migrations (idempotent); returns the versions applied now."""
+        ...
+
+    def insert(self, plan: InsertPlan) -> int:
+        """Write the plan's rows in one insert; returns the rows sent.
+
+        A plan whose ``dedup_token`` was already inserted (within the table's
+        deduplication window) is dropped by the engine, whatever its rows.
+        Without a token the insert is never deduplicated: a repeat is written again.
+        """
+        ...
+
+    def message_log(
+        self,
+        campaign_id: str,
+        status: str | None = None,
+        limit: int = 100,
+        after_message_id: str | None = None,
+    ) -> list[MessageLogRow]:
+        """One page of a campaign's messages, latest state, by ``message_id``.
+
+        Keyset pagination: pass the last ``message_id`` of a page as
+        ``after_message_id`` to get the next one.
+        """
+        ...
+
+    def count_message_log(self, campaign_id: str, final: bool = True) -> int:
+        """Messages of a campaign; ``final=False`` counts rows as stored (before
+        replacing merges collapse versions and replays), for diagnostics and tests."""
+        ...
+
+    def iter_export_rows(self, campaign_id: str) -> Generator[tuple[object, ...], None, None]:
+        """The CSV export's rows (``CSV_EXPORT_COLUMNS``, timestamps in epoch ms), latest
+        state, by ``message_id``, streamed in bounded memory.
+
+        A generator: it runs when iterated; exhaust it or ``close()`` it to free
+        the connection it holds.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections; idempotent."""
+        ...

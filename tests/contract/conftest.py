@@ -1,0 +1,106 @@
+"""Backends of the store contract suite (style.md #9: one suite, every implementation).
+
+- ``chdb``: ``ChdbStore`` opening the directory per call (the default), a fresh
+  directory per test.
+- ``chdb-held``: ``ChdbStore(hold_open=True)``, one connection per store.
+- ``server-code-on-chdb``: ``ClickHouseServerStore`` through clickhouse-connect's
+  embedded ``chdb://`` backend. It runs the server store's own code (parameter
+  binding, insert settings, row streaming) without a server; not its HTTP path.
+- ``server``: ``ClickHouseServerStore`` on the server in ``CA_TEST_CLICKHOUSE_URL``,
+  a fresh database per session (dropped at the end); skipped without it.
+
+Every test uses its own campaign ids, so tests sharing a server database do not meet.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sinks.chdb_store import ChdbStore
+from sinks.server_store import ClickHouseServerStore
+from sinks.store import ClickHouseStore
+
+SERVER_URL_ENV = "CA_TEST_CLICKHOUSE_URL"
+BACKENDS = ("chdb", "chdb-held", "server-code-on-chdb", "server")
+
+StoreFactory = Callable[..., ClickHouseStore]
+
+
+@pytest.fixture(scope="session")
+def server_database() -> Iterator[str]:
+    """A fresh database on the test server for this session, dropped afterwards."""
+    url = os.environ.get(SERVER_URL_ENV, "")
+    if not url:
+        pytest.skip(f"{SERVER_URL_ENV} is not set: no ClickHouse server to run the contract on")
+    database = f"ca_test_{uuid.uuid4().hex[:12]}"
+    yield database
+    import clickhouse_connect
+
+    client = clickhouse_connect.get_client(dsn=url)
+    try:
+        client.command(f"DROP DATABASE IF EXISTS {database}")
+    finally:
+        client.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_store(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[StoreFactory]:
+    """Builds un-migrated stores of the backend under test; closes them all at the end."""
+    made: list[ClickHouseStore] = []
+    server_db = request.getfixturevalue("server_database") if backend == "server" else ""
+
+    def factory(database: str | None = None) -> ClickHouseStore:
+        store: ClickHouseStore
+        if backend == "chdb":
+            store = ChdbStore(tmp_path / "chdb", database or "campaign_analytics")
+        elif backend == "chdb-held":
+            store = ChdbStore(tmp_path / "chdb", database or "campaign_analytics", hold_open=True)
+        elif backend == "server-code-on-chdb":
+            url = f"chdb://{tmp_path / 'chdb'}"
+            store = ClickHouseServerStore(url, database or "campaign_analytics")
+        else:
+            url = os.environ[SERVER_URL_ENV]
+            store = ClickHouseServerStore(url, database or server_db)
+        made.append(store)
+        return store
+
+    yield factory
+    for store in reversed(made):
+        store.close()
+
+
+@pytest.fixture
+def store(make_store: StoreFactory, backend: str) -> ClickHouseStore:
+    """A migrated store of the backend under test."""
+    store = make_store()
+    store.migrate()
+    if backend == "server":
+        _stop_merges(store)
+    return store
+
+
+def _stop_merges(store: ClickHouseStore) -> None:
+    """Keep a server from merging parts during a test: a merge collapses the
+    duplicate rows the raw (un-FINAL) counts look for, and could make the
+    deduplication tests pass without deduplication. (chdb showed no merge within
+    seconds of an insert; its negative control would fail if one happened.)"""
+    import clickhouse_connect
+
+    database = store._database  # type: ignore[attr-defined]  # test scaffolding
+    client = clickhouse_connect.get_client(dsn=os.environ[SERVER_URL_ENV])
+    try:
+        client.command(f"SYSTEM STOP MERGES {database}.message_log")
+    finally:
+        client.close()
