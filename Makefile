@@ -40,7 +40,7 @@ integration: install kafka-jars
 	$(BIN)/python -m pytest tests/integration -q
 
 test: install kafka-jars lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 clean: kafka-clean
 	rm -rf .state .run

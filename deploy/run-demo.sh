@@ -11,7 +11,9 @@ started_broker=0
 worker_pid=""
 
 cleanup() {
-    trap - INT TERM EXIT
+    trap '' INT TERM HUP  # a second Ctrl-C must not cut the clean-up short
+    trap - EXIT
+    set +e  # clean up as much as possible, even if the terminal is gone
     echo
     if [[ -n "$worker_pid" ]] && kill -0 "$worker_pid" 2>/dev/null; then
         echo "stopping the worker (pid $worker_pid)"
@@ -24,7 +26,7 @@ cleanup() {
         bash deploy/kafka/kafka.sh stop || true
     fi
 }
-trap cleanup INT TERM EXIT
+trap cleanup INT TERM HUP EXIT
 
 if ! bash deploy/kafka/kafka.sh status >/dev/null 2>&1; then
     bash deploy/kafka/kafka.sh start

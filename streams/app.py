@@ -85,6 +85,9 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # Faust's 60 s default keeps a SIGKILLed worker's partitions idle for a minute.
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 5),
         key_serializer="raw",
         value_serializer="raw",
     )

@@ -16,6 +16,7 @@
 | ``CA_EMIT_INTERVAL`` | ``1.0`` | least seconds between two snapshots of one campaign |
 | ``CA_SINK_BATCH_ROWS`` | ``5000`` | rows per ClickHouse insert (at most) |
 | ``CA_SINK_BATCH_SECONDS`` | ``1.0`` | longest a row waits before its batch is inserted |
+| ``CA_SESSION_TIMEOUT`` | ``10`` | seconds before the group gives a dead worker's partitions away |
 | ``CA_LOG_LEVEL`` | ``info`` | log level of the worker |
 """
 
@@ -77,6 +78,7 @@ class Settings:
     emit_interval: float = 1.0
     sink_batch_rows: int = 5000
     sink_batch_seconds: float = 1.0
+    session_timeout: float = 10.0
     log_level: str = "info"
     input_topics: dict[str, str] = field(default_factory=dict)
 
@@ -124,6 +126,7 @@ def load_settings(**overrides: object) -> Settings:
         "emit_interval": _positive_float("CA_EMIT_INTERVAL", "1.0"),
         "sink_batch_rows": _positive_int("CA_SINK_BATCH_ROWS", "5000"),
         "sink_batch_seconds": _positive_float("CA_SINK_BATCH_SECONDS", "1.0"),
+        "session_timeout": _positive_float("CA_SESSION_TIMEOUT", "10"),
         "log_level": _env("CA_LOG_LEVEL", "info"),
         "input_topics": {kind: prefix + name for kind, name in INPUT_TOPICS.items()},
     }
