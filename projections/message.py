@@ -68,18 +68,36 @@ class MessageState:
     receipt: ReceiptReceived | None = None
     error_receipt: ReceiptReceived | None = None  # highest-ordered receipt with an error code
     carrier_receipt: ReceiptReceived | None = None  # highest-ordered receipt with a carrier
-    reply_count: int = 0
-    opt_out_count: int = 0
-    first_reply_at: int | None = None
-    last_reply_at: int | None = None
-    click_count: int = 0
-    first_click_at: int | None = None
-    last_click_at: int | None = None
+    # Sorted, so the state does not depend on arrival order; times place replies
+    # and clicks in event-time windows.
+    replies: tuple[tuple[int, bool], ...] = ()  # (occurred_at, is opt-out)
+    clicks: tuple[int, ...] = ()  # occurred_at
+    # Grows with every event applied (= len(seen) unless replay protection is off).
+    version: int = 0
 
     @property
-    def version(self) -> int:
-        """Grows with every event that changed the state (the number of distinct events)."""
-        return len(self.seen)
+    def reply_count(self) -> int:
+        return len(self.replies)
+
+    @property
+    def opt_out_count(self) -> int:
+        return sum(1 for _, opt_out in self.replies if opt_out)
+
+    @property
+    def last_reply_at(self) -> int | None:
+        return self.replies[-1][0] if self.replies else None
+
+    @property
+    def click_count(self) -> int:
+        return len(self.clicks)
+
+    @property
+    def first_click_at(self) -> int | None:
+        return self.clicks[0] if self.clicks else None
+
+    @property
+    def last_click_at(self) -> int | None:
+        return self.clicks[-1] if self.clicks else None
 
 
 def _max_receipt(
@@ -90,26 +108,21 @@ def _max_receipt(
     return current
 
 
-def _min(a: int | None, b: int) -> int:
-    return b if a is None or b < a else a
-
-
-def _max(a: int | None, b: int) -> int:
-    return b if a is None or b > a else a
-
-
 def apply_event(state: MessageState, event: Event) -> MessageState:
     """Fold one event into a message's state. Duplicates (same event_id) change nothing."""
     if event.event_id in state.seen:
         return state
-    seen = state.seen | {event.event_id}
+    return _merge(replace(state, seen=state.seen | {event.event_id}, version=state.version + 1),
+                  event)
+
+
+def _merge(state: MessageState, event: Event) -> MessageState:
     match event:
         case MessageSent():
-            return replace(state, seen=seen, sent=_first_sent(state.sent, event))
+            return replace(state, sent=_first_sent(state.sent, event))
         case ReceiptReceived():
             return replace(
                 state,
-                seen=seen,
                 receipt=_max_receipt(state.receipt, event),
                 error_receipt=(
                     _max_receipt(state.error_receipt, event)
@@ -123,22 +136,10 @@ def apply_event(state: MessageState, event: Event) -> MessageState:
                 ),
             )
         case ReplyReceived():
-            return replace(
-                state,
-                seen=seen,
-                reply_count=state.reply_count + 1,
-                opt_out_count=state.opt_out_count + (1 if is_opt_out(event.body) else 0),
-                first_reply_at=_min(state.first_reply_at, event.occurred_at),
-                last_reply_at=_max(state.last_reply_at, event.occurred_at),
-            )
+            reply = (event.occurred_at, is_opt_out(event.body))
+            return replace(state, replies=tuple(sorted((*state.replies, reply))))
         case LinkClicked():
-            return replace(
-                state,
-                seen=seen,
-                click_count=state.click_count + 1,
-                first_click_at=_min(state.first_click_at, event.occurred_at),
-                last_click_at=_max(state.last_click_at, event.occurred_at),
-            )
+            return replace(state, clicks=tuple(sorted((*state.clicks, event.occurred_at))))
 
 
 def apply_events(state: MessageState, events: list[Event]) -> MessageState:

@@ -45,6 +45,22 @@ def duration_bucket(millis: int) -> str:
     return "gt_86400s"
 
 
+# Counts kept per event-time window (uniques and breakdowns are campaign-wide only).
+WINDOW_METRICS: tuple[str, ...] = (
+    "sent", "delivered", "failed", "replies", "opt_outs", "link_clicks"
+)
+DEFAULT_WINDOWS_S: tuple[int, ...] = (60, 3600)
+
+
+def window_key(size_s: int, start_ms: int) -> str:
+    return f"{size_s}s@{start_ms}"
+
+
+def parse_window_key(key: str) -> tuple[int, int]:
+    size, _, start = key.partition("s@")
+    return int(size), int(start)
+
+
 @dataclass(frozen=True, slots=True)
 class MessageContribution:
     campaign_id: str
@@ -53,30 +69,56 @@ class MessageContribution:
     counts: Counts
     clicked: bool
     replied: bool
+    # Window key -> counts this message puts in that tumbling window. A count sits
+    # in the window of the event that caused it (sent at, delivered/failed at, each
+    # reply and click), so a superseding receipt moves it between windows.
+    windows: Mapping[str, Counts] = field(default_factory=dict)
 
 
-def message_contribution(state: MessageState) -> MessageContribution | None:
+def _windowed(
+    windows: dict[str, dict[str, int]], sizes_s: tuple[int, ...], at: int, metric: str, n: int
+) -> None:
+    for size in sizes_s:
+        step = size * 1000
+        bag = windows.setdefault(window_key(size, at - at % step), {})
+        bag[metric] = bag.get(metric, 0) + n
+
+
+def message_contribution(
+    state: MessageState, window_sizes_s: tuple[int, ...] = DEFAULT_WINDOWS_S
+) -> MessageContribution | None:
     """What one message adds to its campaign's metrics; None until its `sent` event."""
     sent = state.sent
     if sent is None:
         return None
     counts: dict[str, int] = {}
+    windows: dict[str, dict[str, int]] = {}
     accepted = sent.outcome is SendOutcome.ACCEPTED
     final = terminal_receipt(state)
     if accepted:
         counts["sent"] = 1
+        _windowed(windows, window_sizes_s, sent.occurred_at, "sent", 1)
         if final is None:
             counts["pending"] = 1
         elif final.status is DeliveryStatus.DELIVERED:
             counts["delivered"] = 1
+            _windowed(windows, window_sizes_s, final.occurred_at, "delivered", 1)
             bucket = duration_bucket(final.occurred_at - sent.occurred_at)
             counts[f"time_to_deliver:{bucket}"] = 1
         else:
             counts["failed"] = 1
+            _windowed(windows, window_sizes_s, final.occurred_at, "failed", 1)
         if state.carrier_receipt is not None:
             counts[f"carrier:{state.carrier_receipt.carrier}"] = 1
     else:
         counts["failed"] = 1
+        _windowed(windows, window_sizes_s, sent.occurred_at, "failed", 1)
+    for at, opt_out in state.replies:
+        _windowed(windows, window_sizes_s, at, "replies", 1)
+        if opt_out:
+            _windowed(windows, window_sizes_s, at, "opt_outs", 1)
+    for at in state.clicks:
+        _windowed(windows, window_sizes_s, at, "link_clicks", 1)
     if "failed" in counts:
         code = _error_code(state)
         if code is not None:
@@ -97,6 +139,7 @@ def message_contribution(state: MessageState) -> MessageContribution | None:
         counts=counts,
         clicked=state.click_count > 0,
         replied=state.reply_count > 0,
+        windows=windows,
     )
 
 
@@ -195,6 +238,33 @@ def apply_contribution_change(
                 variants[group] = add_counts(variants.get(group, {}), {metric: sign})
     variants = {name: counts for name, counts in variants.items() if counts}
     return CampaignCounts(total=total, variants=variants), new_activity
+
+
+def move_windows(
+    windows: Mapping[str, CampaignCounts],
+    old: MessageContribution | None,
+    new: MessageContribution | None,
+) -> dict[str, CampaignCounts]:
+    """A campaign's windowed counts moved from a message's ``old`` to its ``new``
+    contribution; only the windows either touches are copied."""
+    out = dict(windows)
+    for sign, contrib in ((-1, old), (1, new)):
+        if contrib is None:
+            continue
+        variant = _variant_key(contrib.variant)
+        for key, delta in contrib.windows.items():
+            current = out.get(key, CampaignCounts())
+            variants = dict(current.variants)
+            if variant:
+                variants[variant] = add_counts(variants.get(variant, {}), delta, sign)
+                if not variants[variant]:
+                    del variants[variant]
+            moved = CampaignCounts(add_counts(current.total, delta, sign), variants)
+            if moved.total or moved.variants:
+                out[key] = moved
+            else:
+                out.pop(key, None)
+    return out
 
 
 def metric_view(counts: Counts) -> dict[str, float | int]:

@@ -7,14 +7,13 @@ Pipeline (every arrow is a Kafka topic):
     <app>-message-events  (keyed by message_id, by us)
         -> ``fold_messages``: per-message fold (table ``messages``)
     <app>-message-updates (keyed by campaign_id: version, log row, contribution)
-        -> ``aggregate_campaigns``: campaign / variant / contact counts (tables)
-        -> ``sink_message_log``: ClickHouse ``message_log`` rows
+        -> ``aggregate_campaigns``: newest contribution per message (table), and
+           campaign / variant / contact / window counts derived from it
+        -> ClickHouse ``message_log`` rows (``streams/sink_runner.py``, own group)
     campaign-metrics (compacted, keyed by campaign_id): snapshots, at most one per
         campaign per ``CA_EMIT_INTERVAL``
 
-Each stage is idempotent on its input: a redelivered event is a duplicate
-``event_id`` for the fold, and a redelivered message update carries a version no
-newer than the one the campaign stage already applied for that message.
+Why the numbers stay exact through crashes and redelivery: ``streams/recovery.py``.
 """
 
 from __future__ import annotations
@@ -22,45 +21,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import faust
 from faust.types import EventT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from projections.errors import InvalidEventError, SinkError
+from projections.errors import InvalidEventError
 from projections.events import EVENT_TYPES
-from projections.message import MessageState, apply_event
-from projections.message_log import MessageLogRow, message_log_row
-from projections.metrics import apply_contribution_change, message_contribution, summarize
-from sinks import open_store
-from sinks.plan import dedup_token, plan_message_log_insert
-from sinks.store import ClickHouseStore
+from projections.message import MessageState
+from projections.message_log import message_log_row
+from projections.metrics import message_contribution, summarize
 from streams import serde
 from streams.codec import decode_event
-from streams.outputs import encode_campaign_metrics
+from streams.outputs import encode_campaign_metrics, encode_campaign_window, window_record_key
+from streams.recovery import UNSAFE_ENV, fold, rebuilding_table, replay_protection_enabled
 from streams.settings import Settings
+from streams.sink_runner import ClickHouseSink
 from streams.telemetry import Telemetry
+from streams.views import CampaignViews
 
 log = logging.getLogger(__name__)
 
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                        "value_serializer": "raw"}
-
-
-class DirtyCampaigns:
-    """Campaigns whose counts changed since their last published snapshot."""
-
-    def __init__(self) -> None:
-        self._ids: set[str] = set()
-
-    def mark(self, campaign_id: str) -> None:
-        self._ids.add(campaign_id)
-
-    def take(self) -> list[str]:
-        ids, self._ids = sorted(self._ids), set()
-        return ids
 
 
 def held_events(state: MessageState) -> int:
@@ -97,13 +82,23 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
     message_events = app.topic(settings.message_events_topic, internal=True, **RAW)
     message_updates = app.topic(settings.message_updates_topic, internal=True, **RAW)
     metrics_topic = app.topic(settings.campaign_metrics_topic, **RAW)
+    windows_topic = app.topic(settings.window_metrics_topic, **RAW)
 
-    json_table: dict[str, Any] = {"key_type": str}  # keys and values as JSON
-    messages = app.Table("messages", default=None, **json_table)
-    contributions = app.Table("contributions", default=None, **json_table)
-    contacts = app.Table("contacts", default=None, **json_table)
-    campaigns = app.Table("campaigns", default=None, **json_table)
-    dirty = DirtyCampaigns()
+    protected = replay_protection_enabled()
+    if not protected:
+        log.warning("%s is set: replay protection is OFF (tests only)", UNSAFE_ENV)
+    views = CampaignViews(int(settings.window_retention_days * 86_400_000))
+
+    def restored_messages(values: Iterable[Any]) -> None:
+        telemetry.orphan_events.set(
+            sum(len(v["seen"]) for v in values if v["sent"] is None))
+
+    def restored_contributions(values: Iterable[Any]) -> None:
+        views.rebuild(c for v in values
+                      if (c := serde.contribution_from_dict(v["contribution"])) is not None)
+
+    messages = rebuilding_table(app, "messages", restored_messages)
+    contributions = rebuilding_table(app, "contributions", restored_contributions)
 
     async def dead_letter(event: EventT, reason: str) -> None:
         topic = event.message.topic
@@ -123,6 +118,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
 
     @app.agent(inputs)
     async def ingest(stream: faust.StreamT) -> AsyncIterator[None]:
+        """Step 1 of streams/recovery.py."""
         async for event in stream.events():
             topic = event.message.topic
             expected = kind_of_topic.get(topic, "?")
@@ -142,27 +138,26 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
 
     @app.agent(message_events)
     async def fold_messages(stream: faust.StreamT) -> AsyncIterator[None]:
+        """Steps 2 and 3 of streams/recovery.py."""
         async for event in stream.events():
             try:
                 decoded = decode_event(event.value)
                 stored = messages.get(decoded.message_id)
                 state = (serde.state_from_dict(stored) if stored
                          else MessageState(decoded.message_id))
-                new = apply_event(state, decoded)
+                new = fold(state, decoded, protected)
                 if new is state:
                     telemetry.duplicate_events.inc()
                 else:
-                    messages[decoded.message_id] = serde.state_to_dict(new)
+                    messages[decoded.message_id] = serde.state_to_dict(new) | {
+                        "p": event.message.partition}
                     telemetry.orphan_events.inc(held_events(new) - held_events(state))
                 row = message_log_row(new, updated_at=_now_ms())
                 if row is not None:
-                    # Sent even for a duplicate: if a crash lost the previous hand-off,
-                    # this one repairs it; the campaign stage skips versions it has.
+                    contribution = message_contribution(new, settings.window_sizes_s)
                     await message_updates.send(
                         key=row.campaign_id.encode(),
-                        value=serde.encode_message_update(
-                            new.version, row, message_contribution(new)
-                        ),
+                        value=serde.encode_message_update(new.version, row, contribution),
                     )
             except InvalidEventError as exc:  # cannot happen after ingest; never crash
                 await dead_letter(event, exc.reason)
@@ -175,6 +170,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
 
     @app.agent(message_updates)
     async def aggregate_campaigns(stream: faust.StreamT) -> AsyncIterator[None]:
+        """Step 4 of streams/recovery.py."""
         async for event in stream.events():
             try:
                 version, row, contribution = serde.decode_message_update(event.value)
@@ -182,21 +178,13 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                 if previous is not None and previous["version"] >= version:
                     continue
                 old = serde.contribution_from_dict(previous["contribution"]) if previous else None
-                if old != contribution:
-                    contact_key = f"{row.campaign_id}\x1f{row.contact_id}"
-                    counts, activity = apply_contribution_change(
-                        serde.counts_from_dict(campaigns.get(row.campaign_id)),
-                        serde.activity_from_dict(contacts.get(contact_key)),
-                        old,
-                        contribution,
-                    )
-                    campaigns[row.campaign_id] = serde.counts_to_dict(counts)
-                    contacts[contact_key] = serde.activity_to_dict(activity)
-                    dirty.mark(row.campaign_id)
                 contributions[row.message_id] = {
                     "version": version,
                     "contribution": serde.contribution_to_dict(contribution),
+                    "p": event.message.partition,
                 }
+                if old != contribution:
+                    views.move(old, contribution)
             except Exception:
                 telemetry.processing_errors.labels("aggregate_campaigns").inc()
                 log.exception("aggregation failed at %s[%s]@%s", event.message.topic,
@@ -206,25 +194,33 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
 
     @app.timer(interval=settings.emit_interval)
     async def publish_metrics() -> None:
-        for campaign_id in dirty.take():
-            stored = campaigns.get(campaign_id)
-            if stored is None:  # partition moved to another worker meanwhile
-                continue
-            summary = summarize(campaign_id, serde.counts_from_dict(stored))
+        now = _now_ms()
+        for campaign_id, counts in views.take_dirty():
+            summary = summarize(campaign_id, counts)
             await metrics_topic.send(
-                key=campaign_id.encode(), value=encode_campaign_metrics(summary, _now_ms())
+                key=campaign_id.encode(), value=encode_campaign_metrics(summary, now)
             )
             telemetry.metric_snapshots.inc()
+        for campaign_id, key, counts in views.take_dirty_windows(now):
+            await windows_topic.send(
+                key=window_record_key(campaign_id, key),
+                value=encode_campaign_window(campaign_id, key, counts, now),
+            )
+        views.prune_windows(now)
 
-    sink = MessageLogSink(settings, telemetry)
+    sink = ClickHouseSink(settings, telemetry)
 
-    @app.agent(message_updates)
-    async def sink_message_log(stream: faust.StreamT) -> AsyncIterator[None]:
-        async for events in stream.take_events(  # type: ignore[attr-defined]  # not in StreamT
-            settings.sink_batch_rows, within=settings.sink_batch_seconds
-        ):
-            await sink.write(events)
-            yield None
+    @app.task
+    async def run_clickhouse_sink() -> None:
+        while True:
+            try:
+                await sink.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never take the worker down with it; restart it
+                telemetry.processing_errors.labels("clickhouse_sink").inc()
+                log.exception("ClickHouse sink stopped; restarting it in 5 s")
+                await asyncio.sleep(5)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -233,50 +229,3 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
 
     app.telemetry = telemetry  # type: ignore[attr-defined]  # for tests and the CLI
     return app
-
-
-class MessageLogSink:
-    """Writes message-log rows in batches; returns only when ClickHouse has them.
-
-    Faust acks a batch's events (so their offsets become committable) only after
-    ``write`` returns, so an insert that fails is retried, never skipped.
-    """
-
-    def __init__(self, settings: Settings, telemetry: Telemetry) -> None:
-        self._settings = settings
-        self._telemetry = telemetry
-        self._store: ClickHouseStore | None = None
-
-    async def _open(self) -> ClickHouseStore:
-        if self._store is None:
-            store = await asyncio.to_thread(open_store, self._settings)
-            await asyncio.to_thread(store.migrate)
-            self._store = store
-        return self._store
-
-    async def write(self, events: list[EventT]) -> None:
-        latest: dict[str, tuple[int, MessageLogRow]] = {}
-        ranges: dict[tuple[str, int], tuple[int, int]] = {}
-        for event in events:
-            version, row, _ = serde.decode_message_update(event.value)
-            if row.message_id not in latest or latest[row.message_id][0] < version:
-                latest[row.message_id] = (version, row)
-            tp = (event.message.topic, event.message.partition)
-            lo, hi = ranges.get(tp, (event.message.offset, event.message.offset))
-            ranges[tp] = (min(lo, event.message.offset), max(hi, event.message.offset))
-        token = "|".join(dedup_token(t, p, lo, hi) for (t, p), (lo, hi) in sorted(ranges.items()))
-        plan = plan_message_log_insert([row for _, row in latest.values()], token)
-        delay = 0.5
-        while True:
-            try:
-                store = await self._open()
-                with self._telemetry.sink_batch_seconds.time():
-                    await asyncio.to_thread(store.insert, plan)
-                self._telemetry.sink_rows.labels("message_log").inc(len(plan.rows))
-                return
-            except SinkError as exc:
-                self._telemetry.sink_errors.inc()
-                wait = exc.retry_after or delay
-                log.warning("ClickHouse insert failed (%s); retrying in %.1fs", exc, wait)
-                await asyncio.sleep(wait)
-                delay = min(delay * 2, 30.0)

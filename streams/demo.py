@@ -9,6 +9,7 @@ several messages, clicks, replies and STOP replies.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,12 +24,15 @@ def generate_campaign(
     messages: int = 200,
     *,
     seed: int = 7,
-    start_ms: int = 1_790_000_000_000,
+    start_ms: int | None = None,
     variants: tuple[str, ...] = ("A", "B"),
     duplicate_rate: float = 0.1,
     shuffle: bool = True,
 ) -> list[dict[str, Any]]:
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not security
+    if start_ms is None:  # three hours ago, on the hour: recent enough for every window
+        hour = 3_600_000
+        start_ms = int(time.time() * 1000) // hour * hour - 3 * hour
     events: list[dict[str, Any]] = []
     contacts = max(1, int(messages * 0.8))  # some contacts get two messages
     for n in range(messages):

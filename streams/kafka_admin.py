@@ -30,15 +30,11 @@ async def ensure_topics(settings: Settings) -> None:
                          settings.dead_letter_topic]
             if name not in existing
         ]
-        if settings.campaign_metrics_topic not in existing:
-            wanted.append(
-                NewTopic(
-                    settings.campaign_metrics_topic,
-                    settings.partitions,
-                    1,
-                    topic_configs={"cleanup.policy": "compact"},
-                )
-            )
+        wanted += [
+            NewTopic(name, settings.partitions, 1, topic_configs={"cleanup.policy": "compact"})
+            for name in (settings.campaign_metrics_topic, settings.window_metrics_topic)
+            if name not in existing
+        ]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
                 await admin.create_topics(wanted)

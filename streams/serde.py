@@ -47,6 +47,8 @@ def state_to_dict(state: MessageState) -> dict[str, Any]:
         name: getattr(state, name) for name in MessageState.__dataclass_fields__
     }
     data["seen"] = sorted(state.seen)
+    data["replies"] = [list(reply) for reply in state.replies]
+    data["clicks"] = list(state.clicks)
     data["sent"] = _sent_to(state.sent)
     for name in _RECEIPTS:
         data[name] = _receipt_to(getattr(state, name))
@@ -55,7 +57,10 @@ def state_to_dict(state: MessageState) -> dict[str, Any]:
 
 def state_from_dict(data: dict[str, Any]) -> MessageState:
     values = dict(data)
+    values.pop("p", None)  # the partition the worker keeps beside the state
     values["seen"] = frozenset(data["seen"])
+    values["replies"] = tuple((at, opt_out) for at, opt_out in data["replies"])
+    values["clicks"] = tuple(data["clicks"])
     values["sent"] = _sent_from(data["sent"])
     for name in _RECEIPTS:
         values[name] = _receipt_from(data[name])

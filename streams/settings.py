@@ -16,6 +16,8 @@
 | ``CA_EMIT_INTERVAL`` | ``1.0`` | least seconds between two snapshots of one campaign |
 | ``CA_SINK_BATCH_ROWS`` | ``5000`` | rows per ClickHouse insert (at most) |
 | ``CA_SINK_BATCH_SECONDS`` | ``1.0`` | longest a row waits before its batch is inserted |
+| ``CA_WINDOWS`` | ``60,3600`` | sizes (seconds) of the event-time tumbling windows |
+| ``CA_WINDOW_RETENTION_DAYS`` | ``30`` | windows older than this are no longer kept or published |
 | ``CA_SESSION_TIMEOUT`` | ``10`` | seconds before the group gives a dead worker's partitions away |
 | ``CA_LOG_LEVEL`` | ``info`` | log level of the worker |
 """
@@ -63,6 +65,16 @@ def _positive_int(name: str, default: str) -> int:
     return value
 
 
+def _window_sizes(raw: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
+    except ValueError as exc:
+        raise ConfigurationError(f"CA_WINDOWS must be seconds, e.g. 60,3600; got {raw!r}") from exc
+    if not sizes or sizes[0] <= 0:
+        raise ConfigurationError(f"CA_WINDOWS needs at least one positive size; got {raw!r}")
+    return sizes
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -79,6 +91,8 @@ class Settings:
     sink_batch_rows: int = 5000
     sink_batch_seconds: float = 1.0
     session_timeout: float = 10.0
+    window_sizes_s: tuple[int, ...] = (60, 3600)
+    window_retention_days: float = 30.0
     log_level: str = "info"
     input_topics: dict[str, str] = field(default_factory=dict)
 
@@ -104,6 +118,10 @@ class Settings:
         return self.topic("campaign-analytics.dead-letter")
 
     @property
+    def window_metrics_topic(self) -> str:
+        return self.topic("campaign-analytics.campaign-windows")
+
+    @property
     def campaign_metrics_topic(self) -> str:
         return self.topic("campaign-analytics.campaign-metrics")
 
@@ -127,6 +145,8 @@ def load_settings(**overrides: object) -> Settings:
         "sink_batch_rows": _positive_int("CA_SINK_BATCH_ROWS", "5000"),
         "sink_batch_seconds": _positive_float("CA_SINK_BATCH_SECONDS", "1.0"),
         "session_timeout": _positive_float("CA_SESSION_TIMEOUT", "10"),
+        "window_sizes_s": _window_sizes(_env("CA_WINDOWS", "60,3600")),
+        "window_retention_days": _positive_float("CA_WINDOW_RETENTION_DAYS", "30"),
         "log_level": _env("CA_LOG_LEVEL", "info"),
         "input_topics": {kind: prefix + name for kind, name in INPUT_TOPICS.items()},
     }

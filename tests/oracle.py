@@ -123,3 +123,53 @@ def expected_log(events: list[dict[str, Any]], campaign_id: str) -> dict[str, di
                            "variant": sent.get("variant"), "status": status,
                            "delivered_at": delivered_at}
     return out
+
+
+def recount_windows(events: list[dict[str, Any]], campaign_id: str,
+                    sizes_s: tuple[int, ...] = (60, 3600)
+                    ) -> dict[tuple[int, int], dict[str, Any]]:
+    """(window seconds, window start ms) -> {"counts": {...}, "variants": {v: {...}}}.
+
+    A count sits in the window of the event that caused it: sends at the send,
+    deliveries and failures at the winning terminal receipt (at the send for a
+    REJECTED one), each reply and click at its own time.
+    """
+    unique = {e["event_id"]: e for e in events}
+    by_message: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in unique.values():
+        by_message[e["message_id"]].append(e)
+    zero = dict.fromkeys(("sent", "delivered", "failed", "replies", "opt_outs",
+                          "link_clicks"), 0)
+    out: dict[tuple[int, int], dict[str, Any]] = {}
+
+    def add(at: int, variant: str | None, metric: str) -> None:
+        for size in sizes_s:
+            start = at - at % (size * 1000)
+            w = out.setdefault((size, start), {"counts": dict(zero), "variants": {}})
+            w["counts"][metric] += 1
+            if variant:
+                w["variants"].setdefault(variant, dict(zero))[metric] += 1
+
+    for msg_events in by_message.values():
+        sends = sorted((e for e in msg_events if e["type"] == "sent"),
+                       key=lambda e: (e["occurred_at"], e["event_id"]))
+        if not sends or sends[0]["campaign_id"] != campaign_id:
+            continue
+        sent = sends[0]
+        variant = sent.get("variant")
+        if sent["outcome"] == "REJECTED":
+            add(sent["occurred_at"], variant, "failed")
+        else:
+            add(sent["occurred_at"], variant, "sent")
+            final = _final_status([e for e in msg_events if e["type"] == "delivery"])
+            if final is not None:
+                metric = "delivered" if final["status"] == "DELIVERED" else "failed"
+                add(final["occurred_at"], variant, metric)
+        for e in msg_events:
+            if e["type"] == "reply":
+                add(e["occurred_at"], variant, "replies")
+                if e["body"].strip().casefold() in OPT_OUT:
+                    add(e["occurred_at"], variant, "opt_outs")
+            elif e["type"] == "click":
+                add(e["occurred_at"], variant, "link_clicks")
+    return out

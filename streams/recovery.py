@@ -1,0 +1,108 @@
+"""How every metric stays exact through redelivery, crashes and rebalances.
+
+Faust's guarantee is at-least-once: a worker that dies (SIGKILL, OOM, power)
+has usually produced changelog records and output records for input it had not
+yet committed, and the next owner of the partition processes that input again.
+Its ``exactly_once`` mode is reported broken (shared/design/reliability.md), so
+we do not use it. Instead every stage is made *idempotent*, and the only state
+written through a changelog is state whose replay is harmless.
+
+The commit order, per input partition (Faust drives steps 4-6):
+
+1. ``ingest`` reads an input record, validates it, and produces it to
+   ``message-events`` keyed by ``message_id`` (or to the dead-letter topic).
+2. ``fold_messages`` applies the event to the message's state and writes the
+   new state to the ``messages`` table (changelog). An ``event_id`` already in
+   the state's ``seen`` set changes nothing.
+3. ``fold_messages`` produces the message's *whole* current contribution, with
+   the state's ``version`` (events applied), to ``message-updates`` keyed by
+   campaign; it does so even for a duplicate, which repairs a hand-off lost in
+   a crash.
+4. ``aggregate_campaigns`` keeps, per message, the newest version it applied in
+   the ``contributions`` table (changelog), and skips anything not newer. The
+   campaign counts, contact activity and windows are *views* of that table
+   (``streams/views.py``), moved by ``new - old`` in memory.
+5. Faust flushes the producer (changelogs and outputs), then commits the input
+   offsets of the events whose processing finished.
+6. On (re)assignment, each table is restored from its changelog, the views are
+   rebuilt from the restored ``contributions``, and every owned campaign's
+   snapshot is published again.
+
+Why a crash between any two steps loses nothing and doubles nothing:
+
+* Before 5 the input is not committed, so it is processed again: an event's
+  second application is a no-op (``seen``), a hand-off's second delivery is a
+  version the next stage already has, or the same contribution again.
+* A changelog may hold writes for input that was never committed (a crash after
+  they were flushed, before 5). Replaying that input meets those writes: the
+  fold sees the event ids, the aggregation sees the versions. Both values are
+  whole states, not deltas, so "ahead" is just "already done".
+* A hand-off lost in a crash (state written, update not) is re-sent by step 3
+  when the same event is replayed.
+* The views are never written anywhere, so they cannot be half-written: step 6
+  recomputes them from the table they are derived from.
+* Snapshots on the metrics topic are whole values on a compacted topic: a
+  duplicate or a re-publish is harmless; step 6 re-publishes after a crash that
+  happened between the last change and its snapshot.
+
+``CA_UNSAFE_DISABLE_REPLAY_PROTECTION=1`` (tests only) switches step 2's dedup
+off, so the crash tests can show that their checker catches double counting.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+import faust
+from faust.types import TP
+
+from projections.events import Event
+from projections.message import MessageState, apply_event
+
+log = logging.getLogger(__name__)
+
+UNSAFE_ENV = "CA_UNSAFE_DISABLE_REPLAY_PROTECTION"
+
+
+def replay_protection_enabled() -> bool:
+    return os.environ.get(UNSAFE_ENV, "") not in ("1", "true", "yes")
+
+
+def fold(state: MessageState, event: Event, protected: bool = True) -> MessageState:
+    """Step 2. Unprotected, a redelivered event is applied again (tests only)."""
+    if not protected and event.event_id in state.seen:
+        state = replace(state, seen=state.seen - {event.event_id})
+    return apply_event(state, event)
+
+
+Restored = Callable[[Iterable[Any]], None]
+
+
+class RebuildingTable(faust.Table):
+    """A table that calls ``on_restored(values of the active partitions)`` after
+    every recovery (step 6). Values carry their partition as ``"p"``."""
+
+    on_restored: Restored | None = None
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        await super().on_recovery_completed(active_tps, standby_tps)
+        if self.on_restored is None:
+            return
+        active = {tp.partition for tp in active_tps}
+        values = [v for v in self.data.values() if v is not None and v.get("p") in active]
+        log.info("table %s restored: %d keys in partitions %s", self.name, len(values),
+                 sorted(active))
+        self.on_restored(values)
+
+
+def rebuilding_table(app: faust.App, name: str, on_restored: Restored) -> RebuildingTable:
+    """A JSON-valued table (string keys) with a restore hook, registered with ``app``."""
+    table = RebuildingTable(app, name=name, default=None, key_type=str,
+                            beacon=app.tables.beacon)
+    table.on_restored = on_restored
+    app.tables.add(table)
+    return table

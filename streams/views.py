@@ -1,0 +1,99 @@
+"""Campaign views derived from the contributions table (in memory, never changelogged).
+
+A campaign's counts, its contacts' activity (for unique repliers and clickers)
+and its windowed counts are all functions of the campaign's messages' current
+contributions. The worker keeps them as views: moved by ``new - old`` as
+contributions change, and rebuilt from the contributions table whenever
+partitions are (re)assigned. So they can never disagree with the table, whatever
+a crash left half-written (see ``streams/recovery.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from projections.metrics import (
+    CampaignCounts,
+    ContactActivity,
+    MessageContribution,
+    apply_contribution_change,
+    move_windows,
+    parse_window_key,
+)
+
+
+class CampaignViews:
+    def __init__(self, window_retention_ms: int) -> None:
+        self.window_retention_ms = window_retention_ms
+        self.counts: dict[str, CampaignCounts] = {}
+        self.contacts: dict[tuple[str, str], ContactActivity] = {}
+        self.windows: dict[str, dict[str, CampaignCounts]] = {}
+        self._dirty: set[str] = set()
+        self._dirty_windows: set[tuple[str, str]] = set()
+
+    def move(self, old: MessageContribution | None, new: MessageContribution | None) -> None:
+        """Apply one message's change of contribution to its campaign's views."""
+        if old is not None and new is not None and (
+            old.campaign_id != new.campaign_id or old.contact_id != new.contact_id
+        ):
+            self.move(old, None)  # two different sends for one message: a data error,
+            self.move(None, new)  # still counted in one place only
+            return
+        some = new or old
+        if some is None:
+            return
+        campaign_id = some.campaign_id
+        contact = (campaign_id, some.contact_id)
+        counts, activity = apply_contribution_change(
+            self.counts.get(campaign_id, CampaignCounts()),
+            self.contacts.get(contact, ContactActivity()),
+            old,
+            new,
+        )
+        self.counts[campaign_id] = counts
+        if activity.clicked or activity.replied:
+            self.contacts[contact] = activity
+        else:
+            self.contacts.pop(contact, None)
+        touched = set(old.windows if old else ()) | set(new.windows if new else ())
+        if touched:
+            self.windows[campaign_id] = move_windows(self.windows.get(campaign_id, {}), old, new)
+            self._dirty_windows.update((campaign_id, key) for key in touched)
+        self._dirty.add(campaign_id)
+
+    def rebuild(self, contributions: Iterable[MessageContribution]) -> None:
+        """Forget everything and recompute from the given (current) contributions."""
+        self.counts.clear()
+        self.contacts.clear()
+        self.windows.clear()
+        self._dirty_windows.clear()
+        for contribution in contributions:
+            self.move(None, contribution)
+        self._dirty = set(self.counts)  # publish every campaign once after a rebalance
+
+    def take_dirty(self) -> list[tuple[str, CampaignCounts]]:
+        dirty, self._dirty = sorted(self._dirty), set()
+        return [(cid, self.counts.get(cid, CampaignCounts())) for cid in dirty]
+
+    def take_dirty_windows(self, now_ms: int) -> list[tuple[str, str, CampaignCounts]]:
+        """Changed windows (empty counts for a window that emptied), within retention."""
+        dirty, self._dirty_windows = sorted(self._dirty_windows), set()
+        horizon = now_ms - self.window_retention_ms
+        out = []
+        for campaign_id, key in dirty:
+            if parse_window_key(key)[1] < horizon:
+                continue
+            counts = self.windows.get(campaign_id, {}).get(key, CampaignCounts())
+            out.append((campaign_id, key, counts))
+        return out
+
+    def prune_windows(self, now_ms: int) -> int:
+        """Drop windows older than the retention; returns how many were dropped."""
+        horizon = now_ms - self.window_retention_ms
+        dropped = 0
+        for windows in self.windows.values():
+            old = [key for key in windows if parse_window_key(key)[1] < horizon]
+            for key in old:
+                del windows[key]
+            dropped += len(old)
+        return dropped

@@ -1,0 +1,119 @@
+import json
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from projections.message import MessageState, apply_event
+from projections.metrics import message_contribution, parse_window_key
+from streams.codec import parse_json_line
+from streams.demo import generate_campaign
+from streams.views import CampaignViews
+from tests.oracle import recount_windows
+
+NOW = 1_800_000_000_000
+RETENTION = 10 * 365 * 86_400_000
+
+
+def _events(messages, seed):
+    return generate_campaign("cw", messages, seed=seed, start_ms=1_700_000_000_000)
+
+
+def _incremental(lines):
+    views = CampaignViews(RETENTION)
+    states, current = {}, {}
+    for line in lines:
+        _, event, _ = parse_json_line(json.dumps(line), now_ms=NOW)
+        state = apply_event(states.get(event.message_id, MessageState(event.message_id)), event)
+        states[event.message_id] = state
+        new = message_contribution(state)
+        if new is not None and new != current.get(event.message_id):
+            views.move(current.get(event.message_id), new)
+            current[event.message_id] = new
+    return views, current
+
+
+def _window_view(views, campaign_id):
+    out = {}
+    for key, counts in views.windows.get(campaign_id, {}).items():
+        out[parse_window_key(key)] = {
+            "counts": {m: counts.total.get(m, 0) for m in
+                       ("sent", "delivered", "failed", "replies", "opt_outs", "link_clicks")},
+            "variants": {v: {m: bag.get(m, 0) for m in
+                             ("sent", "delivered", "failed", "replies", "opt_outs",
+                              "link_clicks")}
+                         for v, bag in counts.variants.items()},
+        }
+    return out
+
+
+def _expected_windows(lines):
+    expected = recount_windows(lines, "cw")
+    for w in expected.values():  # the views drop variants whose counts are all zero
+        w["variants"] = {v: c for v, c in w["variants"].items() if any(c.values())}
+    return expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 60), st.integers(0, 1000))
+def test_windows_equal_a_windowed_recount_in_any_order(messages, seed):
+    lines = _events(messages, seed)
+    random.Random(seed).shuffle(lines)
+    views, _ = _incremental(lines)
+    assert _window_view(views, "cw") == _expected_windows(lines)
+
+
+def test_superseding_receipt_moves_the_count_between_windows():
+    base = {"message_id": "m", "campaign_id": "cw", "variant": "A", "contact_id": "k",
+            "phone": "+15550000001", "outcome": "ACCEPTED"}
+    t0 = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000
+    lines = [
+        {"type": "sent", "event_id": "s", "occurred_at": t0, **base},
+        {"type": "delivery", "event_id": "d", "message_id": "m", "occurred_at": t0 + 30_000,
+         "status": "DELIVERED"},
+    ]
+    views, _ = _incremental(lines)
+    assert views.windows["cw"][f"60s@{t0}"].total == {"sent": 1, "delivered": 1}
+    lines.append({"type": "delivery", "event_id": "u", "message_id": "m",
+                  "occurred_at": t0 + 90_000, "status": "UNDELIVERED"})
+    views, _ = _incremental(lines)
+    assert views.windows["cw"][f"60s@{t0}"].total == {"sent": 1}
+    assert views.windows["cw"][f"60s@{t0 + 60_000}"].total == {"failed": 1}
+    assert views.windows["cw"][f"3600s@{t0}"].total == {"sent": 1, "failed": 1}
+
+
+def test_rebuild_from_contributions_equals_incremental_views():
+    lines = _events(150, 3)
+    random.Random(1).shuffle(lines)
+    views, current = _incremental(lines)
+    rebuilt = CampaignViews(RETENTION)
+    rebuilt.rebuild(current.values())
+    assert rebuilt.counts == views.counts
+    assert rebuilt.contacts == views.contacts
+    assert rebuilt.windows == views.windows
+    assert [cid for cid, _ in rebuilt.take_dirty()] == ["cw"]
+
+
+def test_old_windows_are_neither_published_nor_kept():
+    views, _ = _incremental(_events(20, 4))
+    newest = max(parse_window_key(k)[1] for k in views.windows["cw"])
+    now = newest + RETENTION - 30 * 60_000  # only the last half hour stays in retention
+    published = views.take_dirty_windows(now)
+    assert published and all(parse_window_key(k)[1] >= now - RETENTION
+                             for _, k, _ in published)
+    assert views.prune_windows(now) > 0
+    assert all(parse_window_key(k)[1] >= now - RETENTION for k in views.windows["cw"])
+
+
+def test_state_round_trips_through_its_table_form():
+    from streams import serde
+
+    lines = _events(40, 9)
+    states = {}
+    for line in lines:
+        _, event, _ = parse_json_line(json.dumps(line), now_ms=NOW)
+        states[event.message_id] = apply_event(
+            states.get(event.message_id, MessageState(event.message_id)), event)
+    for state in states.values():
+        stored = json.loads(json.dumps(serde.state_to_dict(state) | {"p": 3}))
+        assert serde.state_from_dict(stored) == state
