@@ -173,3 +173,54 @@ def recount_windows(events: list[dict[str, Any]], campaign_id: str,
             elif e["type"] == "click":
                 add(e["occurred_at"], variant, "link_clicks")
     return out
+
+
+BUCKETS_S = (1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
+
+
+def _bucket(millis: int) -> str:
+    seconds = max(millis, 0) / 1000
+    return next((f"le_{b}s" for b in BUCKETS_S if seconds <= b), "gt_86400s")
+
+
+def recount_breakdowns(events: list[dict[str, Any]], campaign_id: str) -> dict[str, dict]:
+    """by_error_code (failed messages), by_carrier (accepted messages whose receipts
+    name one: the carrier of the winning such receipt), time_to_deliver and
+    time_to_first_click histograms."""
+    unique = {e["event_id"]: e for e in events}
+    by_message: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in unique.values():
+        by_message[e["message_id"]].append(e)
+    out: dict[str, dict[str, int]] = {k: defaultdict(int) for k in (
+        "by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click")}
+
+    def order(r: dict[str, Any]) -> tuple[int, int, str]:
+        return (RANK[r["status"]], r["occurred_at"], r["event_id"])
+
+    for msg_events in by_message.values():
+        sends = sorted((e for e in msg_events if e["type"] == "sent"),
+                       key=lambda e: (e["occurred_at"], e["event_id"]))
+        if not sends or sends[0]["campaign_id"] != campaign_id:
+            continue
+        sent = sends[0]
+        receipts = [e for e in msg_events if e["type"] == "delivery"]
+        clicks = sorted(e["occurred_at"] for e in msg_events if e["type"] == "click")
+        if clicks:
+            out["time_to_first_click"][_bucket(clicks[0] - sent["occurred_at"])] += 1
+        if sent["outcome"] == "REJECTED":
+            if sent.get("error_code"):
+                out["by_error_code"][sent["error_code"]] += 1
+            continue
+        with_carrier = [r for r in receipts if r.get("carrier")]
+        if with_carrier:
+            out["by_carrier"][max(with_carrier, key=order)["carrier"]] += 1
+        final = _final_status(receipts)
+        if final is None:
+            continue
+        if final["status"] == "DELIVERED":
+            out["time_to_deliver"][_bucket(final["occurred_at"] - sent["occurred_at"])] += 1
+        else:
+            with_error = [r for r in receipts if r.get("error_code")]
+            if with_error:
+                out["by_error_code"][max(with_error, key=order)["error_code"]] += 1
+    return {k: dict(v) for k, v in out.items()}

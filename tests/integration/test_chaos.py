@@ -22,13 +22,14 @@ from streams.kafka_admin import ensure_topics, read_topic
 from streams.outputs import decode_campaign_window
 from streams.settings import load_settings
 from tests.integration.conftest import Deployment, free_port
-from tests.oracle import recount, recount_windows
+from tests.oracle import recount, recount_breakdowns, recount_windows
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 KEYS = ("campaign_id", "sent", "delivered", "failed", "pending", "replies",
         "unique_repliers", "opt_outs", "link_clicks", "unique_link_clicks",
-        "delivery_rate", "reply_rate", "link_click_rate", "variants")
+        "delivery_rate", "reply_rate", "link_click_rate", "variants",
+        "by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click")
 
 
 def _settings(dep: Deployment) -> Any:
@@ -51,7 +52,8 @@ def _pick(summary: dict) -> dict:
 
 
 def _expected(events: list[dict]) -> dict[str, dict]:
-    return {cid: _pick(s) for cid, s in recount(events).items()}
+    return {cid: _pick(s | recount_breakdowns(events, cid))
+            for cid, s in recount(events).items()}
 
 
 def _summaries(dep: Deployment, campaigns: list[str]) -> dict[str, dict | None]:

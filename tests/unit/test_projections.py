@@ -224,3 +224,16 @@ def test_unique_clickers_count_contacts_not_messages():
     _, campaigns = stream_fold(events)
     total = campaigns["c"].total
     assert (total["link_clicks"], total["unique_link_clicks"]) == (2, 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(messy_campaigns())
+def test_breakdowns_and_histograms_equal_the_batch_recount(case):
+    from tests.oracle import recount_breakdowns
+
+    _, shuffled = case
+    _, campaigns = stream_fold(shuffled)
+    summary = summarize("cx", campaigns["cx"])
+    got = {k: summary[k] for k in ("by_error_code", "by_carrier", "time_to_deliver",
+                                   "time_to_first_click")}
+    assert got == recount_breakdowns(shuffled, "cx")
