@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit integration clean help
+.PHONY: install run test chaos lint typecheck unit integration clean help
 
 help:
 	@echo "make run        set up, start Kafka + a worker, publish a demo campaign, watch its summary"
@@ -40,7 +40,11 @@ integration: install kafka-jars
 	$(BIN)/python -m pytest tests/integration -q
 
 test: install kafka-jars lint typecheck
-	$(BIN)/python -m pytest -q --durations=10
+	$(BIN)/python -m pytest -q --durations=10 -m "not heavy"
+
+# The 100k-event SIGKILL run and its negative control (tens of minutes here).
+chaos: install kafka-jars
+	$(BIN)/python -m pytest -q --durations=10 -m heavy
 
 clean: kafka-clean
 	rm -rf .state .run

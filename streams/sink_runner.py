@@ -38,7 +38,6 @@ from projections.errors import SinkError
 from projections.message_log import MessageLogRow
 from sinks import open_store
 from sinks.plan import InsertPlan, dedup_token, plan_message_log_insert
-from sinks.store import ClickHouseStore
 from streams import serde
 from streams.settings import Settings
 from streams.telemetry import Telemetry
@@ -88,6 +87,7 @@ class ClickHouseSink:
         async with _sink_ownership(self._settings):
             store = open_store(self._settings)
             await self._insist(store.migrate)
+            store.close()
             consumer = AIOKafkaConsumer(
                 self._settings.message_updates_topic,
                 bootstrap_servers=self._settings.kafka_bootstrap,
@@ -103,21 +103,30 @@ class ClickHouseSink:
                         timeout_ms=int(self._settings.sink_batch_seconds * 1000),
                         max_records=self._settings.sink_batch_rows,
                     )
-                    for tp, records in batches.items():
-                        if records:
-                            await self._write(store, tp, records)
-                            await consumer.commit({tp: records[-1].offset + 1})  # step 4
+                    batches = {tp: records for tp, records in batches.items() if records}
+                    if batches:
+                        await self._write(batches)
+                        await consumer.commit(  # step 4
+                            {tp: records[-1].offset + 1 for tp, records in batches.items()})
             finally:
                 await consumer.stop()
+
+    async def _write(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """One insert per partition, all in one opening of the store (the embedded
+        engine costs 50-200 ms to open, and holding it would lock ``export`` out)."""
+        plans = [plan_batch(tp, records) for tp, records in batches.items()]
+
+        def insert_all() -> None:
+            store = open_store(self._settings, hold_open=True)
+            try:
+                for plan in plans:
+                    store.insert(plan)
+            finally:
                 store.close()
 
-    async def _write(
-        self, store: ClickHouseStore, tp: TopicPartition, records: list[ConsumerRecord]
-    ) -> None:
-        plan = plan_batch(tp, records)
         with self._telemetry.sink_batch_seconds.time():
-            await self._insist(lambda: store.insert(plan))
-        self._telemetry.sink_rows.labels("message_log").inc(len(plan.rows))
+            await self._insist(insert_all)
+        self._telemetry.sink_rows.labels("message_log").inc(sum(len(p.rows) for p in plans))
 
     async def _insist(self, call: object) -> None:
         """Step 3: run ``call`` in a thread until it succeeds; never give up, never skip."""
