@@ -23,31 +23,11 @@ import time
 import uuid
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-
 from streams.demo import generate_campaign
+from streams.kafka_admin import group_lag
 from streams.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-async def _lag(settings) -> int:  # type: ignore[no-untyped-def]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
-    finally:
-        await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        topics = [*settings.input_topics.values(), *settings.internal_topics]
-        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
 
 
 def run_once(events_file: Path, protected: bool, workdir: Path) -> float:
@@ -69,7 +49,7 @@ def run_once(events_file: Path, protected: bool, workdir: Path) -> float:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(5)
-        while asyncio.run(_lag(settings)) > 0:
+        while asyncio.run(group_lag(settings)) > 0:
             time.sleep(1)
         return time.monotonic() - start
     finally:

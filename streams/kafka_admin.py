@@ -103,3 +103,22 @@ async def latest_summaries(settings: Settings) -> dict[str, dict[str, Any]]:
         summary = decode_campaign_metrics(value)
         latest[summary["campaign_id"]] = summary  # one key, one partition: offset order
     return latest
+
+
+async def group_lag(settings: Settings) -> int:
+    """Records of the input and internal topics the worker group has not committed yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.app_id)
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        topics = [*settings.input_topics.values(), *settings.internal_topics]
+        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)

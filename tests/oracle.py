@@ -21,14 +21,20 @@ def _final_status(receipts: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(terminal, key=lambda r: (r["occurred_at"], r["event_id"]))
 
 
-def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Summary per campaign id, in the shape of ``summary --json`` (without breakdowns)."""
+def _by_message(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Distinct events (first of each event_id) grouped by message."""
     unique: dict[str, dict[str, Any]] = {}
     for e in events:
         unique.setdefault(e["event_id"], e)
     by_message: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in unique.values():
         by_message[e["message_id"]].append(e)
+    return by_message
+
+
+def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Summary per campaign id, in the shape of ``summary --json`` (without breakdowns)."""
+    by_message = _by_message(events)
 
     groups: dict[tuple[str, str | None], dict[str, Any]] = {}
 
@@ -95,10 +101,7 @@ def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def expected_log(events: list[dict[str, Any]], campaign_id: str) -> dict[str, dict[str, Any]]:
     """message_id -> {status, delivered_at} for the campaign's messages (for exports)."""
-    unique = {e["event_id"]: e for e in events}
-    by_message: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for e in unique.values():
-        by_message[e["message_id"]].append(e)
+    by_message = _by_message(events)
     out: dict[str, dict[str, Any]] = {}
     for message_id, msg_events in by_message.items():
         sends = sorted((e for e in msg_events if e["type"] == "sent"),
@@ -134,10 +137,7 @@ def recount_windows(events: list[dict[str, Any]], campaign_id: str,
     deliveries and failures at the winning terminal receipt (at the send for a
     REJECTED one), each reply and click at its own time.
     """
-    unique = {e["event_id"]: e for e in events}
-    by_message: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for e in unique.values():
-        by_message[e["message_id"]].append(e)
+    by_message = _by_message(events)
     zero = dict.fromkeys(("sent", "delivered", "failed", "replies", "opt_outs",
                           "link_clicks"), 0)
     out: dict[tuple[int, int], dict[str, Any]] = {}
@@ -187,10 +187,7 @@ def recount_breakdowns(events: list[dict[str, Any]], campaign_id: str) -> dict[s
     """by_error_code (failed messages), by_carrier (accepted messages whose receipts
     name one: the carrier of the winning such receipt), time_to_deliver and
     time_to_first_click histograms."""
-    unique = {e["event_id"]: e for e in events}
-    by_message: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for e in unique.values():
-        by_message[e["message_id"]].append(e)
+    by_message = _by_message(events)
     out: dict[str, dict[str, int]] = {k: defaultdict(int) for k in (
         "by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click")}
 

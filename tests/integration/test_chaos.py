@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.demo import generate_campaign
-from streams.kafka_admin import ensure_topics, read_topic
+from streams.kafka_admin import ensure_topics, group_lag, read_topic
 from streams.outputs import decode_campaign_window
 from streams.settings import load_settings
 from tests.integration.conftest import Deployment, free_port
@@ -105,30 +104,12 @@ def _wait_exact(dep: Deployment, events: list[dict], timeout: float = 600) -> No
     pytest.fail(f"metrics differ from the batch recount after catching up: {diff}")
 
 
-async def _group_lag(settings: Any) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
-    finally:
-        await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        topics = [*settings.input_topics.values(), *settings.internal_topics]
-        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
-
-
 def _wait_caught_up(dep: Deployment, timeout: float = 300) -> None:
     settings = _settings(dep)
     deadline = time.monotonic() + timeout
     lag = -1
     while time.monotonic() < deadline:
-        lag = asyncio.run(_group_lag(settings))
+        lag = asyncio.run(group_lag(settings))
         if lag == 0:
             return
         time.sleep(2)
@@ -184,7 +165,7 @@ def test_consuming_the_same_input_twice_changes_nothing(deployment: Deployment):
     worker.stop()
 
     assert asyncio.run(_rewind_inputs(_settings(deployment))) == 16
-    assert asyncio.run(_group_lag(_settings(deployment))) >= len(events)  # really rewound
+    assert asyncio.run(group_lag(_settings(deployment))) >= len(events)  # really rewound
     again = deployment.worker(worker.web_port).start()
     again.wait_ready()
     deadline = time.monotonic() + 300
