@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.settings import Settings
 
@@ -105,14 +105,20 @@ async def latest_summaries(settings: Settings) -> dict[str, dict[str, Any]]:
     return latest
 
 
-async def group_lag(settings: Settings) -> int:
+async def group_lag(settings: Settings, attempts: int = 30) -> int:
     """Records of the input and internal topics the worker group has not committed yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(settings.app_id)
-    finally:
-        await admin.close()
+    for attempt in range(attempts):
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(settings.app_id)
+            break
+        except KafkaError as exc:  # e.g. the coordinator of a brand-new group
+            if not exc.retriable or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(1.0)
+        finally:
+            await admin.close()
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
     try:
