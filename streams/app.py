@@ -116,108 +116,80 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
             },
         )
 
-    batch_size, batch_wait = 1000, 0.05
-
     @app.agent(inputs)
     async def ingest(stream: faust.StreamT) -> AsyncIterator[None]:
         """Step 1 of streams/recovery.py."""
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            batch_size, within=batch_wait
-        ):
-            for event in events:
-                topic = event.message.topic
-                expected = kind_of_topic.get(topic, "?")
-                try:
-                    decoded = decode_event(event.value)
-                    kind = EVENT_TYPES[type(decoded)]
-                    telemetry.events_consumed.labels(topic, kind).inc()
-                    if kind != expected:
-                        raise InvalidEventError(f"a {kind} record on the {expected} topic")
-                except InvalidEventError as exc:
-                    telemetry.events_consumed.labels(topic, "invalid").inc()
-                    await dead_letter(event, exc.reason)
-                    continue
-                telemetry.processing_seconds.observe(
-                    max(time.time() - event.message.timestamp, 0))
-                await message_events.send(key=decoded.message_id.encode(), value=event.value)
+        async for event in stream.events():
+            topic = event.message.topic
+            expected = kind_of_topic.get(topic, "?")
+            try:
+                decoded = decode_event(event.value)
+                kind = EVENT_TYPES[type(decoded)]
+                telemetry.events_consumed.labels(topic, kind).inc()
+                if kind != expected:
+                    raise InvalidEventError(f"a {kind} record on the {expected} topic")
+            except InvalidEventError as exc:
+                telemetry.events_consumed.labels(topic, "invalid").inc()
+                await dead_letter(event, exc.reason)
+                continue
+            telemetry.processing_seconds.observe(max(time.time() - event.message.timestamp, 0))
+            await message_events.send(key=decoded.message_id.encode(), value=event.value)
             yield None
 
     @app.agent(message_events)
     async def fold_messages(stream: faust.StreamT) -> AsyncIterator[None]:
-        """Steps 2 and 3 of streams/recovery.py, a batch at a time: each message's
-        state is read, folded over its events in the batch, written once (to the
-        changelog partition of its events) and handed on once."""
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            batch_size, within=batch_wait
-        ):
-            touched: dict[str, tuple[MessageState, MessageState, int]] = {}
-            for event in events:
-                try:
-                    decoded = decode_event(event.value)
-                    key = decoded.message_id
-                    if key in touched:
-                        before, state, _ = touched[key]
-                    else:
-                        stored = messages.get(key)
-                        before = state = (serde.state_from_dict(stored) if stored
-                                          else MessageState(key))
-                    new = fold(state, decoded, protected)
-                    if new is state:
-                        telemetry.duplicate_events.inc()
-                    touched[key] = (before, new, event.message.partition)
-                except InvalidEventError as exc:  # cannot happen after ingest; never crash
-                    await dead_letter(event, exc.reason)
-                except Exception:
-                    telemetry.processing_errors.labels("fold_messages").inc()
-                    log.exception("fold failed at %s[%s]@%s", event.message.topic,
-                                  event.message.partition, event.message.offset)
-                    await dead_letter(event, "processing error in fold_messages")
-            now = _now_ms()
-            for key, (before, new, partition) in touched.items():
-                if new is not before:
-                    value = serde.state_to_dict(new) | {"p": partition}
-                    messages.send_changelog(partition, key, value)
-                    messages.data[key] = value
-                    telemetry.orphan_events.inc(held_events(new) - held_events(before))
-                row = message_log_row(new, updated_at=now)
+        """Steps 2 and 3 of streams/recovery.py."""
+        async for event in stream.events():
+            try:
+                decoded = decode_event(event.value)
+                stored = messages.get(decoded.message_id)
+                state = (serde.state_from_dict(stored) if stored
+                         else MessageState(decoded.message_id))
+                new = fold(state, decoded, protected)
+                if new is state:
+                    telemetry.duplicate_events.inc()
+                else:
+                    messages[decoded.message_id] = serde.state_to_dict(new) | {
+                        "p": event.message.partition}
+                    telemetry.orphan_events.inc(held_events(new) - held_events(state))
+                row = message_log_row(new, updated_at=_now_ms())
                 if row is not None:
-                    # Handed on even when unchanged: repairs a hand-off a crash lost.
                     contribution = message_contribution(new, settings.window_sizes_s)
                     await message_updates.send(
                         key=row.campaign_id.encode(),
                         value=serde.encode_message_update(new.version, row, contribution),
                     )
+            except InvalidEventError as exc:  # cannot happen after ingest; never crash
+                await dead_letter(event, exc.reason)
+            except Exception:
+                telemetry.processing_errors.labels("fold_messages").inc()
+                log.exception("fold failed at %s[%s]@%s", event.message.topic,
+                              event.message.partition, event.message.offset)
+                await dead_letter(event, "processing error in fold_messages")
             yield None
 
     @app.agent(message_updates)
     async def aggregate_campaigns(stream: faust.StreamT) -> AsyncIterator[None]:
-        """Step 4 of streams/recovery.py, a batch at a time."""
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            batch_size, within=batch_wait
-        ):
-            for event in events:
-                try:
-                    version, row, contribution = serde.decode_message_update(event.value)
-                    previous = contributions.get(row.message_id)
-                    if previous is not None and previous["version"] >= version:
-                        continue
-                    old = (serde.contribution_from_dict(previous["contribution"])
-                           if previous else None)
-                    value = {
-                        "version": version,
-                        "contribution": serde.contribution_to_dict(contribution),
-                        "p": event.message.partition,
-                    }
-                    contributions.send_changelog(event.message.partition, row.message_id,
-                                                 value)
-                    contributions.data[row.message_id] = value
-                    if old != contribution:
-                        views.move(old, contribution)
-                except Exception:
-                    telemetry.processing_errors.labels("aggregate_campaigns").inc()
-                    log.exception("aggregation failed at %s[%s]@%s", event.message.topic,
-                                  event.message.partition, event.message.offset)
-                    await dead_letter(event, "processing error in aggregate_campaigns")
+        """Step 4 of streams/recovery.py."""
+        async for event in stream.events():
+            try:
+                version, row, contribution = serde.decode_message_update(event.value)
+                previous = contributions.get(row.message_id)
+                if previous is not None and previous["version"] >= version:
+                    continue
+                old = serde.contribution_from_dict(previous["contribution"]) if previous else None
+                contributions[row.message_id] = {
+                    "version": version,
+                    "contribution": serde.contribution_to_dict(contribution),
+                    "p": event.message.partition,
+                }
+                if old != contribution:
+                    views.move(old, contribution)
+            except Exception:
+                telemetry.processing_errors.labels("aggregate_campaigns").inc()
+                log.exception("aggregation failed at %s[%s]@%s", event.message.topic,
+                              event.message.partition, event.message.offset)
+                await dead_letter(event, "processing error in aggregate_campaigns")
             yield None
 
     @app.timer(interval=settings.emit_interval)

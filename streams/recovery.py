@@ -7,9 +7,7 @@ Its ``exactly_once`` mode is reported broken (shared/design/reliability.md), so
 we do not use it. Instead every stage is made *idempotent*, and the only state
 written through a changelog is state whose replay is harmless.
 
-The commit order, per input partition (Faust drives steps 5-6; the agents work
-a batch of events at a time, and a batch's events are acked only when the
-agent asks for the next batch, so "processed" below means "its batch is done"):
+The commit order, per input partition (Faust drives steps 5-6):
 
 1. ``ingest`` reads an input record, validates it, and produces it to
    ``message-events`` keyed by ``message_id`` (or to the dead-letter topic).
