@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -45,16 +46,26 @@ def run_once(events_file: Path, protected: bool, workdir: Path) -> float:
     os.environ.update({k: env[k] for k in ("CA_APP_ID", "CA_TOPIC_PREFIX")})
     settings = load_settings()
     start = time.monotonic()
-    worker = subprocess.Popen([*cli, "worker", "--web-port", "0"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = (workdir / f"{tag}.log").open("wb")
+    worker = subprocess.Popen([*cli, "worker", "--web-port", str(_free_port())], env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
     try:
         time.sleep(5)
         while asyncio.run(group_lag(settings)) > 0:
+            if worker.poll() is not None:
+                raise SystemExit(f"the worker exited ({worker.returncode}); see {log.name}")
             time.sleep(1)
         return time.monotonic() - start
     finally:
         worker.terminate()
         worker.wait(30)
+        log.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def main() -> None:
