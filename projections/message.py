@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from projections.events import (
-    FAILED_STATUSES,
     TERMINAL_STATUSES,
     DeliveryStatus,
     Event,
@@ -142,10 +141,6 @@ def _merge(state: MessageState, event: Event) -> MessageState:
             return replace(state, clicks=tuple(sorted((*state.clicks, event.occurred_at))))
 
 
-def apply_events(state: MessageState, events: list[Event]) -> MessageState:
-    for event in events:
-        state = apply_event(state, event)
-    return state
 
 
 def message_status(state: MessageState) -> str | None:
@@ -166,6 +161,3 @@ def terminal_receipt(state: MessageState) -> ReceiptReceived | None:
         return receipt
     return None
 
-
-def is_failed_status(status: DeliveryStatus) -> bool:
-    return status in FAILED_STATUSES

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -50,3 +51,21 @@ def load_schemas() -> list[SchemaVersion]:
 
 def latest(schemas: list[SchemaVersion], name: str) -> SchemaVersion:
     return max((s for s in schemas if s.name == name), key=lambda s: s.version)
+
+
+def encode_single_object(schema: SchemaVersion, record: dict[str, Any]) -> bytes:
+    """Avro single-object encoding: marker, fingerprint, schemaless body."""
+    out = io.BytesIO()
+    out.write(MAGIC + schema.fingerprint)
+    fastavro.schemaless_writer(out, schema.parsed, record, strict=True)
+    return out.getvalue()
+
+
+def decode_single_object(schema: SchemaVersion, data: bytes) -> dict[str, Any]:
+    """The record of a single-object-encoded value written with exactly ``schema``."""
+    if data[:2] != MAGIC or data[2:10] != schema.fingerprint:
+        raise ValueError(f"not a {schema.name} v{schema.version} record")
+    record = fastavro.schemaless_reader(io.BytesIO(data[10:]), schema.plain, schema.plain)
+    if not isinstance(record, dict):
+        raise ValueError(f"{schema.name} did not decode to a record")
+    return record

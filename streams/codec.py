@@ -98,12 +98,6 @@ def decode_event(data: bytes, now_ms: int | None = None) -> Event:
     return record_to_event(schema.name, record, now_ms)
 
 
-def kind_of(data: bytes) -> str | None:
-    schema = BY_FINGERPRINT.get(data[2:10]) if data[:2] == MAGIC else None
-    return schema.name if schema else None
-
-
-# --- records to events, with the bad-input rules --------------------------------
 
 
 def _text(record: Mapping[str, Any], name: str, *, required: bool, limit: int) -> str | None:
@@ -270,9 +264,4 @@ def parse_json_line(line: str, now_ms: int | None = None) -> tuple[str, Event, b
     event = record_to_event(kind, obj, now_ms)
     data = encode_event(event)
     return kind, event, data
-
-
-def event_to_json(event: Event) -> str:
-    record = event_to_record(event)
-    return json.dumps({"type": KIND_OF_CLASS[type(event)], **record}, ensure_ascii=False)
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-import fastavro
-
 from projections.metrics import WINDOW_METRICS, CampaignCounts, parse_window_key
-from schemas import MAGIC, latest, load_schemas
+from schemas import decode_single_object, encode_single_object, latest, load_schemas
 
 _METRIC_KEYS = (
     "sent",
@@ -43,18 +40,12 @@ def encode_campaign_metrics(summary: dict[str, Any], emitted_at: int) -> bytes:
         },
         **{name: summary[name] for name in _BREAKDOWNS},
     }
-    out = io.BytesIO()
-    out.write(MAGIC + _SCHEMA.fingerprint)
-    fastavro.schemaless_writer(out, _SCHEMA.parsed, record, strict=True)
-    return out.getvalue()
+    return encode_single_object(_SCHEMA, record)
 
 
 def decode_campaign_metrics(data: bytes) -> dict[str, Any]:
     """Back to the summary shape of the CLI: flat metrics, ``variants``, breakdowns."""
-    if data[:2] != MAGIC or data[2:10] != _SCHEMA.fingerprint:
-        raise ValueError("not a CampaignMetricsUpdated v1 record")
-    record = fastavro.schemaless_reader(io.BytesIO(data[10:]), _SCHEMA.plain, _SCHEMA.plain)
-    assert isinstance(record, dict)  # noqa: S101 - a record schema decodes to a dict
+    record = decode_single_object(_SCHEMA, data)
     summary: dict[str, Any] = {"campaign_id": record["campaign_id"], **record["metrics"]}
     summary["variants"] = dict(sorted(record["variants"].items()))
     for name in _BREAKDOWNS:
@@ -83,17 +74,8 @@ def encode_campaign_window(
             for name, bag in sorted(counts.variants.items())
         },
     }
-    out = io.BytesIO()
-    out.write(MAGIC + _WINDOW_SCHEMA.fingerprint)
-    fastavro.schemaless_writer(out, _WINDOW_SCHEMA.parsed, record, strict=True)
-    return out.getvalue()
+    return encode_single_object(_WINDOW_SCHEMA, record)
 
 
 def decode_campaign_window(data: bytes) -> dict[str, Any]:
-    if data[:2] != MAGIC or data[2:10] != _WINDOW_SCHEMA.fingerprint:
-        raise ValueError("not a CampaignWindowUpdated v1 record")
-    record = fastavro.schemaless_reader(
-        io.BytesIO(data[10:]), _WINDOW_SCHEMA.plain, _WINDOW_SCHEMA.plain
-    )
-    assert isinstance(record, dict)  # noqa: S101 - a record schema decodes to a dict
-    return record
+    return decode_single_object(_WINDOW_SCHEMA, data)

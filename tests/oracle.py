@@ -32,6 +32,12 @@ def _by_message(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
     return by_message
 
 
+def _first_sent(msg_events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A message's `sent` event (the earliest, then smallest id, if there are several)."""
+    sends = [e for e in msg_events if e["type"] == "sent"]
+    return min(sends, key=lambda e: (e["occurred_at"], e["event_id"])) if sends else None
+
+
 def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Summary per campaign id, in the shape of ``summary --json`` (without breakdowns)."""
     by_message = _by_message(events)
@@ -47,11 +53,9 @@ def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         )
 
     for msg_events in by_message.values():
-        sends = sorted((e for e in msg_events if e["type"] == "sent"),
-                       key=lambda e: (e["occurred_at"], e["event_id"]))
-        if not sends:
+        sent = _first_sent(msg_events)
+        if sent is None:
             continue  # counts nowhere until its sent event
-        sent = sends[0]
         receipts = [e for e in msg_events if e["type"] == "delivery"]
         replies = [e for e in msg_events if e["type"] == "reply"]
         clicks = [e for e in msg_events if e["type"] == "click"]
@@ -104,11 +108,9 @@ def expected_log(events: list[dict[str, Any]], campaign_id: str) -> dict[str, di
     by_message = _by_message(events)
     out: dict[str, dict[str, Any]] = {}
     for message_id, msg_events in by_message.items():
-        sends = sorted((e for e in msg_events if e["type"] == "sent"),
-                       key=lambda e: (e["occurred_at"], e["event_id"]))
-        if not sends or sends[0]["campaign_id"] != campaign_id:
+        sent = _first_sent(msg_events)
+        if sent is None or sent["campaign_id"] != campaign_id:
             continue
-        sent = sends[0]
         receipts = [e for e in msg_events if e["type"] == "delivery"]
         if sent["outcome"] == "REJECTED":
             status, delivered_at = "rejected", None
@@ -151,11 +153,9 @@ def recount_windows(events: list[dict[str, Any]], campaign_id: str,
                 w["variants"].setdefault(variant, dict(zero))[metric] += 1
 
     for msg_events in by_message.values():
-        sends = sorted((e for e in msg_events if e["type"] == "sent"),
-                       key=lambda e: (e["occurred_at"], e["event_id"]))
-        if not sends or sends[0]["campaign_id"] != campaign_id:
+        sent = _first_sent(msg_events)
+        if sent is None or sent["campaign_id"] != campaign_id:
             continue
-        sent = sends[0]
         variant = sent.get("variant")
         if sent["outcome"] == "REJECTED":
             add(sent["occurred_at"], variant, "failed")
@@ -195,11 +195,9 @@ def recount_breakdowns(events: list[dict[str, Any]], campaign_id: str) -> dict[s
         return (RANK[r["status"]], r["occurred_at"], r["event_id"])
 
     for msg_events in by_message.values():
-        sends = sorted((e for e in msg_events if e["type"] == "sent"),
-                       key=lambda e: (e["occurred_at"], e["event_id"]))
-        if not sends or sends[0]["campaign_id"] != campaign_id:
+        sent = _first_sent(msg_events)
+        if sent is None or sent["campaign_id"] != campaign_id:
             continue
-        sent = sends[0]
         receipts = [e for e in msg_events if e["type"] == "delivery"]
         clicks = sorted(e["occurred_at"] for e in msg_events if e["type"] == "click")
         if clicks:
