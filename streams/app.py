@@ -33,7 +33,7 @@ from projections.events import EVENT_TYPES
 from projections.message import MessageState
 from projections.message_log import message_log_row
 from projections.metrics import message_contribution, summarize
-from streams import serde
+from streams import faust_fixes, serde
 from streams.codec import decode_event
 from streams.outputs import encode_campaign_metrics, encode_campaign_window, window_record_key
 from streams.recovery import UNSAFE_ENV, fold, rebuilding_table, replay_protection_enabled
@@ -58,6 +58,7 @@ def _now_ms() -> int:
 
 
 def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.App:
+    faust_fixes.install()
     telemetry = telemetry or Telemetry()
     app = faust.App(
         settings.app_id,

@@ -120,7 +120,7 @@ class Deployment:
             "CA_PARTITIONS": "4",
             "CA_EMIT_INTERVAL": "0.5",
             "CA_SINK_BATCH_SECONDS": "0.5",
-            "CA_LOG_LEVEL": "warning",
+            "CA_LOG_LEVEL": os.environ.get("CA_TEST_LOG_LEVEL", "warning"),
             "PYTHONPATH": str(REPO),
         }
         self.env.pop("CA_CLICKHOUSE_URL", None)

@@ -112,7 +112,7 @@ def test_two_workers_side_by_side_in_one_directory(deployment: Deployment, tmp_p
     assert all(n > 0 for n in consumed), f"both workers should get partitions: {consumed}"
     assert sum(consumed) >= len(events)
     state_dirs = sorted(p.name for p in (deployment.root / "state").iterdir())
-    assert [f"worker-{w.web_port}" for w in workers] == sorted(
+    assert sorted(f"worker-{w.web_port}" for w in workers) == sorted(
         d for d in state_dirs if d.startswith("worker-"))
 
 
