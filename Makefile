@@ -48,3 +48,17 @@ chaos: install kafka-jars
 
 clean: kafka-clean
 	rm -rf .state .run
+
+# Throughput / latency / recovery benchmark (docs/performance.md). Starts the local
+# broker if none answers at CA_KAFKA_BOOTSTRAP; options in BENCH_ARGS, e.g.
+#   make bench BENCH_ARGS="--events 50000 --repeat 1 --only limit,ours"
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+.PHONY: bench
+bench: $(BENCH_STAMP) kafka-jars
+	$(BIN)/python -m benchmarks.throughput --check-broker || $(MAKE) kafka-up
+	$(BIN)/python -m benchmarks.throughput $(BENCH_ARGS)
