@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from sinks.plan import InsertPlan, dedup_token, plan_message_log_insert
+from sinks.retention import Retention
 from sinks.store import ClickHouseStore
 
 if TYPE_CHECKING:
@@ -23,13 +24,18 @@ def open_store(settings: Settings, *, hold_open: bool = False) -> ClickHouseStor
     store's lifetime instead of per call (faster, but locks out other processes,
     such as the CLI's export; see ``sinks.chdb_store``).
     """
+    retention = Retention(settings.clickhouse_ttl_days, settings.clickhouse_events_ttl_days)
     if settings.clickhouse_url:
         from sinks.server_store import ClickHouseServerStore
 
-        return ClickHouseServerStore(settings.clickhouse_url, settings.clickhouse_database)
+        return ClickHouseServerStore(
+            settings.clickhouse_url, settings.clickhouse_database, retention=retention
+        )
     from sinks.chdb_store import ChdbStore
 
-    return ChdbStore(settings.chdb_path, settings.clickhouse_database, hold_open=hold_open)
+    return ChdbStore(
+        settings.chdb_path, settings.clickhouse_database, hold_open=hold_open, retention=retention
+    )
 
 
 __all__ = [

@@ -54,6 +54,8 @@ from sinks import arrow_rows
 from sinks.errors import RETRY_AFTER_SECONDS, retry_after_for
 from sinks.migrations import apply_migrations
 from sinks.plan import InsertPlan
+from sinks.reads import SqlReads
+from sinks.retention import Retention, apply_retention
 from sinks.sql import (
     export_query,
     insert_deduplication_token,
@@ -70,7 +72,7 @@ _MAX_BACKOFF = 0.5
 _UNEXPLAINED_FAILURES = 5
 
 
-class ChdbStore:
+class ChdbStore(SqlReads):
     """The ``ClickHouseStore`` on an embedded chdb engine (see the module docstring)."""
 
     def __init__(
@@ -80,7 +82,9 @@ class ChdbStore:
         *,
         hold_open: bool = False,
         lock_timeout: float = 10.0,
+        retention: Retention | None = None,
     ) -> None:
+        self._retention = retention or Retention()
         self._path = Path(path).resolve()
         if "?" in str(self._path):
             raise ConfigurationError(f"chdb path must not contain '?': {self._path}")
@@ -143,7 +147,10 @@ class ChdbStore:
 
     def migrate(self) -> list[int]:
         with self._connection() as conn:  # one opening for all statements
-            return apply_migrations(_ChdbMigrationTarget(conn), self._database)
+            target = _ChdbMigrationTarget(conn)
+            applied = apply_migrations(target, self._database)
+            apply_retention(target, self._database, self._retention)
+            return applied
 
     def insert(self, plan: InsertPlan) -> int:
         if not plan.rows:
@@ -160,7 +167,7 @@ class ChdbStore:
         columns = ", ".join(validate_identifier(c) for c in plan.columns)
         sql = (
             f"INSERT INTO {qualified(self._database, plan.table)} ({columns})"
-            f" SETTINGS insert_deduplication_token = {token}"
+            f" SETTINGS insert_deduplication_token = {token}, optimize_on_insert = 0"
         )
         with self._connection() as conn:
             try:
@@ -187,6 +194,9 @@ class ChdbStore:
     def count_message_log(self, campaign_id: str, final: bool = True) -> int:
         sql, params = message_log_count_query(self._database, campaign_id, final)
         return int(self._query(sql, "TabSeparated", params).bytes())
+
+    def _select(self, sql: str, params: dict[str, object] | None = None) -> list[tuple[Any, ...]]:
+        return list(arrow_rows.batch_rows(self._query(sql, "ArrowTable", params)))
 
     def iter_export_rows(self, campaign_id: str) -> Generator[tuple[object, ...], None, None]:
         sql, params = export_query(self._database, campaign_id)

@@ -13,18 +13,42 @@ byte-identical repeat included. (Without any token the engine would fall back
 to hashing the block's content, and ``insert_deduplicate = 0`` does not switch
 that off for a non-replicated table in chdb 4.4, so a unique token is the one
 way to say "no deduplication" that means the same on every engine.)
+
+Every planned row is stored as one row: the stores insert with
+``optimize_on_insert = 0``, so a ReplacingMergeTree does not collapse equal keys
+inside one insert. Repeats collapse only on merge or under ``FINAL``, and the raw
+``events`` table keeps one row per source record, which is what lets a test prove
+that the sink wrote each record exactly once.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
+from projections.events import EVENT_TYPES, Event, LinkClicked, ReplyReceived
 from projections.message_log import MESSAGE_LOG_COLUMNS, MessageLogRow
 
 MESSAGE_LOG_TABLE = "message_log"
+REPLIES_TABLE = "replies"
+LINK_CLICKS_TABLE = "link_clicks"
+EVENTS_TABLE = "events"
+
+# Columns the sink writes (``inserted_at`` is the engine's DEFAULT).
+REPLY_COLUMNS: tuple[str, ...] = (
+    "event_id", "message_id", "contact_id", "phone", "body", "replied_at"
+)
+LINK_CLICK_COLUMNS: tuple[str, ...] = (
+    "event_id", "message_id", "link_id", "clicked_at", "user_agent"
+)
+EVENT_COLUMNS: tuple[str, ...] = (
+    "event_id", "message_id", "event_type", "occurred_at", "payload",
+    "source_partition", "source_offset",
+)
 
 # Kafka topic names use [A-Za-z0-9._-]; ':' '|' '/' '=' '+' leave room for
 # composite tokens (several partitions joined). No quote, backslash or space, so
@@ -74,3 +98,46 @@ def plan_message_log_insert(rows: Sequence[MessageLogRow], token: str | None) ->
         rows=[_row_values(row) for row in rows],
         dedup_token=token,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class SourcedEvent:
+    """An input event and the record of the message-events topic that carried it."""
+
+    partition: int
+    offset: int
+    event: Event
+
+
+def event_payload(event: Event) -> str:
+    """The event as one JSON object: its fields (enums by value) and its ``type``."""
+    fields = dataclasses.asdict(event) | {"type": EVENT_TYPES[type(event)]}
+    return json.dumps(fields, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def plan_event_inserts(events: Sequence[SourcedEvent], token: str | None) -> list[InsertPlan]:
+    """The inserts of one batch of the message-events topic: every record into
+    ``events`` (duplicates too: one row per record), its replies into ``replies``
+    and its clicks into ``link_clicks``. Tables without rows get no plan.
+
+    One token for the three: each table keeps its own deduplication log.
+    """
+    raw: list[tuple[object, ...]] = [
+        (s.event.event_id, s.event.message_id, EVENT_TYPES[type(s.event)],
+         s.event.occurred_at, event_payload(s.event), s.partition, s.offset)
+        for s in events
+    ]
+    replies: list[tuple[object, ...]] = [
+        (e.event_id, e.message_id, e.contact_id, e.phone, e.body, e.occurred_at)
+        for s in events if isinstance(e := s.event, ReplyReceived)
+    ]
+    clicks: list[tuple[object, ...]] = [
+        (e.event_id, e.message_id, e.link_id, e.occurred_at, e.user_agent)
+        for s in events if isinstance(e := s.event, LinkClicked)
+    ]
+    plans = [
+        InsertPlan(EVENTS_TABLE, EVENT_COLUMNS, raw, token),
+        InsertPlan(REPLIES_TABLE, REPLY_COLUMNS, replies, token),
+        InsertPlan(LINK_CLICKS_TABLE, LINK_CLICK_COLUMNS, clicks, token),
+    ]
+    return [plan for plan in plans if plan.rows]

@@ -23,6 +23,8 @@ from projections.message_log import MessageLogRow
 from sinks.errors import RETRY_AFTER_SECONDS, retry_after_for
 from sinks.migrations import apply_migrations
 from sinks.plan import InsertPlan
+from sinks.reads import SqlReads
+from sinks.retention import Retention, apply_retention
 from sinks.sql import (
     column_types,
     export_query,
@@ -34,7 +36,7 @@ from sinks.sql import (
 )
 
 
-class ClickHouseServerStore:
+class ClickHouseServerStore(SqlReads):
     """The ``ClickHouseStore`` on a ClickHouse server reached over HTTP(S)."""
 
     def __init__(
@@ -44,7 +46,9 @@ class ClickHouseServerStore:
         *,
         connect_timeout: float = 10.0,
         send_receive_timeout: float = 300.0,
+        retention: Retention | None = None,
     ) -> None:
+        self._retention = retention or Retention()
         self._url = url
         self._where = _redacted(url)
         self._database = validate_identifier(database)
@@ -80,12 +84,18 @@ class ClickHouseServerStore:
     # -- ClickHouseStore ---------------------------------------------------
 
     def migrate(self) -> list[int]:
-        return apply_migrations(_ServerMigrationTarget(self), self._database)
+        target = _ServerMigrationTarget(self)
+        applied = apply_migrations(target, self._database)
+        apply_retention(target, self._database, self._retention)
+        return applied
 
     def insert(self, plan: InsertPlan) -> int:
         if not plan.rows:
             return 0
-        settings = {"insert_deduplication_token": insert_deduplication_token(plan)}
+        settings = {
+            "insert_deduplication_token": insert_deduplication_token(plan),
+            "optimize_on_insert": 0,  # see sinks.plan: one stored row per planned row
+        }
         names = [validate_identifier(c) for c in plan.columns]
         types = column_types(plan.table, plan.columns)
         client = self._get_client()
@@ -121,6 +131,10 @@ class ClickHouseServerStore:
         sql, params = message_log_count_query(self._database, campaign_id, final)
         result = self._run("query", self._get_client().query, sql, parameters=params)
         return int(result.result_rows[0][0])
+
+    def _select(self, sql: str, params: dict[str, object] | None = None) -> list[tuple[Any, ...]]:
+        result = self._run("query", self._get_client().query, sql, parameters=params or {})
+        return [tuple(values) for values in result.result_rows]
 
     def iter_export_rows(self, campaign_id: str) -> Generator[tuple[object, ...], None, None]:
         sql, params = export_query(self._database, campaign_id)

@@ -21,7 +21,13 @@ from projections.message_log import (
     MESSAGE_STATUSES,
     MessageLogRow,
 )
-from sinks.plan import MESSAGE_LOG_TABLE, InsertPlan
+from sinks.plan import (
+    EVENTS_TABLE,
+    LINK_CLICKS_TABLE,
+    MESSAGE_LOG_TABLE,
+    REPLIES_TABLE,
+    InsertPlan,
+)
 
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -53,8 +59,41 @@ MESSAGE_LOG_TYPES: dict[str, str] = {
     "version": "UInt64",
 }
 
+_TIMESTAMP = "DateTime64(3, 'UTC')"
+
+# The written columns of migrations 0002-0004 (``inserted_at`` is a DEFAULT).
+REPLIES_TYPES: dict[str, str] = {
+    "event_id": "String",
+    "message_id": "String",
+    "contact_id": "String",
+    "phone": "String",
+    "body": "String",
+    "replied_at": _TIMESTAMP,
+}
+LINK_CLICKS_TYPES: dict[str, str] = {
+    "event_id": "String",
+    "message_id": "String",
+    "link_id": "String",
+    "clicked_at": _TIMESTAMP,
+    "user_agent": "Nullable(String)",
+}
+EVENTS_TYPES: dict[str, str] = {
+    "event_id": "String",
+    "message_id": "String",
+    "event_type": "LowCardinality(String)",
+    "occurred_at": _TIMESTAMP,
+    "payload": "String",
+    "source_partition": "UInt32",
+    "source_offset": "UInt64",
+}
+
 # Column types of every table a plan may target.
-TABLE_TYPES: dict[str, dict[str, str]] = {MESSAGE_LOG_TABLE: MESSAGE_LOG_TYPES}
+TABLE_TYPES: dict[str, dict[str, str]] = {
+    MESSAGE_LOG_TABLE: MESSAGE_LOG_TYPES,
+    REPLIES_TABLE: REPLIES_TYPES,
+    LINK_CLICKS_TABLE: LINK_CLICKS_TYPES,
+    EVENTS_TABLE: EVENTS_TYPES,
+}
 
 TIMESTAMP_COLUMNS: frozenset[str] = frozenset(
     name for name, type_ in MESSAGE_LOG_TYPES.items() if "DateTime64" in type_

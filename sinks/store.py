@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from projections.message_log import MessageLogRow
 from sinks.plan import InsertPlan
+from sinks.queries import CampaignSqlMetrics, ContactClicks, ReplyRow, RowCounts
 
 
 @runtime_checkable
@@ -58,6 +59,30 @@ class ClickHouseStore(Protocol):
         A generator: it runs when iterated; exhaust it or ``close()`` it to free
         the connection it holds.
         """
+        ...
+
+    def replies(
+        self, campaign_id: str, limit: int = 100, after: tuple[int, str] | None = None
+    ) -> list[ReplyRow]:
+        """One page of a campaign's replies (deduplicated), by ``(replied_at, event_id)``;
+        pass the last reply's ``(replied_at, event_id)`` as ``after`` for the next page."""
+        ...
+
+    def contact_clicks(
+        self, campaign_id: str, limit: int = 100, after_contact_id: str | None = None
+    ) -> list[ContactClicks]:
+        """One page of per-contact link clicks of a campaign (count, first and last
+        click over all the contact's messages), by ``contact_id``; keyset pagination."""
+        ...
+
+    def campaign_metrics(self, campaign_id: str) -> CampaignSqlMetrics | None:
+        """domain.md section 3 counts recomputed in SQL from ``message_log``, ``replies``
+        and ``link_clicks``, for the campaign and per variant; None without messages."""
+        ...
+
+    def row_counts(self, table: str) -> RowCounts:
+        """Stored, FINAL and distinct-key row counts of a whole table (diagnostics,
+        the sink's exactly-once checks)."""
         ...
 
     def close(self) -> None:

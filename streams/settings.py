@@ -11,6 +11,9 @@
 |  |  | empty = the embedded chdb engine |
 | ``CA_CLICKHOUSE_DATABASE`` | ``campaign_analytics`` | ClickHouse database |
 | ``CA_CHDB_PATH`` | ``$CA_DATA_DIR/chdb`` | directory of the embedded engine's files |
+| ``CA_CLICKHOUSE_TTL_DAYS`` | ``0`` | days ``message_log``, ``replies`` and ``link_clicks`` |
+|  |  | rows are kept after their event time; 0 = forever |
+| ``CA_CLICKHOUSE_EVENTS_TTL_DAYS`` | ``90`` | days the raw audit ``events`` are kept; 0 = forever |
 | ``CA_WEB_HOST`` | ``127.0.0.1`` | address the worker's web server (``/metrics``) binds |
 | ``CA_WEB_PORT`` | ``6066`` | port of the worker's web server (``--web-port`` wins) |
 | ``CA_EMIT_INTERVAL`` | ``1.0`` | least seconds between two snapshots of one campaign |
@@ -18,6 +21,8 @@
 | ``CA_SINK_BATCH_SECONDS`` | ``1.0`` | longest a row waits before its batch is inserted |
 | ``CA_WINDOWS`` | ``60,3600`` | sizes (seconds) of the event-time tumbling windows |
 | ``CA_WINDOW_RETENTION_DAYS`` | ``30`` | windows older than this are no longer kept or published |
+| ``CA_BATCH_MAX`` | ``2000`` | most events an agent takes into one batch |
+| ``CA_BATCH_SECONDS`` | ``0.05`` | longest an agent waits to fill a batch |
 | ``CA_SESSION_TIMEOUT`` | ``10`` | seconds before the group gives a dead worker's partitions away |
 | ``CA_LOG_LEVEL`` | ``info`` | log level of the worker |
 """
@@ -65,6 +70,17 @@ def _positive_int(name: str, default: str) -> int:
     return value
 
 
+def _days(name: str, default: str) -> int:
+    raw = _env(name, default)
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be whole days, got {raw!r}") from exc
+    if value < 0:
+        raise ConfigurationError(f"{name} must be >= 0 (0 = keep forever), got {raw!r}")
+    return value
+
+
 def _window_sizes(raw: str) -> tuple[int, ...]:
     try:
         sizes = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
@@ -85,11 +101,15 @@ class Settings:
     clickhouse_url: str = ""
     clickhouse_database: str = "campaign_analytics"
     chdb_path: Path = Path(".state/chdb")
+    clickhouse_ttl_days: int = 0
+    clickhouse_events_ttl_days: int = 90
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     emit_interval: float = 1.0
     sink_batch_rows: int = 5000
     sink_batch_seconds: float = 1.0
+    batch_max: int = 2000
+    batch_seconds: float = 0.05
     session_timeout: float = 10.0
     window_sizes_s: tuple[int, ...] = (60, 3600)
     window_retention_days: float = 30.0
@@ -139,11 +159,15 @@ def load_settings(**overrides: object) -> Settings:
         "clickhouse_url": _env("CA_CLICKHOUSE_URL", ""),
         "clickhouse_database": _env("CA_CLICKHOUSE_DATABASE", "campaign_analytics"),
         "chdb_path": Path(_env("CA_CHDB_PATH", str(data_dir / "chdb"))),
+        "clickhouse_ttl_days": _days("CA_CLICKHOUSE_TTL_DAYS", "0"),
+        "clickhouse_events_ttl_days": _days("CA_CLICKHOUSE_EVENTS_TTL_DAYS", "90"),
         "web_host": _env("CA_WEB_HOST", "127.0.0.1"),
         "web_port": _positive_int("CA_WEB_PORT", "6066"),
         "emit_interval": _positive_float("CA_EMIT_INTERVAL", "1.0"),
         "sink_batch_rows": _positive_int("CA_SINK_BATCH_ROWS", "5000"),
         "sink_batch_seconds": _positive_float("CA_SINK_BATCH_SECONDS", "1.0"),
+        "batch_max": _positive_int("CA_BATCH_MAX", "2000"),
+        "batch_seconds": _positive_float("CA_BATCH_SECONDS", "0.05"),
         "session_timeout": _positive_float("CA_SESSION_TIMEOUT", "10"),
         "window_sizes_s": _window_sizes(_env("CA_WINDOWS", "60,3600")),
         "window_retention_days": _positive_float("CA_WINDOW_RETENTION_DAYS", "30"),

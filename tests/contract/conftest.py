@@ -101,6 +101,7 @@ def _stop_merges(store: ClickHouseStore) -> None:
     database = store._database  # type: ignore[attr-defined]  # test scaffolding
     client = clickhouse_connect.get_client(dsn=os.environ[SERVER_URL_ENV])
     try:
-        client.command(f"SYSTEM STOP MERGES {database}.message_log")
+        for table in ("message_log", "replies", "link_clicks", "events"):
+            client.command(f"SYSTEM STOP MERGES {database}.{table}")
     finally:
         client.close()

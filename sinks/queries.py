@@ -1,0 +1,251 @@
+"""Read queries over replies, link clicks and the message log, and what they return.
+
+Replies and clicks carry only their ``message_id`` (domain.md section 1), so every
+per-campaign read takes the campaign's message ids from ``message_log`` (ordered by
+``campaign_id``) and reads ``replies`` / ``link_clicks`` by ``message_id IN (...)``,
+their leading key: both sides use a primary index, no full scan.
+
+Everything reads the latest state: ``FINAL`` collapses replayed rows and older
+message versions. Values are bound parameters; identifiers are allow-listed
+(``sinks.sql``). Timestamps come back as epoch milliseconds.
+
+SQL metrics (``campaign_metrics_query``) follow domain.md section 3 from the
+stored rows alone, so they are an independent check of the streaming metrics:
+sent = not rejected; delivered / failed / pending by the message's latest status;
+replies and link clicks = distinct events on the campaign's messages; unique
+repliers and clickers = distinct ``contact_id`` of those messages (the contact
+the message went to). Opt-outs: the body trimmed of ASCII whitespace and
+lower-cased (the fold's ``str.strip().casefold()`` also trims Unicode spaces and
+folds e.g. "ß"; no opt-out keyword is affected by the difference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from projections.message import OPT_OUT_KEYWORDS
+from sinks.plan import EVENTS_TABLE, LINK_CLICKS_TABLE, MESSAGE_LOG_TABLE, REPLIES_TABLE
+from sinks.sql import MAX_PAGE_SIZE, qualified, string_literal
+
+# Every SQL text below is built from allow-listed identifiers and constants only;
+# values are bound parameters (hence the S608 waivers).
+
+# The metrics recomputed in SQL, in the order the query selects them.
+SQL_METRICS: tuple[str, ...] = (
+    "sent",
+    "delivered",
+    "failed",
+    "pending",
+    "replies",
+    "unique_repliers",
+    "opt_outs",
+    "link_clicks",
+    "unique_link_clicks",
+)
+
+# The key each table is deduplicated on (its ORDER BY, less the leading message_id).
+_TABLE_KEYS: dict[str, str] = {
+    MESSAGE_LOG_TABLE: "message_id",
+    REPLIES_TABLE: "event_id",
+    LINK_CLICKS_TABLE: "event_id",
+    EVENTS_TABLE: "event_id",
+}
+
+_ASCII_SPACE = "' \\t\\n\\r\\f\\v'"  # a ClickHouse literal: space and escaped controls
+_OPT_OUTS = ", ".join(string_literal(k) for k in sorted(OPT_OUT_KEYWORDS))
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyRow:
+    event_id: str
+    message_id: str
+    contact_id: str
+    contact_name: str | None
+    phone: str
+    variant: str | None
+    body: str
+    replied_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContactClicks:
+    """One contact's clicks on a campaign's links (over all their messages)."""
+
+    contact_id: str
+    contact_name: str | None
+    phone: str
+    clicks: int
+    first_click_at: int
+    last_click_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignCounts:
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+    pending: int = 0
+    replies: int = 0
+    unique_repliers: int = 0
+    opt_outs: int = 0
+    link_clicks: int = 0
+    unique_link_clicks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignSqlMetrics:
+    campaign_id: str
+    totals: CampaignCounts
+    variants: dict[str, CampaignCounts] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RowCounts:
+    """Rows of a table as stored, after FINAL, and distinct keys (``message_id`` for
+    the message log, ``event_id`` otherwise); for ``events`` also the distinct
+    source records ``(source_partition, source_offset)``."""
+
+    stored: int
+    final: int
+    distinct_keys: int
+    distinct_sources: int | None = None
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"limit must be within 1..{MAX_PAGE_SIZE}, got {limit}")
+
+
+def _campaign_ids(database: str) -> str:
+    # Without FINAL: every version of a row has the same ids, and this reads less.
+    return (
+        f"SELECT message_id FROM {qualified(database, MESSAGE_LOG_TABLE)}"  # noqa: S608
+        " WHERE campaign_id = {campaign_id:String}"
+    )
+
+
+def replies_query(
+    database: str, campaign_id: str, limit: int, after: tuple[int, str] | None
+) -> tuple[str, dict[str, object]]:
+    """A page of a campaign's replies by (replied_at, event_id); keyset ``after``."""
+    _check_limit(limit)
+    params: dict[str, object] = {"campaign_id": campaign_id}
+    keyset = ""
+    if after is not None:
+        keyset = (
+            " AND (r.replied_at, r.event_id) > "
+            "(fromUnixTimestamp64Milli({after_ms:Int64}, 'UTC'), {after_id:String})"
+        )
+        params |= {"after_ms": after[0], "after_id": after[1]}
+    log = qualified(database, MESSAGE_LOG_TABLE)
+    sql = (
+        "SELECT r.event_id, r.message_id, r.contact_id, l.contact_name, r.phone, l.variant,"  # noqa: S608
+        " r.body, toUnixTimestamp64Milli(r.replied_at)"
+        f" FROM {qualified(database, REPLIES_TABLE)} AS r FINAL"
+        " INNER JOIN (SELECT message_id, contact_name, variant"
+        f" FROM {log} FINAL WHERE campaign_id = {{campaign_id:String}}) AS l"
+        " ON r.message_id = l.message_id"
+        f" WHERE r.message_id IN ({_campaign_ids(database)}){keyset}"
+        f" ORDER BY r.replied_at, r.event_id LIMIT {int(limit)}"
+    )
+    return sql, params
+
+
+def contact_clicks_query(
+    database: str, campaign_id: str, limit: int, after_contact_id: str | None
+) -> tuple[str, dict[str, object]]:
+    """A page of per-contact clicks (count, first, last) by ``contact_id``; keyset."""
+    _check_limit(limit)
+    params: dict[str, object] = {"campaign_id": campaign_id}
+    keyset = ""
+    if after_contact_id is not None:
+        keyset = " WHERE contact_id > {after_contact_id:String}"
+        params["after_contact_id"] = after_contact_id
+    log = qualified(database, MESSAGE_LOG_TABLE)
+    sql = (
+        "SELECT contact_id, any(l.contact_name), any(l.phone), count(),"  # noqa: S608
+        " toUnixTimestamp64Milli(min(k.clicked_at)), toUnixTimestamp64Milli(max(k.clicked_at))"
+        f" FROM {qualified(database, LINK_CLICKS_TABLE)} AS k FINAL"
+        " INNER JOIN (SELECT message_id, contact_id, contact_name, phone"
+        f" FROM {log} FINAL WHERE campaign_id = {{campaign_id:String}}) AS l"
+        " ON k.message_id = l.message_id"
+        f" WHERE k.message_id IN ({_campaign_ids(database)})"
+        f" GROUP BY l.contact_id AS contact_id"
+        f" ORDER BY contact_id"
+    )
+    # The keyset applies to the grouped contacts.
+    sql = f"SELECT * FROM ({sql}){keyset} ORDER BY contact_id LIMIT {int(limit)}"  # noqa: S608
+    return sql, params
+
+
+def campaign_metrics_query(database: str, campaign_id: str) -> tuple[str, dict[str, object]]:
+    """Metrics of a campaign: one row for the whole campaign (``is_total`` = 1) and
+    one per variant, columns ``variant, is_total, *SQL_METRICS``."""
+    log = qualified(database, MESSAGE_LOG_TABLE)
+    ids = _campaign_ids(database)
+    opt_out = f"lowerUTF8(trimBoth(body, {_ASCII_SPACE})) IN ({_OPT_OUTS})"
+    sql = (
+        "SELECT l.variant AS variant, grouping(l.variant) = 1 AS is_total,"  # noqa: S608
+        " countIf(l.status != 'rejected') AS sent,"
+        " countIf(l.status = 'delivered') AS delivered,"
+        " countIf(l.status IN ('rejected', 'undelivered', 'failed')) AS failed,"
+        " countIf(l.status IN ('sent', 'queued')) AS pending,"
+        " sum(r.replies) AS replies,"
+        " uniqExactIf(l.contact_id, r.replies > 0) AS unique_repliers,"
+        " sum(r.opt_outs) AS opt_outs,"
+        " sum(k.clicks) AS link_clicks,"
+        " uniqExactIf(l.contact_id, k.clicks > 0) AS unique_link_clicks"
+        " FROM (SELECT message_id, variant, contact_id, status"
+        f" FROM {log} FINAL WHERE campaign_id = {{campaign_id:String}}) AS l"
+        " LEFT JOIN (SELECT message_id, count() AS replies,"
+        f" countIf({opt_out}) AS opt_outs"
+        f" FROM {qualified(database, REPLIES_TABLE)} FINAL"
+        f" WHERE message_id IN ({ids}) GROUP BY message_id) AS r"
+        " ON l.message_id = r.message_id"
+        " LEFT JOIN (SELECT message_id, count() AS clicks"
+        f" FROM {qualified(database, LINK_CLICKS_TABLE)} FINAL"
+        f" WHERE message_id IN ({ids}) GROUP BY message_id) AS k"
+        " ON l.message_id = k.message_id"
+        " GROUP BY GROUPING SETS ((), (l.variant))"
+        " SETTINGS join_use_nulls = 0, force_grouping_standard_compatibility = 1"
+    )
+    return sql, {"campaign_id": campaign_id}
+
+
+def campaign_metrics(
+    campaign_id: str, rows: Sequence[Sequence[object]]
+) -> CampaignSqlMetrics | None:
+    """The rows of ``campaign_metrics_query``; None for a campaign without messages."""
+    totals: CampaignCounts | None = None
+    variants: dict[str, CampaignCounts] = {}
+    for variant, is_total, *values in rows:
+        counts = CampaignCounts(*(int(v) for v in values))  # type: ignore[call-overload]
+        if is_total:
+            totals = counts
+        elif variant is not None:  # messages without a variant count in the totals only
+            variants[str(variant)] = counts
+    if totals is None or totals.sent + totals.failed == 0:  # every message is one of them
+        return None
+    return CampaignSqlMetrics(campaign_id, totals, dict(sorted(variants.items())))
+
+
+def row_counts_query(database: str, table: str) -> str:
+    """``stored, final, distinct_keys[, distinct_sources]`` of a whole table."""
+    key = _TABLE_KEYS.get(table)
+    if key is None:
+        raise ValueError(f"no row counts for table {table!r}")
+    name = qualified(database, table)
+    sources = (
+        f", (SELECT uniqExact(source_partition, source_offset) FROM {name})"  # noqa: S608
+        if table == EVENTS_TABLE
+        else ""
+    )
+    return (
+        f"SELECT (SELECT count() FROM {name}), (SELECT count() FROM {name} FINAL),"  # noqa: S608
+        f" (SELECT uniqExact({key}) FROM {name}){sources}"
+    )
+
+
+def row_counts(values: Sequence[object]) -> RowCounts:
+    return RowCounts(*(int(v) for v in values))  # type: ignore[call-overload]

@@ -1,0 +1,39 @@
+"""The read queries of ``sinks.queries``, shared by both stores over one ``_select``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sinks import queries
+from sinks.queries import CampaignSqlMetrics, ContactClicks, ReplyRow, RowCounts
+
+
+class SqlReads:
+    """Mixin: a store provides ``_database`` and ``_select`` (rows as tuples)."""
+
+    _database: str
+
+    def _select(self, sql: str, params: dict[str, object] | None = None) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def replies(
+        self, campaign_id: str, limit: int = 100, after: tuple[int, str] | None = None
+    ) -> list[ReplyRow]:
+        sql, params = queries.replies_query(self._database, campaign_id, limit, after)
+        return [ReplyRow(*values) for values in self._select(sql, params)]
+
+    def contact_clicks(
+        self, campaign_id: str, limit: int = 100, after_contact_id: str | None = None
+    ) -> list[ContactClicks]:
+        sql, params = queries.contact_clicks_query(
+            self._database, campaign_id, limit, after_contact_id
+        )
+        return [ContactClicks(*values) for values in self._select(sql, params)]
+
+    def campaign_metrics(self, campaign_id: str) -> CampaignSqlMetrics | None:
+        sql, params = queries.campaign_metrics_query(self._database, campaign_id)
+        return queries.campaign_metrics(campaign_id, self._select(sql, params))
+
+    def row_counts(self, table: str) -> RowCounts:
+        (values,) = self._select(queries.row_counts_query(self._database, table))
+        return queries.row_counts(values)
