@@ -1,24 +1,39 @@
-"""The ClickHouse sink: its own consumer group on ``message-updates``.
+"""The ClickHouse sinks: one consumer group each, inserting exactly what they commit.
 
-It runs inside the worker but apart from Faust's stream machinery, so that a
-slow or unavailable ClickHouse pauses only the sink (its lag grows), never the
-metrics; and so that it commits exactly the offsets it has inserted:
+- ``ClickHouseSink``: ``message-updates`` -> ``message_log`` (newest version of
+  each message in a batch), group ``<app_id>-clickhouse-sink``;
+- ``ClickHouseEventsSink``: ``message-events`` (every validated input event,
+  keyed by message id) -> ``events`` (raw, for audit), ``replies`` and
+  ``link_clicks``, group ``<app_id>-clickhouse-events-sink``.
 
-1. read a batch per partition (``getmany``);
-2. keep the newest version of each message in it; build the insert plan with a
-   deduplication token from ``topic-partition-firstOffset-lastOffset``;
-3. insert; on failure wait (``retry_after`` or backoff) and insert the same plan
-   again: nothing is skipped and nothing is committed meanwhile;
-4. commit the offsets the insert covered.
+They run inside the worker but apart from Faust's stream machinery, so a slow
+or unavailable ClickHouse pauses only the sinks (their lag grows), never the
+metrics. For each batch of one partition (``streams.sink_batches``: by size
+and by time, memory bounded), in this order:
 
-A crash between 3 and 4 re-reads the batch: the same rows come again with the
-same versions, and ``message_log`` is a ReplacingMergeTree by version (and the
-token drops the replay when the batch boundaries match).
+1. commit the batch's first offset with its intent ``first..last`` (nothing
+   moves; it records the batch boundaries next to the offset);
+2. build the insert plans (pure, ``sinks.plan``) with the deduplication token
+   ``topic-partition-first-last``;
+3. insert; on ``SinkError`` wait (``retry_after`` or backoff up to 30 s) and
+   insert the same plans again, forever: nothing is skipped and nothing is
+   committed meanwhile, and no record is fetched while waiting;
+4. commit ``last + 1`` (empty metadata).
+
+A crash before 1: the batch is read again, as a new batch. Between 1 and 4:
+whoever owns the partition next finds the intent, rebuilds exactly
+``first..last`` and inserts it with the same token; the engine drops the insert
+if it had gone through (per-table ``non_replicated_deduplication_window``). A
+crash after 4 loses nothing. So each record is written once; the tables'
+ReplacingMergeTree keys (message version, event id) are a second line of
+defence. A failed commit raises, and the caller restarts the sink from the
+committed offsets (``run_restarting``).
 
 The embedded engine (chdb) can be opened by one process at a time, so with it
-only the worker holding ``<chdb dir>.sink.lock`` runs the sink; the others wait
-for the lock (a worker that dies releases it). With a ClickHouse server every
-worker runs a sink and the group splits the partitions.
+only the worker holding ``<chdb dir>.sink.lock`` runs the sinks (both of them,
+sharing the lock); the others wait for it (a worker that dies releases it).
+With a ClickHouse server every worker runs the sinks and each group splits
+the partitions.
 """
 
 from __future__ import annotations
@@ -28,93 +43,204 @@ import contextlib
 import fcntl
 import logging
 import os
-from collections.abc import AsyncIterator
-from typing import IO
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from projections.errors import SinkError
+from projections.errors import InvalidEventError, SinkError
 from projections.message_log import MessageLogRow
 from sinks import open_store
-from sinks.plan import InsertPlan, dedup_token, plan_message_log_insert
+from sinks.plan import (
+    InsertPlan,
+    SourcedEvent,
+    dedup_token,
+    plan_event_inserts,
+    plan_message_log_insert,
+)
 from streams import serde
+from streams.codec import decode_event
 from streams.settings import Settings
+from streams.sink_batches import PartitionBatches, intent_metadata, parse_intent
 from streams.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
+# Test-only: send no deduplication token, so a replayed batch is written again.
+# It exists for the negative control of the crash tests; never set it in production.
+UNSAFE_NO_DEDUP_ENV = "CA_UNSAFE_DISABLE_SINK_DEDUP"
 
-def plan_batch(tp: TopicPartition, records: list[ConsumerRecord]) -> InsertPlan:
-    """Step 2: the newest row of each message in one partition's batch."""
+Records = Sequence[ConsumerRecord]
+
+
+def plan_message_updates(records: Records, token: str | None) -> list[InsertPlan]:
+    """The newest ``message_log`` row of each message in one partition's batch."""
     latest: dict[str, tuple[int, MessageLogRow]] = {}
     for record in records:
         version, row, _ = serde.decode_message_update(record.value)
         if row.message_id not in latest or latest[row.message_id][0] < version:
             latest[row.message_id] = (version, row)
-    token = dedup_token(tp.topic, tp.partition, records[0].offset, records[-1].offset)
-    return plan_message_log_insert([row for _, row in latest.values()], token)
+    return [plan_message_log_insert([row for _, row in latest.values()], token)]
+
+
+def plan_message_events(records: Records, token: str | None) -> list[InsertPlan]:
+    """Every event of one partition's batch into ``events``, ``replies``, ``link_clicks``.
+
+    A record that no longer decodes (it was valid at ingest) is left out and logged
+    by position only; it is already in the input topic and nothing else reads it here.
+    """
+    sourced: list[SourcedEvent] = []
+    for record in records:
+        try:
+            sourced.append(SourcedEvent(record.partition, record.offset,
+                                        decode_event(record.value)))
+        except InvalidEventError as exc:
+            log.warning("events sink skips %s[%d]@%d: %s", record.topic, record.partition,
+                        record.offset, exc.reason)
+    return plan_event_inserts(sourced, token)
+
+
+class _SharedFlock:
+    """One exclusive ``flock`` per path and process, shared by the sinks of the process."""
+
+    _held: dict[Path, tuple[IO[str], int]] = {}  # process-wide on purpose: one lock each
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def hold(cls, path: Path) -> AsyncIterator[None]:
+        while path not in cls._held:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle: IO[str] = path.open("a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                await asyncio.sleep(2.0)  # another worker sinks; take over if it dies
+                continue
+            cls._held[path] = (handle, 0)
+            log.info("this worker (pid %d) runs the ClickHouse sinks", os.getpid())
+        handle, users = cls._held[path]
+        cls._held[path] = (handle, users + 1)
+        try:
+            yield
+        finally:
+            handle, users = cls._held[path]
+            if users == 1:
+                del cls._held[path]
+                handle.close()  # releases the lock
+            else:
+                cls._held[path] = (handle, users - 1)
 
 
 @contextlib.asynccontextmanager
 async def _sink_ownership(settings: Settings) -> AsyncIterator[None]:
-    """With chdb, hold the sink lock for as long as this worker runs the sink."""
+    """With chdb, hold the sink lock for as long as this worker runs a sink."""
     if settings.clickhouse_url:
         yield
         return
-    path = settings.chdb_path.with_name(settings.chdb_path.name + ".sink.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle: IO[str] = path.open("a")
-    try:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                await asyncio.sleep(2.0)  # another worker sinks; take over if it dies
-        log.info("this worker (pid %d) runs the ClickHouse sink", os.getpid())
+    async with _SharedFlock.hold(
+        settings.chdb_path.with_name(settings.chdb_path.name + ".sink.lock")
+    ):
         yield
-    finally:
-        handle.close()  # releases the lock
 
 
-class ClickHouseSink:
-    def __init__(self, settings: Settings, telemetry: Telemetry) -> None:
+class _PartitionSink:
+    """The loop shared by both sinks (see the module docstring for its order)."""
+
+    name = "clickhouse_sink"
+    group_suffix = "clickhouse-sink"
+
+    def __init__(
+        self, settings: Settings, telemetry: Telemetry, *, dedup: bool | None = None
+    ) -> None:
         self._settings = settings
         self._telemetry = telemetry
+        self._dedup = dedup if dedup is not None else not os.environ.get(UNSAFE_NO_DEDUP_ENV)
+        self._batches: PartitionBatches[TopicPartition, ConsumerRecord] = PartitionBatches(
+            settings.sink_batch_rows, settings.sink_batch_seconds
+        )
+
+    @property
+    def group_id(self) -> str:
+        return f"{self._settings.app_id}-{self.group_suffix}"
+
+    def topic(self) -> str:
+        raise NotImplementedError
+
+    def plans(self, records: Records, token: str | None) -> list[InsertPlan]:
+        raise NotImplementedError
 
     async def run(self) -> None:
+        if not self._dedup:
+            log.warning("%s is set: %s sends no dedup token (tests only)",
+                        UNSAFE_NO_DEDUP_ENV, self.name)
         async with _sink_ownership(self._settings):
-            store = open_store(self._settings)
-            await self._insist(store.migrate)
-            store.close()
+            await self._insist(self._migrate)
             consumer = AIOKafkaConsumer(
-                self._settings.message_updates_topic,
                 bootstrap_servers=self._settings.kafka_bootstrap,
-                group_id=f"{self._settings.app_id}-clickhouse-sink",
+                group_id=self.group_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=self._settings.sink_batch_rows,
+                session_timeout_ms=int(self._settings.session_timeout * 1000),
+                heartbeat_interval_ms=int(min(3.0, self._settings.session_timeout / 5) * 1000),
             )
-            await consumer.start()
+            admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap)
+            self._batches.clear()  # a fresh start: read again from the committed offsets
+            await admin.start()
             try:
-                while True:
-                    batches = await consumer.getmany(
-                        timeout_ms=int(self._settings.sink_batch_seconds * 1000),
-                        max_records=self._settings.sink_batch_rows,
-                    )
-                    batches = {tp: records for tp, records in batches.items() if records}
-                    if batches:
-                        await self._write(batches)
-                        await consumer.commit(  # step 4
-                            {tp: records[-1].offset + 1 for tp, records in batches.items()})
+                consumer.subscribe([self.topic()], listener=_Rebalance(self, admin))
+                await consumer.start()
+                try:
+                    await self._consume(consumer)
+                finally:
+                    await consumer.stop()
             finally:
-                await consumer.stop()
+                await admin.close()
 
-    async def _write(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """One insert per partition, all in one opening of the store (the embedded
-        engine costs 50-200 ms to open, and holding it would lock ``export`` out)."""
-        plans = [plan_batch(tp, records) for tp, records in batches.items()]
+    def _migrate(self) -> None:
+        store = open_store(self._settings)
+        try:
+            store.migrate()
+        finally:
+            store.close()
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            wait = min(self._batches.seconds_to_next(), self._settings.sink_batch_seconds)
+            fetched = await consumer.getmany(
+                timeout_ms=max(int(wait * 1000), 10), max_records=self._settings.sink_batch_rows
+            )
+            for tp, records in fetched.items():
+                self._batches.add(tp, records)
+            due = self._batches.due()
+            if due:
+                await self._flush(consumer, due)
+
+    async def _flush(
+        self, consumer: AIOKafkaConsumer, due: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> None:
+        bounds = {tp: (records[0].offset, records[-1].offset) for tp, records in due.items()}
+        await consumer.commit(  # step 1
+            {tp: (first, intent_metadata(first, last)) for tp, (first, last) in bounds.items()}
+        )
+        plans = [  # step 2
+            plan
+            for tp, records in due.items()
+            for plan in self.plans(
+                records, dedup_token(tp.topic, tp.partition, *bounds[tp]) if self._dedup else None
+            )
+        ]
+        await self._write(plans)  # step 3
+        await consumer.commit({tp: (last + 1, "") for tp, (_, last) in bounds.items()})  # step 4
+
+    async def _write(self, plans: list[InsertPlan]) -> None:
+        """All inserts of a round in one opening of the store (the embedded engine costs
+        50-200 ms to open, and holding it open would lock the CLI's ``export`` out)."""
 
         def insert_all() -> None:
             store = open_store(self._settings, hold_open=True)
@@ -126,18 +252,96 @@ class ClickHouseSink:
 
         with self._telemetry.sink_batch_seconds.time():
             await self._insist(insert_all)
-        self._telemetry.sink_rows.labels("message_log").inc(sum(len(p.rows) for p in plans))
+        for plan in plans:
+            self._telemetry.sink_rows.labels(plan.table).inc(len(plan.rows))
 
-    async def _insist(self, call: object) -> None:
+    async def _insist(self, call: Callable[[], None]) -> None:
         """Step 3: run ``call`` in a thread until it succeeds; never give up, never skip."""
         delay = 0.5
         while True:
             try:
-                await asyncio.to_thread(call)  # type: ignore[arg-type]
+                await asyncio.to_thread(call)
                 return
             except SinkError as exc:
                 self._telemetry.sink_errors.inc()
                 wait = exc.retry_after or delay
-                log.warning("ClickHouse call failed (%s); retrying in %.1fs", exc, wait)
+                log.warning("%s: ClickHouse call failed (%s); retrying in %.1fs",
+                            self.name, exc, wait)
                 await asyncio.sleep(wait)
                 delay = min(delay * 2, 30.0)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Drops revoked partitions' buffers; on assignment, rebuilds pending intents."""
+
+    def __init__(self, sink: _PartitionSink, admin: AIOKafkaAdminClient) -> None:
+        self._sink = sink
+        self._admin = admin
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self._sink._batches.drop(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        tps = list(assigned)
+        self._sink._batches.drop(tps)
+        if not tps:
+            return
+        for attempt in range(5):
+            try:
+                committed = await self._admin.list_consumer_group_offsets(
+                    self._sink.group_id, partitions=tps
+                )
+                break
+            except KafkaError as exc:
+                if attempt == 4:  # FINAL reads stay exact; only raw counts may double
+                    log.warning("%s: cannot read batch intents (%s); replays will not be "
+                                "rebuilt exactly", self._sink.name, exc)
+                    return
+                await asyncio.sleep(1.0)
+        for tp, at in committed.items():
+            intent = parse_intent(at.metadata)
+            if intent is not None and intent[0] == at.offset:
+                log.info("%s: rebuilding batch %s[%d] %d..%d after a restart",
+                         self._sink.name, tp.topic, tp.partition, *intent)
+                self._sink._batches.replay(tp, intent[1])
+
+
+class ClickHouseSink(_PartitionSink):
+    """``message-updates`` -> ``message_log``."""
+
+    name = "clickhouse_sink"
+    group_suffix = "clickhouse-sink"
+
+    def topic(self) -> str:
+        return self._settings.message_updates_topic
+
+    def plans(self, records: Records, token: str | None) -> list[InsertPlan]:
+        return plan_message_updates(records, token)
+
+
+class ClickHouseEventsSink(_PartitionSink):
+    """``message-events`` -> ``events``, ``replies``, ``link_clicks``."""
+
+    name = "clickhouse_events_sink"
+    group_suffix = "clickhouse-events-sink"
+
+    def topic(self) -> str:
+        return self._settings.message_events_topic
+
+    def plans(self, records: Records, token: str | None) -> list[InsertPlan]:
+        return plan_message_events(records, token)
+
+
+async def run_restarting(sink: _PartitionSink, telemetry: Telemetry, pause: float = 5.0) -> None:
+    """Run ``sink`` for ever: an unexpected error (a failed commit after a rebalance,
+    a broker outage) restarts it from the committed offsets and never takes the
+    worker down."""
+    while True:
+        try:
+            await sink.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            telemetry.processing_errors.labels(sink.name).inc()
+            log.exception("%s stopped; restarting it in %.0f s", sink.name, pause)
+            await asyncio.sleep(pause)

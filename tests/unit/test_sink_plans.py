@@ -1,0 +1,49 @@
+"""The sinks' plans from Kafka records (decode + ``sinks.plan``): pure, no broker."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any
+
+from projections.message import MessageState, apply_event
+from projections.message_log import message_log_row
+from streams import serde
+from streams.codec import parse_json_line
+from streams.demo import generate_campaign
+from streams.sink_runner import plan_message_events, plan_message_updates
+
+
+def record(offset: int, value: bytes) -> Any:
+    return SimpleNamespace(topic="t", partition=3, offset=offset, value=value)
+
+
+def test_events_plan_keeps_one_row_per_record_and_skips_undecodable_ones() -> None:
+    events = generate_campaign("c", messages=20, seed=4)
+    records = [record(i, parse_json_line(json.dumps(e))[2]) for i, e in enumerate(events)]
+    records.append(record(len(records), b"\xc3\x01not-avro"))
+
+    plans = {p.table: p for p in plan_message_events(records, "t-3-0-99")}
+
+    assert len(plans["events"].rows) == len(events)
+    assert [r[-2:] for r in plans["events"].rows] == [(3, i) for i in range(len(events))]
+    assert len(plans["replies"].rows) == sum(e["type"] == "reply" for e in events)
+    assert len(plans["link_clicks"].rows) == sum(e["type"] == "click" for e in events)
+
+
+def test_message_updates_plan_keeps_the_newest_version_of_each_message() -> None:
+    events = [parse_json_line(json.dumps(e))[1] for e in generate_campaign("c", 30, seed=2)]
+    records, states = [], {}
+    for event in events:
+        state = states[event.message_id] = apply_event(
+            states.get(event.message_id, MessageState(event.message_id)), event)
+        row = message_log_row(state, updated_at=1)
+        if row is not None:
+            records.append(record(len(records), serde.encode_message_update(
+                state.version, row, None)))
+
+    (plan,) = plan_message_updates(records[::-1], None)  # order does not matter
+
+    newest = {s.message_id: s.version for s in states.values() if s.sent is not None}
+    version = plan.columns.index("version")
+    assert {r[0]: r[version] for r in plan.rows} == newest
