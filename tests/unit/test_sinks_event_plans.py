@@ -132,6 +132,8 @@ def test_retention_alters_only_tables_whose_ttl_differs() -> None:
 
 
 def test_ttl_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CA_CLICKHOUSE_TTL_DAYS", raising=False)
+    monkeypatch.delenv("CA_CLICKHOUSE_EVENTS_TTL_DAYS", raising=False)
     settings = load_settings()
     assert (settings.clickhouse_ttl_days, settings.clickhouse_events_ttl_days) == (0, 90)
     monkeypatch.setenv("CA_CLICKHOUSE_TTL_DAYS", "400")
