@@ -1,7 +1,7 @@
 """Throughput, latency and recovery of the worker, side by side with three contenders.
 
     .venv/bin/python -m benchmarks.throughput [--events 500000] [--repeat 3]
-        [--only limit,naive,peer,ours,latency,recovery] [--recovery-messages 1000000]
+        [--only limit,naive,peer,ours,ours2,latency,recovery] [--recovery-messages 1000000]
 
 (or ``make bench``). Needs the broker at ``CA_KAFKA_BOOTSTRAP``. One run:
 
@@ -24,6 +24,8 @@
    d. ``ours``: the real worker (``python -m streams.cli worker``) with its
       ClickHouse sink; done when the groups ``<app_id>`` (inputs, message-events,
       message-updates) and ``<app_id>-clickhouse-sink`` have lag 0;
+   e. ``ours2``: the same with two worker processes in one group (CPU and peak
+      RSS summed over both): how it scales with processes;
 
 3. ``latency``: ours on fresh topics, fed at a steady rate (half of ours' median
    from step 2, or ``--latency-rate``) for ``--latency-seconds``; among the
@@ -47,6 +49,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import platform
@@ -77,7 +80,7 @@ from streams.outputs import decode_campaign_metrics
 from streams.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
-CONTENDERS = ("limit", "naive", "peer", "ours")
+CONTENDERS = ("limit", "naive", "peer", "ours", "ours2")
 PARTS = (*CONTENDERS, "latency", "recovery")
 EVENTS_PER_MESSAGE = 3.85  # generate_campaign's mean, duplicates included
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -374,16 +377,22 @@ def _metrics_count(port: int) -> float:
                if line.startswith("campaign_analytics_events_consumed_total{"))
 
 
-async def timed_run(bench: Bench, run: Run, cmd: list[str], env: dict[str, str],
+async def timed_run(bench: Bench, run: Run, cmds: list[list[str]], env: dict[str, str],
                     groups: dict[str, Sequence[str]], expected_ends: int,
-                    mark: Path | None, metrics_port: int | None) -> subprocess.Popen[bytes]:
-    """Start a contender and fill ``run`` once its groups have lag 0; returns the process
-    (still running: the caller stops it)."""
+                    mark: Path | None, metrics_ports: list[int],
+                    procs: list[subprocess.Popen[bytes]]) -> None:
+    """Start a contender's processes (appended to ``procs``; the caller stops them) and
+    fill ``run`` once its groups have lag 0."""
     log_path = bench.workdir / f"{run.contender}-{uuid.uuid4().hex[:6]}.log"
     started = time.monotonic()
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        for cmd in cmds:
+            procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True))
+
+    def cpu() -> float:
+        return sum(cpu_seconds(p.pid) for p in procs)
+
     first: float | None = None
     cpu_first = 0.0
     zero_at: tuple[float, float, float, int] | None = None  # (time, cpu, rss, ends)
@@ -392,17 +401,18 @@ async def timed_run(bench: Bench, run: Run, cmd: list[str], env: dict[str, str],
     async with LagProbe(bench.base.kafka_bootstrap, bench.base.partitions) as probe:
         while True:
             now = time.monotonic()
-            if proc.poll() is not None:
-                run.error = f"exited with {proc.returncode}; see {log_path}"
-                return proc
+            dead = [p for p in procs if p.poll() is not None]
+            if dead:
+                run.error = f"exited with {dead[0].returncode}; see {log_path}"
+                return
             if now > deadline:
                 run.error = f"not done after {bench.args.timeout:.0f} s; see {log_path}"
-                return proc
+                return
             if first is None:
-                seen = (mark is not None and mark.exists()) or (
-                    metrics_port is not None and _metrics_count(metrics_port) > 0)
+                seen = (mark is not None and mark.exists()) or any(
+                    _metrics_count(port) > 0 for port in metrics_ports)
                 if seen:
-                    cpu_first = cpu_seconds(proc.pid)
+                    cpu_first = cpu()
                     first = time.monotonic()
                     if mark is not None:  # the contender's own clock, at its first event
                         first -= max(0.0, time.time() - float(mark.read_text()))
@@ -412,12 +422,12 @@ async def timed_run(bench: Bench, run: Run, cmd: list[str], env: dict[str, str],
                 lag, ends = await probe.lag(groups)
                 if lag == 0 and ends >= expected_ends:
                     if zero_at is not None and zero_at[3] == ends:
-                        t, cpu, rss, _ = zero_at
+                        t, cpu_done, rss, _ = zero_at
                         run.seconds = t - first
-                        run.cpu_seconds = cpu - cpu_first
+                        run.cpu_seconds = cpu_done - cpu_first
                         run.peak_rss_mb = rss
-                        return proc
-                    zero_at = (now, cpu_seconds(proc.pid), peak_rss_mb(proc.pid), ends)
+                        return
+                    zero_at = (now, cpu(), sum(peak_rss_mb(p.pid) for p in procs), ends)
                 else:
                     zero_at = None
             await asyncio.sleep(0.05)
@@ -433,35 +443,38 @@ async def run_contender(bench: Bench, name: str, prefix: str, data: Input, round
     run = Run(name, len(data.records))
     group = f"bench-{bench.tag}-{name}-{round_no}"
     workdir = bench.workdir / group
-    port = free_port()
     inputs = list(bench.settings_for(bench.env(prefix)).input_topics.values())
-    if name == "ours":
+    if name.startswith("ours"):
         env = bench.env(prefix, CA_APP_ID=group, CA_DATA_DIR=str(workdir))
         settings = bench.settings_for(env)
         await ensure_topics(settings)  # the worker does it too; its internal topics
-        cmd = [sys.executable, "-m", "streams.cli", "worker", "--web-port", str(port)]
+        ports = [free_port() for _ in range(2 if name == "ours2" else 1)]
+        cmds = [[sys.executable, "-m", "streams.cli", "worker", "--web-port", str(port)]
+                for port in ports]
         groups: dict[str, Sequence[str]] = {
             group: [*inputs, *settings.internal_topics],
             f"{group}-clickhouse-sink": [settings.message_updates_topic],
         }
-        mark, metrics_port = None, port
+        mark: Path | None = None
     else:
         mark = bench.workdir / f"{group}.first"
         env = bench.env(prefix, BENCH_GROUP=group, BENCH_WORKDIR=str(workdir),
-                        BENCH_MARK=str(mark), BENCH_WEB_PORT=str(port))
-        cmd = contender_command(name)
+                        BENCH_MARK=str(mark), BENCH_WEB_PORT=str(free_port()))
+        cmds = [contender_command(name)]
         groups = {group: inputs}
-        metrics_port = None
-    async with contextlib.AsyncExitStack() as stack:
-        tail = None
-        if name == "ours":
-            tail = await stack.enter_async_context(MetricsTail(bench.settings_for(env)))
-        proc = await timed_run(bench, run, cmd, env, groups, len(data.records), mark,
-                               metrics_port)
-        try:
+        ports = []
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            tail = None
+            if ports:
+                tail = await stack.enter_async_context(MetricsTail(bench.settings_for(env)))
+            await timed_run(bench, run, cmds, env, groups, len(data.records), mark, ports,
+                            procs)
             if tail is not None and not run.error:
                 run.check = await check_summaries(tail, data.expected_sent)
-        finally:
+    finally:
+        for proc in procs:
             stop(proc)
     shutil.rmtree(workdir, ignore_errors=True)
     return run
@@ -596,11 +609,17 @@ async def recovery(bench: Bench) -> dict[str, Any]:
     log = (bench.workdir / "recovery-worker.log").open("ab")
     expected = dict.fromkeys(campaigns, per)
     result: dict[str, Any] = {"messages": per * len(campaigns)}
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        procs.append(subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log,
+                                      stderr=subprocess.STDOUT, start_new_session=True))
+        return procs[-1]
+
     try:
         async with MetricsTail(settings) as tail:
             start = time.monotonic()
-            worker = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+            worker = start_worker()
             built = await wait_for_counts(tail, expected, worker, bench.args.timeout)
             result["build_seconds"] = built - start
             async with LagProbe(settings.kafka_bootstrap, settings.partitions) as probe:
@@ -610,8 +629,7 @@ async def recovery(bench: Bench) -> dict[str, Any]:
             await asyncio.sleep(1.0)  # let the last changelog records out
             stop(worker, signal.SIGKILL)
             restart = time.monotonic()
-            worker = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+            worker = start_worker()
             for c in campaigns:  # one new message each, counted only on recovered state
                 await produce(settings.kafka_bootstrap, sends(settings, c, per, 1))
             expected = {c: per + 1 for c in campaigns}
@@ -620,8 +638,9 @@ async def recovery(bench: Bench) -> dict[str, Any]:
             result["recovery_seconds"] = done - restart
             result["wrong_snapshots_after_restart"] = len(wrong)
             result["session_timeout"] = settings.session_timeout
-            stop(worker)
     finally:
+        for proc in procs:
+            stop(proc)
         log.close()
         shutil.rmtree(bench.workdir / app_id, ignore_errors=True)
     return result
@@ -690,6 +709,9 @@ def report(bench: Bench) -> str:
                 if other in medians:
                     lines.append(f"ours/{other:<6} {medians['ours'] / medians[other]:6.2f}x "
                                  f"events/s")
+            if "ours2" in medians:
+                lines.append(f"ours2/ours   {medians['ours2'] / medians['ours']:6.2f}x events/s "
+                             "(two worker processes / one)")
         bench.results["medians_events_per_s"] = medians
     if "latency" in bench.results:
         lat = bench.results["latency"]
@@ -803,6 +825,8 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # aiokafka retries by itself while a brand-new topic's leaders settle; keep it quiet
+    logging.basicConfig(level=logging.ERROR)
     if args.check_broker:
         return 0 if asyncio.run(broker_answers(load_settings().kafka_bootstrap)) else 1
     return asyncio.run(amain(args))
