@@ -411,11 +411,17 @@ async def timed_run(bench: Bench, run: Run, cmds: list[list[str]], env: dict[str
             if first is None:
                 seen = (mark is not None and mark.exists()) or any(
                     _metrics_count(port) > 0 for port in metrics_ports)
+                if not seen and mark is None and now >= next_lag:
+                    # no such counter (any more)? then the first commit, a little late
+                    next_lag = now + 0.25
+                    lag, ends = await probe.lag(groups)
+                    seen = lag < ends
                 if seen:
                     cpu_first = cpu()
                     first = time.monotonic()
-                    if mark is not None:  # the contender's own clock, at its first event
+                    if mark is not None:  # the contender's own clocks, at its first event
                         first -= max(0.0, time.time() - float(mark.read_text()))
+                        cpu_first = float(mark.with_suffix(".cpu").read_text())
                     run.startup_seconds = first - started
             if first is not None and now >= next_lag:
                 next_lag = now + 0.25
@@ -427,7 +433,9 @@ async def timed_run(bench: Bench, run: Run, cmds: list[list[str]], env: dict[str
                         run.cpu_seconds = cpu_done - cpu_first
                         run.peak_rss_mb = rss
                         return
-                    zero_at = (now, cpu(), sum(peak_rss_mb(p.pid) for p in procs), ends)
+                    # when the answer came: done by then (at most one poll late)
+                    zero_at = (time.monotonic(), cpu(),
+                               sum(peak_rss_mb(p.pid) for p in procs), ends)
                 else:
                     zero_at = None
             await asyncio.sleep(0.05)
