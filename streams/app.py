@@ -21,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import faust
-from faust.types import EventT
+from faust.types import Message
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from projections.errors import InvalidEventError
@@ -33,7 +34,7 @@ from projections.events import EVENT_TYPES
 from projections.message import MessageState
 from projections.message_log import message_log_row
 from projections.metrics import message_contribution, summarize
-from streams import faust_fixes, serde
+from streams import bulk, faust_fixes, serde
 from streams.codec import decode_event
 from streams.outputs import encode_campaign_metrics, encode_campaign_window, window_record_key
 from streams.recovery import UNSAFE_ENV, fold, rebuilding_table, replay_protection_enabled
@@ -71,6 +72,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # Let the producer gather a batch's records into few requests.
+        producer_linger=settings.producer_linger_ms / 1000,
         # Faust's 60 s default keeps a SIGKILLed worker's partitions idle for a minute.
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 5),
@@ -101,97 +104,131 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
     messages = rebuilding_table(app, "messages", restored_messages)
     contributions = rebuilding_table(app, "contributions", restored_contributions)
 
-    async def dead_letter(event: EventT, reason: str) -> None:
-        topic = event.message.topic
+    async def dead_letter(message: Message, reason: str) -> None:
+        topic = message.topic
         telemetry.rejected_records.labels(topic).inc()
-        log.warning("dead-lettered %s[%s]@%s: %s", topic, event.message.partition,
-                    event.message.offset, reason)
-        await dead_letters.send(
-            key=event.key,
-            value=event.value,
-            headers={
-                "reason": reason.encode(),
-                "source-topic": topic.encode(),
-                "source-partition": str(event.message.partition).encode(),
-                "source-offset": str(event.message.offset).encode(),
-            },
-        )
+        log.warning("dead-lettered %s[%s]@%s: %s", topic, message.partition, message.offset,
+                    reason)
+        await produce(dead_letters, message.key or b"", message.value or b"", {
+            "reason": reason.encode(),
+            "source-topic": topic.encode(),
+            "source-partition": str(message.partition).encode(),
+            "source-offset": str(message.offset).encode(),
+        })
 
-    @app.agent(inputs)
-    async def ingest(stream: faust.StreamT) -> AsyncIterator[None]:
+    inbox_of = {name: bulk.Inbox(app, [topic], settings.batch_max, settings.batch_seconds)
+                for name, topic in (("ingest", inputs), ("fold", message_events),
+                                    ("aggregate", message_updates))}
+    bulk.install(app, inbox_of.values())
+
+    async def produce(topic: faust.TopicT, key: bytes, value: bytes,
+                      headers: dict[str, bytes] | None = None) -> None:
+        """Hand a record to the producer (Faust flushes it before committing, step 5)."""
+        await app.producer.send(topic.get_topic_name(), key, value, None, None, headers)
+
+    @app.task
+    async def _log_levels() -> None:
+        """Mode's logging setup leaves some library loggers at DEBUG (their records
+        were built on every produce, then filtered out): hold them to our level."""
+        level = logging.getLevelName(settings.log_level.upper())
+        for name in ("", "aiokafka", "faust", "mode"):
+            logging.getLogger(name).setLevel(level)
+
+    @app.task
+    async def ingest() -> None:
         """Step 1 of streams/recovery.py."""
-        async for event in stream.events():
-            topic = event.message.topic
-            expected = kind_of_topic.get(topic, "?")
-            try:
-                decoded = decode_event(event.value)
-                kind = EVENT_TYPES[type(decoded)]
-                telemetry.events_consumed.labels(topic, kind).inc()
-                if kind != expected:
-                    raise InvalidEventError(f"a {kind} record on the {expected} topic")
-            except InvalidEventError as exc:
-                telemetry.events_consumed.labels(topic, "invalid").inc()
-                await dead_letter(event, exc.reason)
-                continue
-            telemetry.processing_seconds.observe(max(time.time() - event.message.timestamp, 0))
-            await message_events.send(key=decoded.message_id.encode(), value=event.value)
-            yield None
+        async for events in inbox_of["ingest"].batches():
+            consumed: Counter[tuple[str, str]] = Counter()
+            now = time.time()
+            for event in events:
+                topic = event.topic
+                expected = kind_of_topic.get(topic, "?")
+                try:
+                    decoded = decode_event(event.value or b"")
+                    kind = EVENT_TYPES[type(decoded)]
+                    consumed[topic, kind] += 1
+                    if kind != expected:
+                        raise InvalidEventError(f"a {kind} record on the {expected} topic")
+                except InvalidEventError as exc:
+                    consumed[topic, "invalid"] += 1
+                    await dead_letter(event, exc.reason)
+                    continue
+                telemetry.processing_seconds.observe(max(now - event.timestamp, 0))
+                await produce(message_events, decoded.message_id.encode(), event.value or b"")
+            for (topic, kind), n in consumed.items():
+                telemetry.events_consumed.labels(topic, kind).inc(n)
 
-    @app.agent(message_events)
-    async def fold_messages(stream: faust.StreamT) -> AsyncIterator[None]:
-        """Steps 2 and 3 of streams/recovery.py."""
-        async for event in stream.events():
-            try:
-                decoded = decode_event(event.value)
-                stored = messages.get(decoded.message_id)
-                state = (serde.state_from_dict(stored) if stored
-                         else MessageState(decoded.message_id))
-                new = fold(state, decoded, protected)
-                if new is state:
-                    telemetry.duplicate_events.inc()
-                else:
-                    messages[decoded.message_id] = serde.state_to_dict(new) | {
-                        "p": event.message.partition}
-                    telemetry.orphan_events.inc(held_events(new) - held_events(state))
-                row = message_log_row(new, updated_at=_now_ms())
-                if row is not None:
-                    contribution = message_contribution(new, settings.window_sizes_s)
-                    await message_updates.send(
-                        key=row.campaign_id.encode(),
-                        value=serde.encode_message_update(new.version, row, contribution),
-                    )
-            except InvalidEventError as exc:  # cannot happen after ingest; never crash
-                await dead_letter(event, exc.reason)
-            except Exception:
-                telemetry.processing_errors.labels("fold_messages").inc()
-                log.exception("fold failed at %s[%s]@%s", event.message.topic,
-                              event.message.partition, event.message.offset)
-                await dead_letter(event, "processing error in fold_messages")
-            yield None
+    @app.task
+    async def fold_messages() -> None:
+        """Steps 2 and 3 of streams/recovery.py, one table write per message per batch."""
+        async for events in inbox_of["fold"].batches():
+            touched: dict[str, tuple[MessageState, bool, int]] = {}
+            duplicates = 0
+            for event in events:
+                try:
+                    decoded = decode_event(event.value or b"")
+                    key = decoded.message_id
+                    if key in touched:
+                        state, changed, _ = touched[key]
+                    else:
+                        stored = messages.peek(key)
+                        state = serde.state_from_dict(stored) if stored else MessageState(key)
+                        changed = False
+                    new = fold(state, decoded, protected)
+                    duplicates += new is state
+                    touched[key] = (new, changed or new is not state, event.partition)
+                except InvalidEventError as exc:  # cannot happen after ingest; never crash
+                    await dead_letter(event, exc.reason)
+            telemetry.duplicate_events.inc(duplicates)
+            orphans = 0
+            now = _now_ms()
+            for key, (state, changed, partition) in touched.items():
+                try:
+                    if changed:
+                        before = messages.peek(key)
+                        held_before = (len(before["seen"]) if before and before["sent"] is None
+                                       else 0)
+                        messages.put(partition, key, serde.state_to_dict(state))
+                        orphans += held_events(state) - held_before
+                    row = message_log_row(state, updated_at=now)
+                    if row is not None:
+                        contribution = message_contribution(state, settings.window_sizes_s)
+                        await produce(message_updates, row.campaign_id.encode(),
+                                      serde.encode_message_update(state.version, row,
+                                                                  contribution))
+                except Exception:
+                    telemetry.processing_errors.labels("fold_messages").inc()
+                    log.exception("fold failed for a message in partition %s", partition)
+            telemetry.orphan_events.inc(orphans)
 
-    @app.agent(message_updates)
-    async def aggregate_campaigns(stream: faust.StreamT) -> AsyncIterator[None]:
-        """Step 4 of streams/recovery.py."""
-        async for event in stream.events():
-            try:
-                version, row, contribution = serde.decode_message_update(event.value)
-                previous = contributions.get(row.message_id)
+    @app.task
+    async def aggregate_campaigns() -> None:
+        """Step 4 of streams/recovery.py, one table write per message per batch."""
+        async for events in inbox_of["aggregate"].batches():
+            newest: dict[str, tuple[int, Any, int]] = {}
+            for event in events:
+                try:
+                    version, row, contribution = serde.decode_message_update(event.value or b"")
+                except Exception:
+                    telemetry.processing_errors.labels("aggregate_campaigns").inc()
+                    log.exception("undecodable update at %s[%s]@%s", event.topic,
+                                  event.partition, event.offset)
+                    await dead_letter(event, "processing error in aggregate_campaigns")
+                    continue
+                seen = newest.get(row.message_id)
+                if seen is None or seen[0] < version:
+                    newest[row.message_id] = (version, contribution, event.partition)
+            for key, (version, contribution, partition) in newest.items():
+                previous = contributions.peek(key)
                 if previous is not None and previous["version"] >= version:
                     continue
                 old = serde.contribution_from_dict(previous["contribution"]) if previous else None
-                contributions[row.message_id] = {
+                contributions.put(partition, key, {
                     "version": version,
                     "contribution": serde.contribution_to_dict(contribution),
-                    "p": event.message.partition,
-                }
+                })
                 if old != contribution:
                     views.move(old, contribution)
-            except Exception:
-                telemetry.processing_errors.labels("aggregate_campaigns").inc()
-                log.exception("aggregation failed at %s[%s]@%s", event.message.topic,
-                              event.message.partition, event.message.offset)
-                await dead_letter(event, "processing error in aggregate_campaigns")
-            yield None
 
     @app.timer(interval=settings.emit_interval)
     async def publish_metrics() -> None:
@@ -213,6 +250,9 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
 
     @app.task
     async def run_clickhouse_sink() -> None:
+        if not settings.sink_in_worker:
+            log.info("the ClickHouse sink is not run by this worker (CA_SINK_IN_WORKER=0)")
+            return
         while True:
             try:
                 await sink.run()

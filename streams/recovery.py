@@ -7,23 +7,31 @@ Its ``exactly_once`` mode is reported broken (shared/design/reliability.md), so
 we do not use it. Instead every stage is made *idempotent*, and the only state
 written through a changelog is state whose replay is harmless.
 
-The commit order, per input partition (Faust drives steps 5-6):
+The commit order, per input partition (Faust drives steps 5-6). Every agent
+takes its events in batches (``stream.noack_take``), so Faust never acks an
+event on its own:
 
-1. ``ingest`` reads an input record, validates it, and produces it to
+0. A batch first drops the events of partitions a rebalance has taken away
+   since they were fetched (their new owner processes them from its committed
+   offset); nothing of them is written or acknowledged.
+1. ``ingest`` reads input records, validates them, and produces each to
    ``message-events`` keyed by ``message_id`` (or to the dead-letter topic).
-2. ``fold_messages`` applies the event to the message's state and writes the
-   new state to the ``messages`` table (changelog). An ``event_id`` already in
-   the state's ``seen`` set changes nothing.
-3. ``fold_messages`` produces the message's *whole* current contribution, with
-   the state's ``version`` (events applied), to ``message-updates`` keyed by
-   campaign; it does so even for a duplicate, which repairs a hand-off lost in
-   a crash.
+2. ``fold_messages`` applies the batch's events to their messages' states and
+   writes each changed state *once* to the ``messages`` table, with the
+   changelog record sent explicitly to the message's own partition
+   (``RebuildingTable.put``; Faust would use the batch's last event's). An
+   ``event_id`` already in the state's ``seen`` set changes nothing.
+3. ``fold_messages`` produces each touched message's *whole* current
+   contribution, with the state's ``version`` (events applied), to
+   ``message-updates`` keyed by campaign; it does so even for a duplicate,
+   which repairs a hand-off lost in a crash.
 4. ``aggregate_campaigns`` keeps, per message, the newest version it applied in
    the ``contributions`` table (changelog), and skips anything not newer. The
    campaign counts, contact activity and windows are *views* of that table
    (``streams/views.py``), moved by ``new - old`` in memory.
-5. Faust flushes the producer (changelogs and outputs), then commits the input
-   offsets of the events whose processing finished.
+5. Only after steps 1-4 ran for a whole batch are its events acknowledged;
+   Faust flushes the producer (changelogs and outputs), then commits the input
+   offsets of acknowledged events.
 6. On (re)assignment, each table is restored from its changelog, the views are
    rebuilt from the restored ``contributions``, and every owned campaign's
    snapshot is published again.
@@ -87,6 +95,21 @@ class RebuildingTable(faust.Table):
     every recovery (step 6). Values carry their partition as ``"p"``."""
 
     on_restored: Restored | None = None
+
+    def peek(self, key: str) -> Any:
+        """The stored value (``None`` if absent), without Faust's per-read sensors."""
+        return self.data.get(key)
+
+    def put(self, partition: int, key: str, value: dict[str, Any]) -> None:
+        """Store ``value`` and send it to the changelog partition ``partition``.
+
+        Faust's ``table[key] = value`` takes the partition from the *current*
+        event, which in a batch is the last one taken, not the key's own; a
+        changelog record in the wrong partition would be restored by the wrong
+        worker. The value carries its partition as ``"p"`` (for the views)."""
+        value["p"] = partition
+        self.data[key] = value
+        self.send_changelog(partition, key, value)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)

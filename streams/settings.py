@@ -17,12 +17,15 @@
 | ``CA_WEB_HOST`` | ``127.0.0.1`` | address the worker's web server (``/metrics``) binds |
 | ``CA_WEB_PORT`` | ``6066`` | port of the worker's web server (``--web-port`` wins) |
 | ``CA_EMIT_INTERVAL`` | ``1.0`` | least seconds between two snapshots of one campaign |
+| ``CA_SINK_IN_WORKER`` | ``1`` | run the ClickHouse sink inside each worker (0: run |
+|   |   | ``campaign-analytics sink`` as its own process instead) |
 | ``CA_SINK_BATCH_ROWS`` | ``5000`` | rows per ClickHouse insert (at most) |
 | ``CA_SINK_BATCH_SECONDS`` | ``1.0`` | longest a row waits before its batch is inserted |
 | ``CA_WINDOWS`` | ``60,3600`` | sizes (seconds) of the event-time tumbling windows |
 | ``CA_WINDOW_RETENTION_DAYS`` | ``30`` | windows older than this are no longer kept or published |
 | ``CA_BATCH_MAX`` | ``2000`` | most events an agent takes into one batch |
 | ``CA_BATCH_SECONDS`` | ``0.05`` | longest an agent waits to fill a batch |
+| ``CA_PRODUCER_LINGER_MS`` | ``5`` | longest the producer waits to fill a request |
 | ``CA_SESSION_TIMEOUT`` | ``10`` | seconds before the group gives a dead worker's partitions away |
 | ``CA_LOG_LEVEL`` | ``info`` | log level of the worker |
 """
@@ -106,10 +109,12 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     emit_interval: float = 1.0
+    sink_in_worker: bool = True
     sink_batch_rows: int = 5000
     sink_batch_seconds: float = 1.0
     batch_max: int = 2000
     batch_seconds: float = 0.05
+    producer_linger_ms: int = 5
     session_timeout: float = 10.0
     window_sizes_s: tuple[int, ...] = (60, 3600)
     window_retention_days: float = 30.0
@@ -164,10 +169,12 @@ def load_settings(**overrides: object) -> Settings:
         "web_host": _env("CA_WEB_HOST", "127.0.0.1"),
         "web_port": _positive_int("CA_WEB_PORT", "6066"),
         "emit_interval": _positive_float("CA_EMIT_INTERVAL", "1.0"),
+        "sink_in_worker": _env("CA_SINK_IN_WORKER", "1") not in ("0", "false", "no", "off"),
         "sink_batch_rows": _positive_int("CA_SINK_BATCH_ROWS", "5000"),
         "sink_batch_seconds": _positive_float("CA_SINK_BATCH_SECONDS", "1.0"),
         "batch_max": _positive_int("CA_BATCH_MAX", "2000"),
         "batch_seconds": _positive_float("CA_BATCH_SECONDS", "0.05"),
+        "producer_linger_ms": _positive_int("CA_PRODUCER_LINGER_MS", "5"),
         "session_timeout": _positive_float("CA_SESSION_TIMEOUT", "10"),
         "window_sizes_s": _window_sizes(_env("CA_WINDOWS", "60,3600")),
         "window_retention_days": _positive_float("CA_WINDOW_RETENTION_DAYS", "30"),
