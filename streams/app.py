@@ -39,7 +39,7 @@ from streams.codec import decode_event
 from streams.outputs import encode_campaign_metrics, encode_campaign_window, window_record_key
 from streams.recovery import UNSAFE_ENV, fold, rebuilding_table, replay_protection_enabled
 from streams.settings import Settings
-from streams.sink_runner import ClickHouseSink
+from streams.sink_runner import ClickHouseEventsSink, ClickHouseSink, run_restarting
 from streams.telemetry import Telemetry
 from streams.views import CampaignViews
 
@@ -246,22 +246,15 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
             )
         views.prune_windows(now)
 
-    sink = ClickHouseSink(settings, telemetry)
+    sinks = (ClickHouseSink(settings, telemetry), ClickHouseEventsSink(settings, telemetry))
 
     @app.task
-    async def run_clickhouse_sink() -> None:
+    async def run_clickhouse_sinks() -> None:
+        """``message_log``; ``events``, ``replies``, ``link_clicks`` (streams/sink_runner.py)."""
         if not settings.sink_in_worker:
-            log.info("the ClickHouse sink is not run by this worker (CA_SINK_IN_WORKER=0)")
+            log.info("the ClickHouse sinks are not run by this worker (CA_SINK_IN_WORKER=0)")
             return
-        while True:
-            try:
-                await sink.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # never take the worker down with it; restart it
-                telemetry.processing_errors.labels("clickhouse_sink").inc()
-                log.exception("ClickHouse sink stopped; restarting it in 5 s")
-                await asyncio.sleep(5)
+        await asyncio.gather(*(run_restarting(sink, telemetry) for sink in sinks))
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

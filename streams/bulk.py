@@ -16,7 +16,11 @@ step 5).
 Records fetched before a rebalance (an older consumer generation) or for a
 partition no longer assigned are dropped unacknowledged, as Faust's streams
 do: Faust seeks back to the committed offset and delivers them again, or the
-new owner does.
+new owner does. A record delivered a second time in one generation (Faust's
+consumer lets an offset equal to the last one through, and two fetches of one
+range can both arrive around a seek) is skipped: acknowledged twice, it put
+the offset twice into Faust's list of acknowledged offsets, whose commit then
+advanced by one or two offsets per commit interval.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import TP, Message
@@ -43,14 +47,23 @@ class Inbox:
         self.max_batch = max_batch
         self.within = within
         self._records: list[Message] = []
+        self._last: dict[TP, tuple[int, int]] = {}  # per partition: generation, offset
         self._arrived = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
 
     async def deliver(self, message: Message) -> None:
         """Faust's consumer callback for one record of this inbox's partitions."""
-        if not self.app.flow_control.is_active():
-            return  # a rebalance is under way: Faust seeks back to the commit after it
+        app, consumer = self.app, cast(Any, self.app.consumer)
+        while not app.flow_control.is_active():  # streams held back (recovery under way)
+            if not consumer.flow_active:
+                return  # a rebalance stopped the flow: Faust seeks back to the commit
+            await asyncio.sleep(0.01)
+        tp, generation = message.tp, message.generation_id
+        last = self._last.get(tp)
+        if last is not None and last[0] == (generation or 0) and message.offset <= last[1]:
+            return  # a second copy (two fetches of one range around a seek): skip it
+        self._last[tp] = (generation or 0, message.offset)
         if not message.tracked:
             message.tracked = True
             self.app.consumer.track_message(message)  # pending ack: Faust will not commit past it
@@ -81,8 +94,12 @@ class Inbox:
                 log.debug("dropped %d records fetched before a rebalance",
                           len(batch) - len(live))
             yield live
+            if self.app.consumer_generation_id != generation:
+                continue  # a rebalance came meanwhile: Faust delivers these again
+            assigned = consumer.assignment()
             for message in live:
-                consumer.ack(message)
+                if message.tp in assigned:
+                    consumer.ack(message)
 
     def drop(self, revoked: set[TP]) -> None:
         """Forget records of revoked partitions (they are not acknowledged)."""
@@ -115,15 +132,15 @@ def install(app: faust.App, inboxes: Iterable[Inbox]) -> None:
 def _deliver_without_tasks(app: faust.App) -> None:
     """Faust's consumer loop races each record's delivery against "flow
     stopped" with ``wait_first``: two new asyncio tasks per record, more than
-    the rest of the delivery. Every callback of this app returns at once
-    (``Inbox.deliver`` drops records while the flow is stopped; changelog
-    records go straight into tables), so while the flow is active the delivery
-    is simply awaited. The consumer loop is the only user of ``wait_first``."""
+    the rest of the delivery. Every callback of this app gives up by itself when
+    the flow stops (``Inbox.deliver`` checks; changelog records go straight into
+    tables), so while the flow is active the delivery is simply awaited. The
+    consumer loop is the only user of ``wait_first``."""
     consumer: Any = app.consumer
     race = consumer.wait_first
 
     async def wait_first(*coros: Any, timeout: float | None = None) -> Any:
-        if len(coros) == 2 and timeout is None and app.flow_control.is_active():
+        if len(coros) == 2 and timeout is None and consumer.flow_active:
             delivery, flow_stopped = coros
             flow_stopped.close()
             return await delivery

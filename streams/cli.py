@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
                         "need different ports")
     worker.add_argument("--loglevel", default=None, help="log level (default CA_LOG_LEVEL)")
 
+    sub.add_parser("sink", help="run the ClickHouse sinks alone (with CA_SINK_IN_WORKER=0 "
+                   "on the workers): message_log, events, replies, link_clicks")
+
     publish = sub.add_parser("publish", help="validate JSON-lines events and publish them")
     publish.add_argument("file", help="JSON-lines file, or - for standard input")
 
@@ -173,8 +176,24 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
                                 args.interval, args.once))
 
 
+def _sink(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.sink_runner import ClickHouseEventsSink, ClickHouseSink, run_restarting
+    from streams.telemetry import Telemetry
+
+    logging.basicConfig(level=settings.log_level.upper())
+    telemetry = Telemetry()
+    sinks = (ClickHouseSink(settings, telemetry), ClickHouseEventsSink(settings, telemetry))
+
+    async def run() -> None:
+        await asyncio.gather(*(run_restarting(sink, telemetry) for sink in sinks))
+
+    asyncio.run(run())
+    return EXIT_OK
+
+
 _COMMANDS = {
     "worker": _worker,
+    "sink": _sink,
     "publish": _publish,
     "summary": _summary,
     "export": _export,

@@ -19,6 +19,17 @@ and which test shows it.
    partition without a committed offset to where ``auto_offset_reset`` says
    (earliest here) and every one committed at 0 to 0. Changelog partitions
    are left alone: Faust's recovery positions them itself.
+
+2. **Commits crawling after a rebalance.** Faust keeps the acknowledged
+   offsets of a partition in a list (and a set meant to keep it free of
+   repeats) and commits up to the end of the list's first run of consecutive
+   numbers. After SIGKILLs and rebalances the list was seen holding every
+   offset twice (``3678, 3679, 3679, 3680, 3680, ...``): each run was then
+   two numbers long, so each commit (every 2.8 s) advanced the partition by
+   one or two offsets, and a restarted worker reprocessed almost everything
+   (found by ``tests/integration/test_chaos.py``'s ten-SIGKILL run). The fix:
+   before Faust picks the offset to commit, the list is made sorted, free of
+   repeats and of offsets below the committed one.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import TopicPartition
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 _INSTALLED = False
@@ -54,6 +66,20 @@ async def _seek_to_committed(self: Any) -> Mapping[TopicPartition, int | None]:
     return result
 
 
+_new_offset = faust_consumer.Consumer._new_offset
+
+
+def _new_offset_without_repeats(self: Any, tp: Any) -> int | None:
+    acked = self._acked[tp]
+    if acked:
+        committed = self._committed_offset[tp]
+        unique = sorted({o for o in acked if committed is None or o >= committed})
+        acked[:] = unique
+        self._acked_index[tp] = set(unique)
+    result: int | None = _new_offset(self, tp)
+    return result
+
+
 def install() -> None:
     """Apply the fixes (idempotent)."""
     global _INSTALLED
@@ -61,4 +87,6 @@ def install() -> None:
         return
     thread_class: Any = faust_aiokafka.AIOKafkaConsumerThread
     thread_class.seek_to_committed = _seek_to_committed
+    consumer_class: Any = faust_consumer.Consumer
+    consumer_class._new_offset = _new_offset_without_repeats
     _INSTALLED = True

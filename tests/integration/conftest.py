@@ -8,6 +8,7 @@ cannot start, the tests fail: they never skip.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -161,6 +162,29 @@ class Deployment:
             time.sleep(1)
         logs = "\n".join(w.tail(30) for w in self.workers)
         pytest.fail(f"summary never matched the recount.\nlast: {last}\nwant: {expected}\n{logs}")
+
+    def wait_for_members(self, count: int, timeout: float = 90) -> None:
+        """Until the worker group is stable with ``count`` members (each holds partitions)."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        async def members() -> tuple[str, int]:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.env["CA_KAFKA_BOOTSTRAP"])
+            await admin.start()
+            try:
+                groups = (await admin.describe_consumer_groups([self.env["CA_APP_ID"]]))[0]
+                group = groups.groups[0]
+                return group[2], len(group[5])
+            finally:
+                await admin.close()
+
+        deadline = time.monotonic() + timeout
+        state: tuple[str, int] = ("", 0)
+        while time.monotonic() < deadline:
+            state = asyncio.run(members())
+            if state == ("Stable", count):
+                return
+            time.sleep(0.5)
+        pytest.fail(f"worker group not stable with {count} members: {state}")
 
     def close(self) -> None:
         for worker in self.workers:

@@ -105,6 +105,7 @@ def test_two_workers_side_by_side_in_one_directory(deployment: Deployment, tmp_p
     workers = [deployment.worker().start(), deployment.worker().start()]
     for worker in workers:
         worker.wait_ready()
+    deployment.wait_for_members(2)  # else the first may finish before the second joins
     deployment.cli("publish", str(_write(tmp_path / "e.jsonl", events)))
     for campaign_id in ("camp-two", "camp-three"):
         deployment.wait_for_summary(campaign_id, _expected(events, campaign_id), keys=_pick)
