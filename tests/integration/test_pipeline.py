@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from streams.demo import generate_campaign
-from tests.integration.conftest import Deployment
+from tests.integration.conftest import CLI, Deployment
 from tests.oracle import expected_log, recount
 
 pytestmark = pytest.mark.integration
@@ -53,7 +54,26 @@ def _expected(events: list[dict], campaign_id: str) -> dict:
     return {k: recount(events)[campaign_id][k] for k in SUMMARY_KEYS}
 
 
-def test_summary_and_export_equal_the_batch_recount(deployment: Deployment, tmp_path: Path):
+@pytest.mark.parametrize("sink", ["in-worker", "own-process"])
+def test_summary_and_export_equal_the_batch_recount(deployment: Deployment, tmp_path: Path,
+                                                    sink: str):
+    """The export comes from the ClickHouse sinks, run by the worker or by
+    ``campaign-analytics sink`` beside a worker started with CA_SINK_IN_WORKER=0."""
+    if sink == "own-process":
+        deployment.env["CA_SINK_IN_WORKER"] = "0"
+        log = (tmp_path / "sink.log").open("wb")
+        sink_process = subprocess.Popen([*CLI, "sink"], env=deployment.env, cwd=deployment.root,
+                                        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _summary_and_export(deployment, tmp_path)
+    finally:
+        if sink == "own-process":
+            sink_process.terminate()
+            sink_process.wait(30)
+            log.close()
+
+
+def _summary_and_export(deployment: Deployment, tmp_path: Path) -> None:
     events = _messy_events()
     worker = deployment.worker().start()
     worker.wait_ready()
