@@ -40,7 +40,7 @@ integration: install kafka-jars
 	$(BIN)/python -m pytest tests/integration -q
 
 test: install kafka-jars lint typecheck
-	$(BIN)/python -m pytest -q --durations=10 -m "not heavy"
+	$(BIN)/python -m pytest -q --durations=10
 
 # The 100k-event SIGKILL run and its negative control (tens of minutes here).
 chaos: install kafka-jars
