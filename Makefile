@@ -42,7 +42,7 @@ integration: install kafka-jars
 test: install kafka-jars lint typecheck
 	$(BIN)/python -m pytest -q --durations=10
 
-# The 100k-event SIGKILL run and its negative control (tens of minutes here).
+# Only the 100k-event SIGKILL run and its negative control (part of `make test` too).
 chaos: install kafka-jars
 	$(BIN)/python -m pytest -q --durations=10 -m heavy
 
