@@ -178,9 +178,12 @@ class Deployment:
                 await admin.close()
 
         deadline = time.monotonic() + timeout
-        state: tuple[str, int] = ("", 0)
+        state: tuple[str, int] | str = ("", 0)
         while time.monotonic() < deadline:
-            state = asyncio.run(members())
+            try:
+                state = asyncio.run(members())
+            except Exception as exc:  # e.g. a group still forming; ask again
+                state = repr(exc)
             if state == ("Stable", count):
                 return
             time.sleep(0.5)
