@@ -18,7 +18,6 @@ Why the numbers stay exact through crashes and redelivery: ``streams/recovery.py
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
@@ -39,7 +38,7 @@ from streams.codec import decode_event
 from streams.outputs import encode_campaign_metrics, encode_campaign_window, window_record_key
 from streams.recovery import UNSAFE_ENV, fold, rebuilding_table, replay_protection_enabled
 from streams.settings import Settings
-from streams.sink_runner import ClickHouseEventsSink, ClickHouseSink, run_restarting
+from streams.sink_runner import run_sinks
 from streams.telemetry import Telemetry
 from streams.views import CampaignViews
 
@@ -246,15 +245,13 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
             )
         views.prune_windows(now)
 
-    sinks = (ClickHouseSink(settings, telemetry), ClickHouseEventsSink(settings, telemetry))
-
     @app.task
     async def run_clickhouse_sinks() -> None:
         """``message_log``; ``events``, ``replies``, ``link_clicks`` (streams/sink_runner.py)."""
         if not settings.sink_in_worker:
             log.info("the ClickHouse sinks are not run by this worker (CA_SINK_IN_WORKER=0)")
             return
-        await asyncio.gather(*(run_restarting(sink, telemetry) for sink in sinks))
+        await run_sinks(settings, telemetry)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

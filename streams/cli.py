@@ -177,17 +177,11 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sink(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.sink_runner import ClickHouseEventsSink, ClickHouseSink, run_restarting
+    from streams.sink_runner import run_sinks
     from streams.telemetry import Telemetry
 
     logging.basicConfig(level=settings.log_level.upper())
-    telemetry = Telemetry()
-    sinks = (ClickHouseSink(settings, telemetry), ClickHouseEventsSink(settings, telemetry))
-
-    async def run() -> None:
-        await asyncio.gather(*(run_restarting(sink, telemetry) for sink in sinks))
-
-    asyncio.run(run())
+    asyncio.run(run_sinks(settings, Telemetry()))
     return EXIT_OK
 
 

@@ -345,3 +345,10 @@ async def run_restarting(sink: _PartitionSink, telemetry: Telemetry, pause: floa
             telemetry.processing_errors.labels(sink.name).inc()
             log.exception("%s stopped; restarting it in %.0f s", sink.name, pause)
             await asyncio.sleep(pause)
+
+
+async def run_sinks(settings: Settings, telemetry: Telemetry) -> None:
+    """Every ClickHouse sink, each restarted on failure: ``message_log``; ``events``,
+    ``replies``, ``link_clicks``. Run by a worker, or alone by ``campaign-analytics sink``."""
+    sinks = (ClickHouseSink(settings, telemetry), ClickHouseEventsSink(settings, telemetry))
+    await asyncio.gather(*(run_restarting(sink, telemetry) for sink in sinks))
