@@ -20,6 +20,7 @@ from streams.demo import generate_campaign
 from streams.kafka_admin import group_lag, read_topic
 from streams.outputs import decode_campaign_window
 from streams.settings import load_settings
+from tests.diagnose import diagnose
 from tests.integration.conftest import Deployment, free_port
 from tests.oracle import recount, recount_breakdowns, recount_windows
 
@@ -101,7 +102,9 @@ def _wait_exact(dep: Deployment, events: list[dict], timeout: float = 600) -> No
     diff = {cid: {k: (got[cid] or {}).get(k), "want": v}
             for cid in expected for k, v in expected[cid].items()
             if (got[cid] or {}).get(k) != v}
-    pytest.fail(f"metrics differ from the batch recount after catching up: {diff}")
+    pytest.fail(f"metrics differ from the batch recount after catching up "
+                f"(group {dep.env['CA_APP_ID']}): {diff}\n"
+                f"where, stage by stage:\n{diagnose(_settings(dep), events)}")
 
 
 def _wait_caught_up(dep: Deployment, timeout: float = 300) -> None:
