@@ -7,8 +7,8 @@ Its ``exactly_once`` mode is reported broken (shared/design/reliability.md), so
 we do not use it. Instead every stage is made *idempotent*, and the only state
 written through a changelog is state whose replay is harmless.
 
-The commit order, per input partition (Faust drives steps 5-6). Every agent
-takes its events in batches (``stream.noack_take``), so Faust never acks an
+The commit order, per input partition (Faust drives steps 5-6). Every stage
+takes its events in batches (``streams/bulk.py``), so Faust never acks an
 event on its own:
 
 0. A batch first drops the events of partitions a rebalance has taken away
@@ -19,8 +19,10 @@ event on its own:
 2. ``fold_messages`` applies the batch's events to their messages' states and
    writes each changed state *once* to the ``messages`` table, with the
    changelog record sent explicitly to the message's own partition
-   (``RebuildingTable.put``; Faust would use the batch's last event's). An
-   ``event_id`` already in the state's ``seen`` set changes nothing.
+   (``RebuildingTable.put``; Faust would use the batch's last event's) and
+   handed straight to the producer client (``send_pending``), not to Faust's
+   producer buffer. An ``event_id`` already in the state's ``seen`` set
+   changes nothing.
 3. ``fold_messages`` produces each touched message's *whole* current
    contribution, with the state's ``version`` (events applied), to
    ``message-updates`` keyed by campaign; it does so even for a duplicate,
@@ -31,7 +33,9 @@ event on its own:
    (``streams/views.py``), moved by ``new - old`` in memory.
 5. Only after steps 1-4 ran for a whole batch are its events acknowledged;
    Faust flushes the producer (changelogs and outputs), then commits the input
-   offsets of acknowledged events.
+   offsets of acknowledged events. Faust's own flush could return with table
+   writes still in its buffer (``streams/faust_fixes.py``, fix 3): it no
+   longer can, and our tables do not use that buffer.
 6. On (re)assignment, each table is restored from its changelog, the views are
    rebuilt from the restored ``contributions``, and every owned campaign's
    snapshot is published again.
