@@ -23,7 +23,6 @@ that the sink wrote each record exactly once.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Sequence
@@ -111,7 +110,9 @@ class SourcedEvent:
 
 def event_payload(event: Event) -> str:
     """The event as one JSON object: its fields (enums by value) and its ``type``."""
-    fields = dataclasses.asdict(event) | {"type": EVENT_TYPES[type(event)]}
+    # Events are flat: a shallow copy is enough (``asdict`` deep-copies every field).
+    fields = {name: getattr(event, name) for name in event.__dataclass_fields__}
+    fields["type"] = EVENT_TYPES[type(event)]
     return json.dumps(fields, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 

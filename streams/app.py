@@ -157,6 +157,24 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
             for (topic, kind), n in consumed.items():
                 telemetry.events_consumed.labels(topic, kind).inc(n)
 
+    # Decoded states of recently written messages, beside the table's dicts:
+    # decoding a stored dict again cost more than folding an event into it.
+    # An entry counts only while the table still holds the very dict it was
+    # made from, so a recovery's restored values are always decoded afresh.
+    decoded: dict[str, tuple[dict[str, Any], MessageState]] = {}
+
+    def stored_state(key: str) -> MessageState:
+        stored = messages.peek(key)
+        if stored is None:
+            return MessageState(key)
+        hit = decoded.get(key)
+        return hit[1] if hit is not None and hit[0] is stored else serde.state_from_dict(stored)
+
+    def remember(key: str, value: dict[str, Any], state: MessageState) -> None:
+        if len(decoded) >= settings.state_cache_size:
+            decoded.clear()
+        decoded[key] = (value, state)
+
     @app.task
     async def fold_messages() -> None:
         """Steps 2 and 3 of streams/recovery.py, one table write per message per batch."""
@@ -170,8 +188,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                     if key in touched:
                         state, changed, _ = touched[key]
                     else:
-                        stored = messages.peek(key)
-                        state = serde.state_from_dict(stored) if stored else MessageState(key)
+                        state = stored_state(key)
                         changed = False
                     new = fold(state, decoded, protected)
                     duplicates += new is state
@@ -187,7 +204,9 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                         before = messages.peek(key)
                         held_before = (len(before["seen"]) if before and before["sent"] is None
                                        else 0)
-                        messages.put(partition, key, serde.state_to_dict(state))
+                        value = serde.state_to_dict(state)
+                        messages.put(partition, key, value)
+                        remember(key, value, state)
                         orphans += held_events(state) - held_before
                     row = message_log_row(state, updated_at=now)
                     if row is not None:
@@ -198,6 +217,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                 except Exception:
                     telemetry.processing_errors.labels("fold_messages").inc()
                     log.exception("fold failed for a message in partition %s", partition)
+            await messages.send_pending()
             telemetry.orphan_events.inc(orphans)
 
     @app.task
@@ -207,16 +227,17 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
             newest: dict[str, tuple[int, Any, int]] = {}
             for event in events:
                 try:
-                    version, row, contribution = serde.decode_message_update(event.value or b"")
+                    message_id, version, contribution = serde.decode_update_contribution(
+                        event.value or b"")
                 except Exception:
                     telemetry.processing_errors.labels("aggregate_campaigns").inc()
                     log.exception("undecodable update at %s[%s]@%s", event.topic,
                                   event.partition, event.offset)
                     await dead_letter(event, "processing error in aggregate_campaigns")
                     continue
-                seen = newest.get(row.message_id)
+                seen = newest.get(message_id)
                 if seen is None or seen[0] < version:
-                    newest[row.message_id] = (version, contribution, event.partition)
+                    newest[message_id] = (version, contribution, event.partition)
             for key, (version, contribution, partition) in newest.items():
                 previous = contributions.peek(key)
                 if previous is not None and previous["version"] >= version:
@@ -228,6 +249,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                 })
                 if old != contribution:
                     views.move(old, contribution)
+            await contributions.send_pending()
 
     @app.timer(interval=settings.emit_interval)
     async def publish_metrics() -> None:

@@ -7,8 +7,8 @@ Its ``exactly_once`` mode is reported broken (shared/design/reliability.md), so
 we do not use it. Instead every stage is made *idempotent*, and the only state
 written through a changelog is state whose replay is harmless.
 
-The commit order, per input partition (Faust drives steps 5-6). Every agent
-takes its events in batches (``stream.noack_take``), so Faust never acks an
+The commit order, per input partition (Faust drives steps 5-6). Every stage
+takes its events in batches (``streams/bulk.py``), so Faust never acks an
 event on its own:
 
 0. A batch first drops the events of partitions a rebalance has taken away
@@ -19,8 +19,10 @@ event on its own:
 2. ``fold_messages`` applies the batch's events to their messages' states and
    writes each changed state *once* to the ``messages`` table, with the
    changelog record sent explicitly to the message's own partition
-   (``RebuildingTable.put``; Faust would use the batch's last event's). An
-   ``event_id`` already in the state's ``seen`` set changes nothing.
+   (``RebuildingTable.put``; Faust would use the batch's last event's) and
+   handed straight to the producer client (``send_pending``), not to Faust's
+   producer buffer. An ``event_id`` already in the state's ``seen`` set
+   changes nothing.
 3. ``fold_messages`` produces each touched message's *whole* current
    contribution, with the state's ``version`` (events applied), to
    ``message-updates`` keyed by campaign; it does so even for a duplicate,
@@ -31,7 +33,9 @@ event on its own:
    (``streams/views.py``), moved by ``new - old`` in memory.
 5. Only after steps 1-4 ran for a whole batch are its events acknowledged;
    Faust flushes the producer (changelogs and outputs), then commits the input
-   offsets of acknowledged events.
+   offsets of acknowledged events. Faust's own flush could return with table
+   writes still in its buffer (``streams/faust_fixes.py``, fix 3): it no
+   longer can, and our tables do not use that buffer.
 6. On (re)assignment, each table is restored from its changelog, the views are
    rebuilt from the restored ``contributions``, and every owned campaign's
    snapshot is published again.
@@ -59,6 +63,7 @@ off, so the crash tests can show that their checker catches double counting.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -95,21 +100,44 @@ class RebuildingTable(faust.Table):
     every recovery (step 6). Values carry their partition as ``"p"``."""
 
     on_restored: Restored | None = None
+    _pending: list[tuple[int, str, dict[str, Any]]]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._pending = []
 
     def peek(self, key: str) -> Any:
         """The stored value (``None`` if absent), without Faust's per-read sensors."""
         return self.data.get(key)
 
     def put(self, partition: int, key: str, value: dict[str, Any]) -> None:
-        """Store ``value`` and send it to the changelog partition ``partition``.
+        """Store ``value``; its changelog record goes out with ``send_pending``.
 
         Faust's ``table[key] = value`` takes the partition from the *current*
         event, which in a batch is the last one taken, not the key's own; a
         changelog record in the wrong partition would be restored by the wrong
-        worker. The value carries its partition as ``"p"`` (for the views)."""
+        worker. The value carries its partition as ``"p"`` (for the views).
+        Storing is synchronous, so a batch's table and view updates cannot
+        interleave with a recovery's rebuild (step 6)."""
         value["p"] = partition
         self.data[key] = value
-        self.send_changelog(partition, key, value)
+        self._pending.append((partition, key, value))
+
+    async def send_pending(self) -> None:
+        """Send the changelog records of the values ``put`` since the last call.
+
+        They go straight to the producer, in the JSON Faust reads back on
+        recovery: Faust's own path (``send_changelog``: a pending-message
+        object, its serializer registry, its producer buffer) cost more than
+        the write itself. Faust flushes the producer before every commit
+        (step 5), so they are as durable as Faust's own changelog writes (the
+        memory store keeps no changelog offsets, so nothing else is skipped)."""
+        pending, self._pending = self._pending, []
+        send, topic = self.app.producer.send, self.changelog_topic.get_topic_name()
+        for partition, key, value in pending:
+            await send(topic, json.dumps(key).encode(),
+                       json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(),
+                       partition, None, None)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)

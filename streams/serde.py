@@ -112,12 +112,14 @@ def encode_message_update(
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def decode_message_update(
-    data: bytes,
-) -> tuple[int, MessageLogRow, MessageContribution | None]:
+def decode_update_row(data: bytes) -> tuple[int, MessageLogRow]:
+    """What the message-log sink needs of an update: version and row."""
     payload = json.loads(data)
-    return (
-        payload["version"],
-        MessageLogRow(**payload["row"]),
-        contribution_from_dict(payload["contribution"]),
-    )
+    return payload["version"], MessageLogRow(**payload["row"])
+
+
+def decode_update_contribution(data: bytes) -> tuple[str, int, MessageContribution | None]:
+    """What the campaign stage needs of an update: message id, version, contribution."""
+    payload = json.loads(data)
+    return (payload["row"]["message_id"], payload["version"],
+            contribution_from_dict(payload["contribution"]))

@@ -25,6 +25,7 @@
 | ``CA_WINDOW_RETENTION_DAYS`` | ``30`` | windows older than this are no longer kept or published |
 | ``CA_BATCH_MAX`` | ``2000`` | most events an agent takes into one batch |
 | ``CA_BATCH_SECONDS`` | ``0.05`` | longest an agent waits to fill a batch |
+| ``CA_STATE_CACHE`` | ``200000`` | decoded message states kept beside the table (memory vs CPU) |
 | ``CA_PRODUCER_LINGER_MS`` | ``5`` | longest the producer waits to fill a request |
 | ``CA_SESSION_TIMEOUT`` | ``10`` | seconds before the group gives a dead worker's partitions away |
 | ``CA_LOG_LEVEL`` | ``info`` | log level of the worker |
@@ -115,6 +116,7 @@ class Settings:
     batch_max: int = 2000
     batch_seconds: float = 0.05
     producer_linger_ms: int = 5
+    state_cache_size: int = 200_000
     session_timeout: float = 10.0
     window_sizes_s: tuple[int, ...] = (60, 3600)
     window_retention_days: float = 30.0
@@ -175,6 +177,7 @@ def load_settings(**overrides: object) -> Settings:
         "batch_max": _positive_int("CA_BATCH_MAX", "2000"),
         "batch_seconds": _positive_float("CA_BATCH_SECONDS", "0.05"),
         "producer_linger_ms": _positive_int("CA_PRODUCER_LINGER_MS", "5"),
+        "state_cache_size": _positive_int("CA_STATE_CACHE", "200000"),
         "session_timeout": _positive_float("CA_SESSION_TIMEOUT", "10"),
         "window_sizes_s": _window_sizes(_env("CA_WINDOWS", "60,3600")),
         "window_retention_days": _positive_float("CA_WINDOW_RETENTION_DAYS", "30"),

@@ -81,7 +81,7 @@ def plan_message_updates(records: Records, token: str | None) -> list[InsertPlan
     """The newest ``message_log`` row of each message in one partition's batch."""
     latest: dict[str, tuple[int, MessageLogRow]] = {}
     for record in records:
-        version, row, _ = serde.decode_message_update(record.value)
+        version, row = serde.decode_update_row(record.value)
         if row.message_id not in latest or latest[row.message_id][0] < version:
             latest[row.message_id] = (version, row)
     return [plan_message_log_insert([row for _, row in latest.values()], token)]
