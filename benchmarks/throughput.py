@@ -502,6 +502,16 @@ async def check_summaries(tail: MetricsTail, expected: dict[str, int],
     return f"sent counts differ (seen, expected): {wrong}"
 
 
+async def _fresh_worker(bench: Bench, short: str, part: str) -> tuple[dict[str, str], Any]:
+    """Environment and settings of a worker of its own (topics, group, data directory)."""
+    app_id = f"bench-{bench.tag}-ours-{part}"
+    env = bench.env(f"bench-{bench.tag}-{short}.", CA_APP_ID=app_id,
+                    CA_DATA_DIR=str(bench.workdir / app_id))
+    settings = bench.settings_for(env)
+    await ensure_topics(settings)
+    return env, settings
+
+
 # --- latency -------------------------------------------------------------------------
 
 
@@ -512,11 +522,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 async def latency(bench: Bench, rate: float) -> dict[str, Any]:
     seconds = bench.args.latency_seconds
-    prefix = f"bench-{bench.tag}-lat."
-    app_id = f"bench-{bench.tag}-ours-latency"
-    env = bench.env(prefix, CA_APP_ID=app_id, CA_DATA_DIR=str(bench.workdir / app_id))
-    settings = bench.settings_for(env)
-    await ensure_topics(settings)
+    env, settings = await _fresh_worker(bench, "lat", "latency")
     total = int(rate * seconds)
     probe_every = 20
     probes = total // probe_every
@@ -577,7 +583,7 @@ async def latency(bench: Bench, rate: float) -> dict[str, Any]:
         with contextlib.suppress(Exception):
             await producer.stop()
         stop(worker)
-        shutil.rmtree(bench.workdir / app_id, ignore_errors=True)
+        shutil.rmtree(bench.workdir / settings.app_id, ignore_errors=True)
     latencies: list[float] = []
     covered = 0
     for emitted_at, sent in snapshots:
@@ -600,11 +606,7 @@ async def latency(bench: Bench, rate: float) -> dict[str, Any]:
 
 async def recovery(bench: Bench) -> dict[str, Any]:
     messages = bench.args.recovery_messages
-    prefix = f"bench-{bench.tag}-rec."
-    app_id = f"bench-{bench.tag}-ours-recovery"
-    env = bench.env(prefix, CA_APP_ID=app_id, CA_DATA_DIR=str(bench.workdir / app_id))
-    settings = bench.settings_for(env)
-    await ensure_topics(settings)
+    env, settings = await _fresh_worker(bench, "rec", "recovery")
     campaigns = [f"rec-c{c}" for c in range(4)]
     per = math.ceil(messages / len(campaigns))
     t = time.monotonic()
@@ -631,8 +633,8 @@ async def recovery(bench: Bench) -> dict[str, Any]:
             built = await wait_for_counts(tail, expected, worker, bench.args.timeout)
             result["build_seconds"] = built - start
             async with LagProbe(settings.kafka_bootstrap, settings.partitions) as probe:
-                while (await probe.lag({app_id: [*settings.input_topics.values(),
-                                                 *settings.internal_topics]}))[0]:
+                topics = [*settings.input_topics.values(), *settings.internal_topics]
+                while (await probe.lag({settings.app_id: topics}))[0]:
                     await asyncio.sleep(0.5)
             await asyncio.sleep(1.0)  # let the last changelog records out
             stop(worker, signal.SIGKILL)
@@ -650,7 +652,7 @@ async def recovery(bench: Bench) -> dict[str, Any]:
         for proc in procs:
             stop(proc)
         log.close()
-        shutil.rmtree(bench.workdir / app_id, ignore_errors=True)
+        shutil.rmtree(bench.workdir / settings.app_id, ignore_errors=True)
     return result
 
 

@@ -161,19 +161,19 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
     # decoding a stored dict again cost more than folding an event into it.
     # An entry counts only while the table still holds the very dict it was
     # made from, so a recovery's restored values are always decoded afresh.
-    decoded: dict[str, tuple[dict[str, Any], MessageState]] = {}
+    state_cache: dict[str, tuple[dict[str, Any], MessageState]] = {}
 
     def stored_state(key: str) -> MessageState:
         stored = messages.peek(key)
         if stored is None:
             return MessageState(key)
-        hit = decoded.get(key)
+        hit = state_cache.get(key)
         return hit[1] if hit is not None and hit[0] is stored else serde.state_from_dict(stored)
 
     def remember(key: str, value: dict[str, Any], state: MessageState) -> None:
-        if len(decoded) >= settings.state_cache_size:
-            decoded.clear()
-        decoded[key] = (value, state)
+        if len(state_cache) >= settings.state_cache_size:
+            state_cache.clear()
+        state_cache[key] = (value, state)
 
     @app.task
     async def fold_messages() -> None:

@@ -67,9 +67,7 @@ def diagnose(settings: Settings, events: list[dict[str, Any]]) -> str:
                                            timeout=300)):
         if value is None:
             continue
-        payload = json.loads(value)
-        message_id, version = payload["row"]["message_id"], payload["version"]
-        contribution = serde.contribution_from_dict(payload["contribution"])
+        message_id, version, contribution = serde.decode_update_contribution(value)
         earlier = conflicts.setdefault((message_id, version), contribution)
         clashes += earlier != contribution
         if message_id not in newest or newest[message_id][0] < version:
