@@ -13,33 +13,48 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from streams.settings import Settings
 
 
-async def ensure_topics(settings: Settings) -> None:
-    """Create the input, internal, dead-letter and metrics topics if they are missing.
+async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
+    """Create the input, internal, dead-letter and metrics topics if they are missing,
+    and return once the broker's metadata shows every one of them.
 
     The worker's own internal topics are created here too, before Faust subscribes:
     a consumer that subscribes to a missing topic may not notice it appear for
-    minutes (metadata max age).
+    minutes (metadata max age). "Created" is not yet "visible": a group joined in
+    between was seen assigning nothing at all ("Ignoring missing topic") and then
+    idling, so the wait is part of the job.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
+        plain = [*settings.input_topics.values(), *settings.internal_topics,
+                 settings.dead_letter_topic]
+        compacted = [settings.campaign_metrics_topic, settings.window_metrics_topic]
         existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(name, settings.partitions, 1)
-            for name in [*settings.input_topics.values(), *settings.internal_topics,
-                         settings.dead_letter_topic]
-            if name not in existing
-        ]
+        wanted = [NewTopic(name, settings.partitions, 1)
+                  for name in plain if name not in existing]
         wanted += [
             NewTopic(name, settings.partitions, 1, topic_configs={"cleanup.policy": "compact"})
-            for name in (settings.campaign_metrics_topic, settings.window_metrics_topic)
-            if name not in existing
+            for name in compacted if name not in existing
         ]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
                 await admin.create_topics(wanted)
+        await _wait_visible(admin, [*plain, *compacted], timeout)
     finally:
         await admin.close()
+
+
+async def _wait_visible(admin: AIOKafkaAdminClient, topics: list[str], timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        described = await admin.describe_topics(topics)
+        missing = sorted(d["topic"] for d in described
+                         if d["error_code"] != 0 or not d["partitions"])
+        if not missing:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise KafkaError(f"topics not visible after {timeout:.0f}s: {', '.join(missing)}")
+        await asyncio.sleep(0.2)
 
 
 async def read_topic(settings: Settings, topic: str, timeout: float = 30.0
