@@ -117,8 +117,11 @@ def sink_throughput(path: Path, updates: int, batch: int) -> tuple[float, float]
     event_records = [SimpleNamespace(topic="e", partition=i % 4, offset=i // 4, value=v)
                      for i, v in enumerate(events)]
     rates = []
+    def plan_events(part: list[Any], token: str) -> list[InsertPlan]:
+        return plan_message_events(part, token, {})
+
     for plan_records, all_records in ((plan_message_updates, records),
-                                      (plan_message_events, event_records)):
+                                      (plan_events, event_records)):
         start = time.perf_counter()
         for first in range(0, len(all_records), 4 * batch):
             round_ = all_records[first : first + 4 * batch]
@@ -146,10 +149,10 @@ def bulk_plans(first: int, rows: int, batch: int) -> Iterator[list[InsertPlan]]:
         events: list[SourcedEvent] = []
         for i in range(start, stop):
             if i % 10 == 3:
-                events.append(SourcedEvent(0, i, LinkClicked(
+                events.append(SourcedEvent("sms.click", 0, i, LinkClicked(
                     f"k{i}", f"m{i:09d}", T0 + i * 10 + 60_000, f"lnk-{i}", "Mozilla/5.0")))
             if i % 20 == 7:
-                events.append(SourcedEvent(0, i, ReplyReceived(
+                events.append(SourcedEvent("sms.reply", 0, i, ReplyReceived(
                     f"r{i}", f"m{i:09d}", T0 + i * 10 + 90_000, f"contact-{i % 900_000}",
                     f"+1555{i % 10_000_000:07d}", "STOP" if i % 60 == 7 else "Thanks!")))
         token = dedup_token("bulk", 0, start, stop - 1)

@@ -46,7 +46,7 @@ LINK_CLICK_COLUMNS: tuple[str, ...] = (
 )
 EVENT_COLUMNS: tuple[str, ...] = (
     "event_id", "message_id", "event_type", "occurred_at", "payload",
-    "source_partition", "source_offset",
+    "source_topic", "source_partition", "source_offset",
 )
 
 # Kafka topic names use [A-Za-z0-9._-]; ':' '|' '/' '=' '+' leave room for
@@ -101,8 +101,9 @@ def plan_message_log_insert(rows: Sequence[MessageLogRow], token: str | None) ->
 
 @dataclass(frozen=True, slots=True)
 class SourcedEvent:
-    """An input event and the record of the message-events topic that carried it."""
+    """An input event and the input record that carried it."""
 
+    topic: str
     partition: int
     offset: int
     event: Event
@@ -117,7 +118,7 @@ def event_payload(event: Event) -> str:
 
 
 def plan_event_inserts(events: Sequence[SourcedEvent], token: str | None) -> list[InsertPlan]:
-    """The inserts of one batch of the message-events topic: every record into
+    """The inserts of one batch of input records: every record into
     ``events`` (duplicates too: one row per record), its replies into ``replies``
     and its clicks into ``link_clicks``. Tables without rows get no plan.
 
@@ -125,7 +126,7 @@ def plan_event_inserts(events: Sequence[SourcedEvent], token: str | None) -> lis
     """
     raw: list[tuple[object, ...]] = [
         (s.event.event_id, s.event.message_id, EVENT_TYPES[type(s.event)],
-         s.event.occurred_at, event_payload(s.event), s.partition, s.offset)
+         s.event.occurred_at, event_payload(s.event), s.topic, s.partition, s.offset)
         for s in events
     ]
     replies: list[tuple[object, ...]] = [

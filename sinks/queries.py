@@ -104,7 +104,7 @@ class CampaignSqlMetrics:
 class RowCounts:
     """Rows of a table as stored, after FINAL, and distinct keys (``message_id`` for
     the message log, ``event_id`` otherwise); for ``events`` also the distinct
-    source records ``(source_partition, source_offset)``."""
+    source records ``(source_topic, source_partition, source_offset)``."""
 
     stored: int
     final: int
@@ -237,7 +237,7 @@ def row_counts_query(database: str, table: str) -> str:
         raise ValueError(f"no row counts for table {table!r}")
     name = qualified(database, table)
     sources = (
-        f", (SELECT uniqExact(source_partition, source_offset) FROM {name})"  # noqa: S608
+        f", (SELECT uniqExact(source_topic, source_partition, source_offset) FROM {name})"  # noqa: S608
         if table == EVENTS_TABLE
         else ""
     )

@@ -83,6 +83,7 @@ EVENTS_TYPES: dict[str, str] = {
     "event_type": "LowCardinality(String)",
     "occurred_at": _TIMESTAMP,
     "payload": "String",
+    "source_topic": "LowCardinality(String)",
     "source_partition": "UInt32",
     "source_offset": "UInt64",
 }

@@ -3,13 +3,16 @@
 Pipeline (every arrow is a Kafka topic):
 
     sms.sent / sms.delivery / sms.reply / sms.click  (keys not trusted)
-        -> ``ingest``: decode + validate; bad records -> dead-letter topic
+        -> ``fold_messages``: decode + validate (bad records -> dead-letter topic);
+           a record in its message's own partition is folded right there, any
+           other is forwarded to
     <app>-message-events  (keyed by message_id, by us)
-        -> ``fold_messages``: per-message fold (table ``messages``)
+        -> ``fold_messages`` too: per-message fold (table ``messages``)
     <app>-message-updates (keyed by campaign_id: version, log row, contribution)
         -> ``aggregate_campaigns``: newest contribution per message (table), and
            campaign / variant / contact / window counts derived from it
-        -> ClickHouse ``message_log`` rows (``streams/sink_runner.py``, own group)
+        -> ClickHouse ``message_log`` rows (``streams/sink_runner.py``, own group;
+           the input topics -> ``events``, ``replies``, ``link_clicks`` likewise)
     campaign-metrics (compacted, keyed by campaign_id): snapshots, at most one per
         campaign per ``CA_EMIT_INTERVAL``
 
@@ -29,7 +32,7 @@ from faust.types import Message
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from projections.errors import InvalidEventError
-from projections.events import EVENT_TYPES
+from projections.events import EVENT_TYPES, Event
 from projections.message import MessageState
 from projections.message_log import message_log_row
 from projections.metrics import message_contribution, summarize
@@ -37,6 +40,7 @@ from streams import bulk, faust_fixes, serde
 from streams.codec import decode_event
 from streams.outputs import encode_campaign_metrics, encode_campaign_window, window_record_key
 from streams.recovery import UNSAFE_ENV, fold, rebuilding_table, replay_protection_enabled
+from streams.routing import message_partition
 from streams.settings import Settings
 from streams.sink_runner import run_sinks
 from streams.telemetry import Telemetry
@@ -115,9 +119,9 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
             "source-offset": str(message.offset).encode(),
         })
 
-    inbox_of = {name: bulk.Inbox(app, [topic], settings.batch_max, settings.batch_seconds)
-                for name, topic in (("ingest", inputs), ("fold", message_events),
-                                    ("aggregate", message_updates))}
+    inbox_of = {name: bulk.Inbox(app, topics, settings.batch_max, settings.batch_seconds)
+                for name, topics in (("fold", [inputs, message_events]),
+                                     ("aggregate", [message_updates]))}
     bulk.install(app, inbox_of.values())
 
     async def produce(topic: faust.TopicT, key: bytes, value: bytes,
@@ -133,29 +137,39 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         for name in ("", "aiokafka", "faust", "mode"):
             logging.getLogger(name).setLevel(level)
 
-    @app.task
-    async def ingest() -> None:
-        """Step 1 of streams/recovery.py."""
-        async for events in inbox_of["ingest"].batches():
-            consumed: Counter[tuple[str, str]] = Counter()
-            now = time.time()
-            for event in events:
-                topic = event.topic
-                expected = kind_of_topic.get(topic, "?")
-                try:
-                    decoded = decode_event(event.value or b"")
-                    kind = EVENT_TYPES[type(decoded)]
-                    consumed[topic, kind] += 1
-                    if kind != expected:
-                        raise InvalidEventError(f"a {kind} record on the {expected} topic")
-                except InvalidEventError as exc:
-                    consumed[topic, "invalid"] += 1
-                    await dead_letter(event, exc.reason)
-                    continue
-                telemetry.processing_seconds.observe(max(now - event.timestamp, 0))
-                await produce(message_events, decoded.message_id.encode(), event.value or b"")
-            for (topic, kind), n in consumed.items():
-                telemetry.events_consumed.labels(topic, kind).inc(n)
+    message_events_name = settings.message_events_topic
+    consumer: Any = app.consumer
+
+    def home_partitions(topic: str) -> int | None:
+        """Partitions of ``message-events`` if ``topic`` has as many (Faust's assignor
+        then gives its partition p to the owner of the ``messages`` partition p), else
+        ``None``."""
+        count = consumer.topic_partitions(message_events_name)
+        return count if count and consumer.topic_partitions(topic) == count else None
+
+    async def admit(event: Message, consumed: Counter[tuple[str, str]]) -> Event | None:
+        """Step 1 of streams/recovery.py for one input record: the decoded event if it
+        is in its message's own partition; otherwise it is dead-lettered or forwarded
+        to ``message-events`` keyed by message id, and ``None``."""
+        topic = event.topic
+        expected = kind_of_topic.get(topic, "?")
+        try:
+            decoded = decode_event(event.value or b"")
+            kind = EVENT_TYPES[type(decoded)]
+            consumed[topic, kind] += 1
+            if kind != expected:
+                raise InvalidEventError(f"a {kind} record on the {expected} topic")
+        except InvalidEventError as exc:
+            consumed[topic, "invalid"] += 1
+            await dead_letter(event, exc.reason)
+            return None
+        key = decoded.message_id.encode()
+        partitions = home_partitions(topic)
+        if partitions is None or event.partition != message_partition(key, partitions):
+            telemetry.rerouted_events.inc()
+            await produce(message_events, key, event.value or b"")
+            return None
+        return decoded
 
     # Decoded states of recently written messages, beside the table's dicts:
     # decoding a stored dict again cost more than folding an event into it.
@@ -181,9 +195,18 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         async for events in inbox_of["fold"].batches():
             touched: dict[str, tuple[MessageState, bool, int]] = {}
             duplicates = 0
+            consumed: Counter[tuple[str, str]] = Counter()
+            now_s = time.time()
             for event in events:
                 try:
-                    decoded = decode_event(event.value or b"")
+                    if event.topic == message_events_name:
+                        decoded = decode_event(event.value or b"")
+                    else:
+                        admitted = await admit(event, consumed)
+                        if admitted is None:
+                            continue
+                        decoded = admitted
+                        telemetry.processing_seconds.observe(max(now_s - event.timestamp, 0))
                     key = decoded.message_id
                     if key in touched:
                         state, changed, _ = touched[key]
@@ -193,9 +216,11 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                     new = fold(state, decoded, protected)
                     duplicates += new is state
                     touched[key] = (new, changed or new is not state, event.partition)
-                except InvalidEventError as exc:  # cannot happen after ingest; never crash
+                except InvalidEventError as exc:  # forwarded records were valid; never crash
                     await dead_letter(event, exc.reason)
             telemetry.duplicate_events.inc(duplicates)
+            for (topic, kind), n in consumed.items():
+                telemetry.events_consumed.labels(topic, kind).inc(n)
             orphans = 0
             now = _now_ms()
             for key, (state, changed, partition) in touched.items():

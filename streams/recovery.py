@@ -14,8 +14,13 @@ event on its own:
 0. A batch first drops the events of partitions a rebalance has taken away
    since they were fetched (their new owner processes them from its committed
    offset); nothing of them is written or acknowledged.
-1. ``ingest`` reads input records, validates them, and produces each to
-   ``message-events`` keyed by ``message_id`` (or to the dead-letter topic).
+1. ``fold_messages`` reads input records and validates them (bad ones go to
+   the dead-letter topic). A record in its message's own partition (the input
+   topic has as many partitions as ``message-events``, so Faust's assignor
+   gives its partition p to the owner of ``messages`` partition p, and the
+   producer keyed it by ``message_id`` with Kafka's default partitioner) goes
+   on to step 2 in the same batch; any other is produced to ``message-events``
+   keyed by ``message_id`` and folded when it comes back from there.
 2. ``fold_messages`` applies the batch's events to their messages' states and
    writes each changed state *once* to the ``messages`` table, with the
    changelog record sent explicitly to the message's own partition

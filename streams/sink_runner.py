@@ -2,9 +2,10 @@
 
 - ``ClickHouseSink``: ``message-updates`` -> ``message_log`` (newest version of
   each message in a batch), group ``<app_id>-clickhouse-sink``;
-- ``ClickHouseEventsSink``: ``message-events`` (every validated input event,
-  keyed by message id) -> ``events`` (raw, for audit), ``replies`` and
-  ``link_clicks``, group ``<app_id>-clickhouse-events-sink``.
+- ``ClickHouseEventsSink``: the four input topics (every valid input record:
+  the ones the worker dead-letters are skipped the same way here) -> ``events``
+  (raw, for audit), ``replies`` and ``link_clicks``, group
+  ``<app_id>-clickhouse-events-sink``.
 
 They run inside the worker but apart from Faust's stream machinery, so a slow
 or unavailable ClickHouse pauses only the sinks (their lag grows), never the
@@ -53,6 +54,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from projections.errors import InvalidEventError, SinkError
+from projections.events import EVENT_TYPES
 from projections.message_log import MessageLogRow
 from sinks import open_store
 from sinks.plan import (
@@ -87,20 +89,25 @@ def plan_message_updates(records: Records, token: str | None) -> list[InsertPlan
     return [plan_message_log_insert([row for _, row in latest.values()], token)]
 
 
-def plan_message_events(records: Records, token: str | None) -> list[InsertPlan]:
-    """Every event of one partition's batch into ``events``, ``replies``, ``link_clicks``.
+def plan_message_events(records: Records, token: str | None,
+                        kind_of_topic: dict[str, str]) -> list[InsertPlan]:
+    """Every valid input event of one partition's batch into ``events``, ``replies``,
+    ``link_clicks``.
 
-    A record that no longer decodes (it was valid at ingest) is left out and logged
-    by position only; it is already in the input topic and nothing else reads it here.
+    A record the worker dead-letters (it does not decode, or its type is not its
+    topic's) is left out and logged by position only; the dead-letter topic has it.
     """
     sourced: list[SourcedEvent] = []
     for record in records:
         try:
-            sourced.append(SourcedEvent(record.partition, record.offset,
-                                        decode_event(record.value)))
+            event = decode_event(record.value)
+            expected = kind_of_topic.get(record.topic)
+            if expected is not None and EVENT_TYPES[type(event)] != expected:
+                raise InvalidEventError(f"not a {expected} event")
+            sourced.append(SourcedEvent(record.topic, record.partition, record.offset, event))
         except InvalidEventError as exc:
-            log.warning("events sink skips %s[%d]@%d: %s", record.topic, record.partition,
-                        record.offset, exc.reason)
+            log.debug("events sink skips %s[%d]@%d: %s", record.topic, record.partition,
+                      record.offset, exc.reason)
     return plan_event_inserts(sourced, token)
 
 
@@ -168,7 +175,7 @@ class _PartitionSink:
     def group_id(self) -> str:
         return f"{self._settings.app_id}-{self.group_suffix}"
 
-    def topic(self) -> str:
+    def topics(self) -> list[str]:
         raise NotImplementedError
 
     def plans(self, records: Records, token: str | None) -> list[InsertPlan]:
@@ -193,7 +200,7 @@ class _PartitionSink:
             self._batches.clear()  # a fresh start: read again from the committed offsets
             await admin.start()
             try:
-                consumer.subscribe([self.topic()], listener=_Rebalance(self, admin))
+                consumer.subscribe(self.topics(), listener=_Rebalance(self, admin))
                 await consumer.start()
                 try:
                     await self._consume(consumer)
@@ -312,24 +319,25 @@ class ClickHouseSink(_PartitionSink):
     name = "clickhouse_sink"
     group_suffix = "clickhouse-sink"
 
-    def topic(self) -> str:
-        return self._settings.message_updates_topic
+    def topics(self) -> list[str]:
+        return [self._settings.message_updates_topic]
 
     def plans(self, records: Records, token: str | None) -> list[InsertPlan]:
         return plan_message_updates(records, token)
 
 
 class ClickHouseEventsSink(_PartitionSink):
-    """``message-events`` -> ``events``, ``replies``, ``link_clicks``."""
+    """The input topics -> ``events``, ``replies``, ``link_clicks``."""
 
     name = "clickhouse_events_sink"
     group_suffix = "clickhouse-events-sink"
 
-    def topic(self) -> str:
-        return self._settings.message_events_topic
+    def topics(self) -> list[str]:
+        return list(self._settings.input_topics.values())
 
     def plans(self, records: Records, token: str | None) -> list[InsertPlan]:
-        return plan_message_events(records, token)
+        kinds = {topic: kind for kind, topic in self._settings.input_topics.items()}
+        return plan_message_events(records, token, kinds)
 
 
 async def run_restarting(sink: _PartitionSink, telemetry: Telemetry, pause: float = 5.0) -> None:

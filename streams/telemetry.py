@@ -36,6 +36,12 @@ class Telemetry:
             "Events whose event_id was already applied",
             registry=r,
         )
+        self.rerouted_events = Counter(
+            "campaign_analytics_rerouted_events_total",
+            "Input records not in their message's partition (another partitioner, or input "
+            "topics with another partition count), forwarded to message-events",
+            registry=r,
+        )
         self.orphan_events = Gauge(
             "campaign_analytics_orphan_events",
             "Receipts, replies and clicks held because their sent event has not come "

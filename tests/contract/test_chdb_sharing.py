@@ -149,4 +149,4 @@ def test_in_one_process_stores_share_a_path_but_not_two_paths(
         assert caught.value.retry_after is None
     finally:
         held.close()
-    assert ChdbStore(tmp_path / "other", DATABASE).migrate() == [1, 2, 3, 4]
+    assert ChdbStore(tmp_path / "other", DATABASE).migrate() == [1, 2, 3, 4, 5]

@@ -40,7 +40,7 @@ def load(store: ClickHouseStore, events: list[dict[str, Any]], chunk: int = 97) 
         )
     rows = [r for s in states.values() if (r := message_log_row(s, updated_at=T0)) is not None]
     store.insert(plan_message_log_insert(rows, None))
-    sourced = [SourcedEvent(0, offset, event) for offset, event in enumerate(decoded)]
+    sourced = [SourcedEvent("sms.sent", 0, offset, event) for offset, event in enumerate(decoded)]
     for first in range(0, len(sourced), chunk):
         batch = sourced[first : first + chunk]
         token = dedup_token("events", 0, batch[0].offset, batch[-1].offset)
@@ -119,7 +119,8 @@ def click(row_id: int, n: int, at: int) -> LinkClicked:
 
 
 def insert_events(store: ClickHouseStore, events: list[Any], token: str | None) -> None:
-    for plan in plan_event_inserts([SourcedEvent(1, i, e) for i, e in enumerate(events)], token):
+    sourced = [SourcedEvent("sms.reply", 1, i, e) for i, e in enumerate(events)]
+    for plan in plan_event_inserts(sourced, token):
         store.insert(plan)
 
 

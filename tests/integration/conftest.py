@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from streams.settings import Settings, load_settings
+
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
 CLI = [sys.executable, "-m", "streams.cli"]
@@ -107,6 +109,17 @@ class WorkerProcess:
             self.proc.wait(10)
 
 
+def settings_of(env: dict[str, str]) -> Settings:
+    """The settings a process started with ``env`` reads."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 class Deployment:
     """One isolated deployment: unique topics, consumer group and state directory."""
 
@@ -126,6 +139,9 @@ class Deployment:
         }
         self.env.pop("CA_CLICKHOUSE_URL", None)
         self.workers: list[WorkerProcess] = []
+
+    def settings(self) -> Settings:
+        return settings_of(self.env)
 
     def worker(self, web_port: int | None = None) -> WorkerProcess:
         port = web_port or free_port()

@@ -2,11 +2,11 @@
 ClickHouse unavailable for a while; every check has its negative control.
 
 The sinks are driven directly (no Faust worker): the test produces what the
-worker's stages would, the validated input events to ``message-events`` and the
-message versions (folded here with the projections) to ``message-updates``.
+worker's publishers and stages would: the input events to the input topics and
+the message versions (folded here with the projections) to ``message-updates``.
 
 Exactly-once is proved on the stored rows: the raw ``events`` table keeps one
-row per source record, so ``count() = uniqExact(source_partition,
+row per source record, so ``count() = uniqExact(source_topic, source_partition,
 source_offset) = records produced``; FINAL counts equal the distinct event and
 message ids; SQL metrics equal the oracle's recount.
 """
@@ -37,10 +37,11 @@ from streams import serde
 from streams.codec import parse_json_line
 from streams.demo import generate_campaign
 from streams.kafka_admin import ensure_topics
-from streams.settings import Settings, load_settings
+from streams.settings import Settings
 from streams.sink_runner import UNSAFE_NO_DEDUP_ENV, ClickHouseEventsSink, ClickHouseSink
 from streams.telemetry import Telemetry
 from tests import oracle
+from tests.integration.conftest import settings_of
 
 pytestmark = pytest.mark.integration
 
@@ -91,23 +92,14 @@ def deployment_env(bootstrap: str, root: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def settings_of(env: dict[str, str]) -> Settings:
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return load_settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def records_of(events: list[dict[str, Any]]) -> tuple[list[tuple[bytes, bytes]], list]:
-    """(message-events records, message-updates records) as the worker's stages make them."""
+def records_of(events: list[dict[str, Any]]) -> tuple[list[tuple[str, bytes, bytes]], list]:
+    """(input records with their kind, message-updates records) as the publisher and the
+    worker's stages make them."""
     raw, updates = [], []
     states: dict[str, MessageState] = {}
     for line in events:
-        _, event, data = parse_json_line(json.dumps(line))
-        raw.append((event.message_id.encode(), data))
+        kind, event, data = parse_json_line(json.dumps(line))
+        raw.append((kind, event.message_id.encode(), data))
         old = states.get(event.message_id, MessageState(event.message_id))
         new = states[event.message_id] = apply_event(old, event)
         row = message_log_row(new, updated_at=T0)
@@ -136,9 +128,10 @@ async def sink_lag(settings: Settings) -> int:
     await consumer.start()
     try:
         lag = 0
-        for suffix, topic in (("clickhouse-sink", settings.message_updates_topic),
-                              ("clickhouse-events-sink", settings.message_events_topic)):
-            tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        for suffix, topics in (("clickhouse-sink", [settings.message_updates_topic]),
+                               ("clickhouse-events-sink", settings.input_topics.values())):
+            tps = [TopicPartition(topic, p) for topic in topics
+                   for p in range(settings.partitions)]
             try:
                 committed = await admin.list_consumer_group_offsets(
                     f"{settings.app_id}-{suffix}", partitions=tps)
@@ -191,7 +184,9 @@ class Scenario:
             store.close()
 
     def produce(self, part: slice = slice(None)) -> None:
-        asyncio.run(produce(self.settings, self.settings.message_events_topic, self.raw[part]))
+        for kind, topic in self.settings.input_topics.items():
+            asyncio.run(produce(self.settings, topic,
+                                [(key, value) for k, key, value in self.raw[part] if k == kind]))
         asyncio.run(produce(self.settings, self.settings.message_updates_topic,
                             self.updates[part]))
 

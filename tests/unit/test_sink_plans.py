@@ -14,19 +14,26 @@ from streams.demo import generate_campaign
 from streams.sink_runner import plan_message_events, plan_message_updates
 
 
-def record(offset: int, value: bytes) -> Any:
-    return SimpleNamespace(topic="t", partition=3, offset=offset, value=value)
+def record(offset: int, value: bytes, topic: str = "t") -> Any:
+    return SimpleNamespace(topic=topic, partition=3, offset=offset, value=value)
 
 
-def test_events_plan_keeps_one_row_per_record_and_skips_undecodable_ones() -> None:
+KINDS = {f"in.{kind}": kind for kind in ("sent", "delivery", "reply", "click")}
+
+
+def test_events_plan_keeps_one_row_per_record_and_skips_invalid_ones() -> None:
     events = generate_campaign("c", messages=20, seed=4)
-    records = [record(i, parse_json_line(json.dumps(e))[2]) for i, e in enumerate(events)]
-    records.append(record(len(records), b"\xc3\x01not-avro"))
+    records = [record(i, parse_json_line(json.dumps(e))[2], f"in.{e['type']}")
+               for i, e in enumerate(events)]
+    records.append(record(len(records), b"\xc3\x01not-avro", "in.sent"))
+    sent = next(r for r in records if r.topic == "in.sent")
+    records.append(record(len(records), sent.value, "in.reply"))  # dead-lettered by the worker
 
-    plans = {p.table: p for p in plan_message_events(records, "t-3-0-99")}
+    plans = {p.table: p for p in plan_message_events(records, "t-3-0-99", KINDS)}
 
     assert len(plans["events"].rows) == len(events)
-    assert [r[-2:] for r in plans["events"].rows] == [(3, i) for i in range(len(events))]
+    assert [r[-3:] for r in plans["events"].rows] == [
+        (f"in.{e['type']}", 3, i) for i, e in enumerate(events)]
     assert len(plans["replies"].rows) == sum(e["type"] == "reply" for e in events)
     assert len(plans["link_clicks"].rows) == sum(e["type"] == "click" for e in events)
 
