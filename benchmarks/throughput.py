@@ -462,6 +462,7 @@ async def run_contender(bench: Bench, name: str, prefix: str, data: Input, round
         groups: dict[str, Sequence[str]] = {
             group: [*inputs, *settings.internal_topics],
             f"{group}-clickhouse-sink": [settings.message_updates_topic],
+            f"{group}-clickhouse-events-sink": inputs,
         }
         mark: Path | None = None
     else:

@@ -36,7 +36,7 @@ from projections.events import EVENT_TYPES, Event
 from projections.message import MessageState
 from projections.message_log import message_log_row
 from projections.metrics import message_contribution, summarize
-from streams import bulk, faust_fixes, serde
+from streams import bulk, faust_fixes, serde, watchdog
 from streams.codec import decode_event
 from streams.outputs import encode_campaign_metrics, encode_campaign_window, window_record_key
 from streams.recovery import UNSAFE_ENV, fold, rebuilding_table, replay_protection_enabled
@@ -123,6 +123,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                 for name, topics in (("fold", [inputs, message_events]),
                                      ("aggregate", [message_updates]))}
     bulk.install(app, inbox_of.values())
+    watchdog.install(app, telemetry)
 
     async def produce(topic: faust.TopicT, key: bytes, value: bytes,
                       headers: dict[str, bytes] | None = None) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from streams.cli_format import format_summary
 from streams.demo import generate_campaign
 from streams.kafka_admin import latest_summaries
 from streams.publisher import publish_lines
 from streams.settings import Settings
+
+WAIT_NOTICE_S = 20
 
 
 async def run_demo(
@@ -23,8 +26,15 @@ async def run_demo(
     print(f"worker metrics: http://{settings.web_host}:{settings.web_port}/metrics")
     previous = None
     stable = 0
+    started = time.monotonic()
+    reminded = 0
     while True:
         summary = (await latest_summaries(settings)).get(campaign_id)
+        waited = int(time.monotonic() - started)
+        if summary is None and previous is None and waited >= reminded + WAIT_NOTICE_S:
+            reminded = waited
+            print(f"no summary of {campaign_id} yet after {waited} s; the worker's log "
+                  f"says what it is doing", flush=True)
         if summary is not None:
             summary.pop("emitted_at", None)
             if summary != previous:

@@ -69,6 +69,17 @@ class Telemetry:
             "Latency of one ClickHouse insert",
             registry=r,
         )
+        self.commit_seconds = Histogram(
+            "campaign_analytics_commit_seconds",
+            "Duration of one offset commit (producer flush + consumer commit)",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.stalled_commits = Counter(
+            "campaign_analytics_stalled_commits_total",
+            "Offset commits still running after the watchdog threshold (logged with stacks)",
+            registry=r,
+        )
         self.processing_seconds = Histogram(
             "campaign_analytics_processing_seconds",
             "Time from an input record's Kafka timestamp to its processing",

@@ -220,6 +220,7 @@ def test_records_outside_their_message_partition_are_forwarded(deployment: Deplo
     deployment.wait_for_summary("camp-keys", _expected(events[:half], "camp-keys"), keys=_pick)
     rerouted = "campaign_analytics_rerouted_events_total"
     assert _counter(first.metrics(), rerouted) == sum(elsewhere[:half])
+    assert _counter(first.metrics(), "campaign_analytics_commit_seconds_count") > 0
 
     second = deployment.worker().start()
     second.wait_ready()

@@ -1,0 +1,113 @@
+"""Say where an offset commit is stuck, while it is stuck.
+
+A commit (Faust's, every ``broker_commit_interval``) flushes the producer and then
+commits the acknowledged offsets through the consumer's own thread. Once, on a
+freshly started broker, a worker's first commit took 147 s and the metrics waited
+with it, and its info-level log said nothing but "Timer commit is overlapping"
+afterwards. The watchdog times every commit (histogram
+``campaign_analytics_commit_seconds``) and, when one has been running for
+``threshold`` seconds, logs a warning with what it is waiting on: the commit's
+await chain in the worker's loop and the await chains of the tasks in Faust's
+consumer thread (where the group coordinator call runs). Read-only: it changes
+nothing about the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Iterable
+from typing import Any
+
+import faust
+
+from streams.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+def await_chain(task: asyncio.Task[Any]) -> str:
+    """The frames a task is suspended in, outermost first: its coroutine and what each
+    one awaits (``cr_await``; ``Task.get_stack`` shows only the outermost frame)."""
+    frames = []
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            break
+        frames.append((frame, frame.f_lineno))
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    # a future (or another awaitable) at the end of the chain
+    end = f"  awaiting {type(awaited).__qualname__}\n" if awaited is not None else ""
+    lines = traceback.format_list(traceback.StackSummary.extract(iter(frames)))
+    return "".join(lines) + end or "  (no frames)\n"
+
+
+def _thread_tasks(consumer: Any) -> Iterable[asyncio.Task[Any]]:
+    loop = getattr(getattr(consumer, "_thread", None), "thread_loop", None)
+    if loop is None or loop.is_closed():
+        return []
+    try:
+        return list(asyncio.all_tasks(loop))
+    except RuntimeError:  # the set changed while it was copied (another thread)
+        return []
+
+
+class CommitWatchdog:
+    def __init__(self, app: faust.App, telemetry: Telemetry, threshold: float) -> None:
+        self.app = app
+        self.telemetry = telemetry
+        self.threshold = threshold
+        self.running: dict[asyncio.Task[Any], float] = {}
+        self.reported: set[asyncio.Task[Any]] = set()
+
+    def install(self) -> None:
+        consumer: Any = self.app.consumer
+        commit = consumer.commit
+
+        async def timed_commit(*args: Any, **kwargs: Any) -> Any:
+            task = asyncio.current_task()
+            started = time.monotonic()
+            if task is not None:
+                self.running[task] = started
+            try:
+                return await commit(*args, **kwargs)
+            finally:
+                elapsed = time.monotonic() - started
+                self.telemetry.commit_seconds.observe(elapsed)
+                if task is not None:
+                    self.running.pop(task, None)
+                    if task in self.reported:
+                        self.reported.discard(task)
+                        log.warning("the offset commit reported stuck finished after %.1f s",
+                                    elapsed)
+
+        consumer.commit = timed_commit
+
+    def check(self) -> None:
+        """Warn once per commit that has been running for ``threshold`` seconds."""
+        now = time.monotonic()
+        for task, started in list(self.running.items()):
+            if task in self.reported or now - started < self.threshold:
+                continue
+            self.reported.add(task)
+            self.telemetry.stalled_commits.inc()
+            threads = "".join(
+                f"-- consumer thread task {t.get_name()}:\n{await_chain(t)}"
+                for t in _thread_tasks(self.app.consumer))
+            log.warning("an offset commit has been running for %.0f s; it waits at:\n%s%s",
+                        now - started, await_chain(task), threads)
+
+
+def install(app: faust.App, telemetry: Telemetry, threshold: float = 30.0,
+            every: float = 5.0) -> CommitWatchdog:
+    watchdog = CommitWatchdog(app, telemetry, threshold)
+    watchdog.install()
+
+    @app.timer(interval=every)
+    async def commit_watchdog() -> None:
+        watchdog.check()
+
+    return watchdog

@@ -1,0 +1,69 @@
+"""The commit watchdog names where a slow commit waits, and stays quiet otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from streams.telemetry import Telemetry
+from streams.watchdog import CommitWatchdog
+
+
+async def _broker_never_answers() -> None:
+    await asyncio.sleep(3600)
+
+
+def _watched(commit: Any) -> tuple[CommitWatchdog, Any, Telemetry]:
+    consumer = SimpleNamespace(commit=commit)
+    telemetry = Telemetry()
+    dog = CommitWatchdog(SimpleNamespace(consumer=consumer), telemetry,  # type: ignore[arg-type]
+                         threshold=0.05)
+    dog.install()
+    return dog, consumer, telemetry
+
+
+def test_a_stuck_commit_is_reported_once_with_its_await_chain(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def slow_commit() -> bool:
+        await _broker_never_answers()
+        return True
+
+    async def scenario() -> None:
+        dog, consumer, telemetry = _watched(slow_commit)
+        task = asyncio.ensure_future(consumer.commit())
+        await asyncio.sleep(0.1)
+        dog.check()
+        dog.check()  # once per commit
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert telemetry.stalled_commits._value.get() == 1
+        assert telemetry.commit_seconds._sum.get() >= 0.1
+
+    with caplog.at_level(logging.WARNING, logger="streams.watchdog"):
+        asyncio.run(scenario())
+    stuck = [r.getMessage() for r in caplog.records if "running for" in r.getMessage()]
+    assert len(stuck) == 1
+    assert "_broker_never_answers" in stuck[0] and "slow_commit" in stuck[0]
+
+
+def test_a_quick_commit_is_only_timed(caplog: pytest.LogCaptureFixture) -> None:
+    async def quick_commit() -> bool:
+        await asyncio.sleep(0)
+        return True
+
+    async def scenario() -> None:
+        dog, consumer, telemetry = _watched(quick_commit)
+        assert await consumer.commit() is True
+        await asyncio.sleep(0.1)
+        dog.check()
+        assert telemetry.stalled_commits._value.get() == 0
+        assert telemetry.commit_seconds._sum.get() < 0.05
+
+    with caplog.at_level(logging.WARNING, logger="streams.watchdog"):
+        asyncio.run(scenario())
+    assert not caplog.records
