@@ -197,6 +197,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
             touched: dict[str, tuple[MessageState, bool, int]] = {}
             duplicates = 0
             consumed: Counter[tuple[str, str]] = Counter()
+            ages: list[float] = []
             now_s = time.time()
             for event in events:
                 try:
@@ -207,7 +208,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                         if admitted is None:
                             continue
                         decoded = admitted
-                        telemetry.processing_seconds.observe(max(now_s - event.timestamp, 0))
+                        ages.append(max(now_s - event.timestamp, 0.0))
                     key = decoded.message_id
                     if key in touched:
                         state, changed, _ = touched[key]
@@ -220,6 +221,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                 except InvalidEventError as exc:  # forwarded records were valid; never crash
                     await dead_letter(event, exc.reason)
             telemetry.duplicate_events.inc(duplicates)
+            telemetry.processing_seconds.observe_many(ages)
             for (topic, kind), n in consumed.items():
                 telemetry.events_consumed.labels(topic, kind).inc(n)
             orphans = 0

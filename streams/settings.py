@@ -21,6 +21,8 @@
 |   |   | ``campaign-analytics sink`` as its own process instead) |
 | ``CA_SINK_BATCH_ROWS`` | ``5000`` | rows per ClickHouse insert (at most) |
 | ``CA_SINK_BATCH_SECONDS`` | ``1.0`` | longest a row waits before its batch is inserted |
+| ``CA_SINK_HOLD_SECONDS`` | ``5.0`` | longest the sinks keep the embedded engine open in one |
+|   |   | go while rows keep coming (0: open it per insert round) |
 | ``CA_WINDOWS`` | ``60,3600`` | sizes (seconds) of the event-time tumbling windows |
 | ``CA_WINDOW_RETENTION_DAYS`` | ``30`` | windows older than this are no longer kept or published |
 | ``CA_BATCH_MAX`` | ``2000`` | most events an agent takes into one batch |
@@ -52,15 +54,24 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
-def _positive_float(name: str, default: str) -> float:
+def _float(name: str, default: str, least: float, strict: bool) -> float:
     raw = _env(name, default)
     try:
         value = float(raw)
     except ValueError as exc:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
-    if value <= 0:
-        raise ConfigurationError(f"{name} must be > 0, got {raw!r}")
+    if value < least or (strict and value == least):
+        raise ConfigurationError(f"{name} must be {'>' if strict else '>='} {least:g}, "
+                                 f"got {raw!r}")
     return value
+
+
+def _positive_float(name: str, default: str) -> float:
+    return _float(name, default, 0.0, strict=True)
+
+
+def _non_negative_float(name: str, default: str) -> float:
+    return _float(name, default, 0.0, strict=False)
 
 
 def _positive_int(name: str, default: str) -> int:
@@ -113,6 +124,7 @@ class Settings:
     sink_in_worker: bool = True
     sink_batch_rows: int = 5000
     sink_batch_seconds: float = 1.0
+    sink_hold_seconds: float = 5.0
     batch_max: int = 2000
     batch_seconds: float = 0.05
     producer_linger_ms: int = 5
@@ -174,6 +186,7 @@ def load_settings(**overrides: object) -> Settings:
         "sink_in_worker": _env("CA_SINK_IN_WORKER", "1") not in ("0", "false", "no", "off"),
         "sink_batch_rows": _positive_int("CA_SINK_BATCH_ROWS", "5000"),
         "sink_batch_seconds": _positive_float("CA_SINK_BATCH_SECONDS", "1.0"),
+        "sink_hold_seconds": _non_negative_float("CA_SINK_HOLD_SECONDS", "5.0"),
         "batch_max": _positive_int("CA_BATCH_MAX", "2000"),
         "batch_seconds": _positive_float("CA_BATCH_SECONDS", "0.05"),
         "producer_linger_ms": _positive_int("CA_PRODUCER_LINGER_MS", "5"),

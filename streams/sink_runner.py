@@ -44,6 +44,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -56,7 +57,7 @@ from aiokafka.structs import ConsumerRecord
 from projections.errors import InvalidEventError, SinkError
 from projections.events import EVENT_TYPES
 from projections.message_log import MessageLogRow
-from sinks import open_store
+from sinks import ClickHouseStore, open_store
 from sinks.plan import (
     InsertPlan,
     SourcedEvent,
@@ -155,6 +156,81 @@ async def _sink_ownership(settings: Settings) -> AsyncIterator[None]:
         yield
 
 
+def _insert_all(store: ClickHouseStore, plans: list[InsertPlan]) -> None:
+    for plan in plans:
+        store.insert(plan)
+
+
+class _StoreLease:
+    """One store for the process's sinks, kept open across insert rounds.
+
+    Opening the embedded engine costs 50-200 ms, and each sink inserts about once
+    a second, so opening it per round took ~7 % of a busy worker's CPU. But while
+    it is open no other process (the CLI's ``export``) can open the directory.
+    So the store stays open while rounds keep coming (closed after ``_IDLE_S``
+    without one), at most ``CA_SINK_HOLD_SECONDS`` in one go, and after such a
+    close it is not opened again for ``_GAP_S`` (the export retries every 0.5 s
+    at most, for 10 s). A failed round closes it (the next one opens afresh).
+    """
+
+    _IDLE_S = 1.5
+    _GAP_S = 1.0
+
+    def __init__(self) -> None:
+        self._store: ClickHouseStore | None = None
+        self._users = 0
+        self._opened_at = 0.0
+        self._reopen_at = 0.0
+        self._broken = False
+        self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._idle: asyncio.TimerHandle | None = None
+
+    def _guard(self) -> asyncio.Lock:
+        """The lock of the running loop (a process may run several loops in turn)."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock[0] is not loop:
+            self._lock = (loop, asyncio.Lock())
+        return self._lock[1]
+
+    @contextlib.asynccontextmanager
+    async def lease(self, settings: Settings) -> AsyncIterator[ClickHouseStore]:
+        async with self._guard():
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
+            if self._store is None:
+                await asyncio.sleep(max(self._reopen_at - time.monotonic(), 0))
+                self._store = open_store(settings, hold_open=True)
+                self._opened_at = time.monotonic()
+            store = self._store
+            self._users += 1
+        try:
+            yield store
+        except BaseException:
+            self._broken = True
+            raise
+        finally:
+            self._users -= 1
+            if self._users == 0:
+                held = time.monotonic() - self._opened_at
+                if self._broken or held >= settings.sink_hold_seconds:
+                    await self._close(gap=self._GAP_S if settings.sink_hold_seconds else 0.0)
+                else:
+                    self._idle = asyncio.get_running_loop().call_later(
+                        self._IDLE_S, lambda: asyncio.ensure_future(self._close(gap=0.0)))
+
+    async def _close(self, gap: float) -> None:
+        async with self._guard():
+            if self._users or self._store is None:
+                return
+            store, self._store, self._broken = self._store, None, False
+            self._reopen_at = time.monotonic() + gap
+            await asyncio.to_thread(store.close)
+
+
+_STORE = _StoreLease()  # process-wide on purpose: the engine is too
+
+
 class _PartitionSink:
     """The loop shared by both sinks (see the module docstring for its order)."""
 
@@ -246,28 +322,23 @@ class _PartitionSink:
         await consumer.commit({tp: (last + 1, "") for tp, (_, last) in bounds.items()})  # step 4
 
     async def _write(self, plans: list[InsertPlan]) -> None:
-        """All inserts of a round in one opening of the store (the embedded engine costs
-        50-200 ms to open, and holding it open would lock the CLI's ``export`` out)."""
-
-        def insert_all() -> None:
-            store = open_store(self._settings, hold_open=True)
-            try:
-                for plan in plans:
-                    store.insert(plan)
-            finally:
-                store.close()
-
+        """All inserts of a round through the process's shared store (``_StoreLease``)."""
         with self._telemetry.sink_batch_seconds.time():
-            await self._insist(insert_all)
+            await self._insist(plans)
         for plan in plans:
             self._telemetry.sink_rows.labels(plan.table).inc(len(plan.rows))
 
-    async def _insist(self, call: Callable[[], None]) -> None:
-        """Step 3: run ``call`` in a thread until it succeeds; never give up, never skip."""
+    async def _insist(self, work: Callable[[], None] | list[InsertPlan]) -> None:
+        """Step 3: run ``work`` (a call, or inserts through the shared store) in a thread
+        until it succeeds; never give up, never skip."""
         delay = 0.5
         while True:
             try:
-                await asyncio.to_thread(call)
+                if callable(work):
+                    await asyncio.to_thread(work)
+                else:
+                    async with _STORE.lease(self._settings) as store:
+                        await asyncio.to_thread(_insert_all, store, work)
                 return
             except SinkError as exc:
                 self._telemetry.sink_errors.inc()

@@ -2,9 +2,56 @@
 
 from __future__ import annotations
 
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+
+class BulkHistogram(Collector):
+    """A Prometheus histogram fed a batch of observations at once.
+
+    ``Histogram.observe`` takes a lock and walks the buckets for every value: per
+    input event that was 2 % of a busy worker's CPU. Here a batch is counted in
+    plain Python and added under one lock; the exposition is the same
+    (``_bucket{le=...}``, ``_sum``, ``_count``)."""
+
+    def __init__(self, name: str, documentation: str, buckets: Iterable[float],
+                 registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = sorted(float(b) for b in buckets)
+        self._counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, values: Iterable[float]) -> None:
+        counts = [0] * len(self._counts)
+        bounds = self.bounds
+        total = 0.0
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1  # le: the first bound >= value
+            total += value
+        with self._lock:
+            for i, n in enumerate(counts):
+                self._counts[i] += n
+            self._sum += total
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, running = [], 0
+        for bound, n in zip([*map(floatToGoString, self.bounds), "+Inf"], counts, strict=True):
+            running += n
+            cumulative.append((bound, running))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=cumulative,
+                                    sum_value=total)
 
 
 @dataclass
@@ -80,9 +127,9 @@ class Telemetry:
             "Offset commits still running after the watchdog threshold (logged with stacks)",
             registry=r,
         )
-        self.processing_seconds = Histogram(
+        self.processing_seconds = BulkHistogram(
             "campaign_analytics_processing_seconds",
             "Time from an input record's Kafka timestamp to its processing",
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=r,
+            (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            r,
         )

@@ -335,7 +335,8 @@ def test_clickhouse_unavailable_for_a_while_then_exact_catch_up(scenario_factory
                 env=os.environ | {"PYTHONPATH": str(REPO)}, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, text=True)
             try:
-                assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+                assert holder.stdout is not None  # (read off the loop: the sinks run on it)
+                assert await loop.run_in_executor(None, holder.stdout.readline) == "holding\n"
                 await loop.run_in_executor(None, scenario.produce, slice(half, None))
                 deadline = time.monotonic() + 60
                 while telemetry.sink_errors._value.get() < 2 and time.monotonic() < deadline:
