@@ -240,30 +240,30 @@ def apply_contribution_change(
     return CampaignCounts(total=total, variants=variants), new_activity
 
 
-def move_windows(
+def window_changes(
     windows: Mapping[str, CampaignCounts],
     old: MessageContribution | None,
     new: MessageContribution | None,
-) -> dict[str, CampaignCounts]:
-    """A campaign's windowed counts moved from a message's ``old`` to its ``new``
-    contribution; only the windows either touches are copied."""
-    out = dict(windows)
+) -> dict[str, CampaignCounts | None]:
+    """The windows of a campaign that move when a message's contribution goes from
+    ``old`` to ``new``: their new counts, or ``None`` for a window left empty. Only
+    the windows either contribution touches (a campaign may have thousands)."""
+    out: dict[str, CampaignCounts | None] = {}
     for sign, contrib in ((-1, old), (1, new)):
         if contrib is None:
             continue
         variant = _variant_key(contrib.variant)
         for key, delta in contrib.windows.items():
-            current = out.get(key, CampaignCounts())
+            current = out[key] if key in out else windows.get(key)
+            if current is None:
+                current = CampaignCounts()
             variants = dict(current.variants)
             if variant:
                 variants[variant] = add_counts(variants.get(variant, {}), delta, sign)
                 if not variants[variant]:
                     del variants[variant]
             moved = CampaignCounts(add_counts(current.total, delta, sign), variants)
-            if moved.total or moved.variants:
-                out[key] = moved
-            else:
-                out.pop(key, None)
+            out[key] = moved if moved.total or moved.variants else None
     return out
 
 

@@ -100,26 +100,41 @@ def counts_from_dict(data: dict[str, Any] | None) -> CampaignCounts:
     return CampaignCounts(total=data["total"], variants=data["variants"])
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode_message_update(
     version: int, row: MessageLogRow, contribution: MessageContribution | None
 ) -> bytes:
-    """The record the message stage hands to the campaign stage and the sink."""
-    payload = {
-        "version": version,
-        "row": _fields(row),
-        "contribution": contribution_to_dict(contribution),
-    }
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    """The record the message stage hands to the campaign stage and the sink: two
+    JSON documents on two lines, ``[version, message_id, contribution]`` and the
+    row, so that each reader parses only its own part (JSON text has no raw
+    newline)."""
+    head = _COMPACT.encode([version, row.message_id, contribution_to_dict(contribution)])
+    return f"{head}\n{_COMPACT.encode(_fields(row))}".encode()
+
+
+def _split(data: bytes) -> tuple[bytes, bytes] | None:
+    cut = data.find(b"\n")
+    return None if cut < 0 else (data[:cut], data[cut + 1:])
 
 
 def decode_update_row(data: bytes) -> tuple[int, MessageLogRow]:
     """What the message-log sink needs of an update: version and row."""
-    payload = json.loads(data)
-    return payload["version"], MessageLogRow(**payload["row"])
+    parts = _split(data)
+    if parts is None:  # written before the two-line form: one JSON object
+        payload = json.loads(data)
+        return payload["version"], MessageLogRow(**payload["row"])
+    head, row = parts
+    return int(head[1:head.index(b",")]), MessageLogRow(**json.loads(row))
 
 
 def decode_update_contribution(data: bytes) -> tuple[str, int, MessageContribution | None]:
     """What the campaign stage needs of an update: message id, version, contribution."""
-    payload = json.loads(data)
-    return (payload["row"]["message_id"], payload["version"],
-            contribution_from_dict(payload["contribution"]))
+    parts = _split(data)
+    if parts is None:  # written before the two-line form: one JSON object
+        payload = json.loads(data)
+        return (payload["row"]["message_id"], payload["version"],
+                contribution_from_dict(payload["contribution"]))
+    version, message_id, contribution = json.loads(parts[0])
+    return message_id, version, contribution_from_dict(contribution)

@@ -17,8 +17,8 @@ from projections.metrics import (
     ContactActivity,
     MessageContribution,
     apply_contribution_change,
-    move_windows,
     parse_window_key,
+    window_changes,
 )
 
 
@@ -55,10 +55,14 @@ class CampaignViews:
             self.contacts[contact] = activity
         else:
             self.contacts.pop(contact, None)
-        touched = set(old.windows if old else ()) | set(new.windows if new else ())
-        if touched:
-            self.windows[campaign_id] = move_windows(self.windows.get(campaign_id, {}), old, new)
-            self._dirty_windows.update((campaign_id, key) for key in touched)
+        if (old and old.windows) or (new and new.windows):
+            windows = self.windows.setdefault(campaign_id, {})
+            for key, moved in window_changes(windows, old, new).items():
+                if moved is None:
+                    windows.pop(key, None)
+                else:
+                    windows[key] = moved
+                self._dirty_windows.add((campaign_id, key))
         self._dirty.add(campaign_id)
 
     def rebuild(self, contributions: Iterable[MessageContribution]) -> None:

@@ -1,0 +1,60 @@
+"""The message-update hand-off: each reader gets its part, old records still read."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from projections.events import DeliveryStatus, MessageSent, ReceiptReceived, SendOutcome
+from projections.message import MessageState, apply_event
+from projections.message_log import message_log_row
+from projections.metrics import message_contribution
+from streams import serde
+
+T0 = 1_790_000_000_000
+
+
+def _state() -> MessageState:
+    state = MessageState("m-1")
+    for event in (
+        MessageSent("e1", "m-1", T0, "c-1", "B", "k-1", 'Ann "\\n" Lee\nSecond line',
+                    "+15550000001", SendOutcome.ACCEPTED),
+        ReceiptReceived("e2", "m-1", T0 + 5_000, DeliveryStatus.DELIVERED, carrier="acme"),
+    ):
+        state = apply_event(state, event)
+    return state
+
+
+def test_each_reader_decodes_its_part_of_the_same_record() -> None:
+    state = _state()
+    row = message_log_row(state, updated_at=T0 + 9)
+    contribution = message_contribution(state)
+    assert row is not None and contribution is not None
+    data = serde.encode_message_update(state.version, row, contribution)
+
+    assert data.count(b"\n") == 1  # the name's newline is escaped inside the JSON
+    assert serde.decode_update_row(data) == (state.version, row)
+    assert serde.decode_update_contribution(data) == ("m-1", state.version, contribution)
+
+
+def test_a_record_without_a_contribution() -> None:
+    state = _state()
+    row = message_log_row(state, updated_at=T0)
+    assert row is not None
+    data = serde.encode_message_update(7, row, None)
+    assert serde.decode_update_contribution(data) == ("m-1", 7, None)
+    assert serde.decode_update_row(data) == (7, row)
+
+
+def test_records_of_the_one_object_form_still_decode() -> None:
+    """Records written before the two-line form (an upgrade with a backlog)."""
+    state = _state()
+    row = message_log_row(state, updated_at=T0)
+    contribution = message_contribution(state)
+    assert row is not None and contribution is not None
+    old = json.dumps({"version": 3, "row": asdict(row),
+                      "contribution": serde.contribution_to_dict(contribution)},
+                     separators=(",", ":"), ensure_ascii=False).encode()
+    assert b"\n" not in old
+    assert serde.decode_update_row(old) == (3, row)
+    assert serde.decode_update_contribution(old) == ("m-1", 3, contribution)
