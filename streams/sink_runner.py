@@ -170,7 +170,8 @@ class _StoreLease:
     So the store stays open while rounds keep coming (closed after ``_IDLE_S``
     without one), at most ``CA_SINK_HOLD_SECONDS`` in one go, and after such a
     close it is not opened again for ``_GAP_S`` (the export retries every 0.5 s
-    at most, for 10 s). A failed round closes it (the next one opens afresh).
+    at most, for 10 s). A failed round closes it (the next one opens afresh), and
+    so does the end of the last running sink (``session``).
     """
 
     _IDLE_S = 1.5
@@ -184,6 +185,29 @@ class _StoreLease:
         self._broken = False
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._idle: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._sessions = 0
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[None]:
+        """Around a sink's run: the store is closed when the last sink stops."""
+        self._sessions += 1
+        try:
+            yield
+        finally:
+            self._sessions -= 1
+            if self._sessions == 0:
+                self._cancel_idle()
+                await self._close(gap=0.0)
+
+    def _cancel_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+    def _close_when_idle(self) -> None:
+        self._idle = None
+        self._closing = asyncio.ensure_future(self._close(gap=0.0))  # (a reference kept)
 
     def _guard(self) -> asyncio.Lock:
         """The lock of the running loop (a process may run several loops in turn)."""
@@ -195,9 +219,7 @@ class _StoreLease:
     @contextlib.asynccontextmanager
     async def lease(self, settings: Settings) -> AsyncIterator[ClickHouseStore]:
         async with self._guard():
-            if self._idle is not None:
-                self._idle.cancel()
-                self._idle = None
+            self._cancel_idle()
             if self._store is None:
                 await asyncio.sleep(max(self._reopen_at - time.monotonic(), 0))
                 self._store = open_store(settings, hold_open=True)
@@ -217,7 +239,7 @@ class _StoreLease:
                     await self._close(gap=self._GAP_S if settings.sink_hold_seconds else 0.0)
                 else:
                     self._idle = asyncio.get_running_loop().call_later(
-                        self._IDLE_S, lambda: asyncio.ensure_future(self._close(gap=0.0)))
+                        self._IDLE_S, self._close_when_idle)
 
     async def _close(self, gap: float) -> None:
         async with self._guard():
@@ -261,7 +283,7 @@ class _PartitionSink:
         if not self._dedup:
             log.warning("%s is set: %s sends no dedup token (tests only)",
                         UNSAFE_NO_DEDUP_ENV, self.name)
-        async with _sink_ownership(self._settings):
+        async with _sink_ownership(self._settings), _STORE.session():
             await self._insist(self._migrate)
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self._settings.kafka_bootstrap,
