@@ -40,10 +40,10 @@ def test_open_across_rounds_then_let_go_when_idle_and_when_the_sinks_stop(
     settings = replace(load_settings(), data_dir=tmp_path, chdb_path=tmp_path / "chdb",
                        clickhouse_url="", sink_hold_seconds=30.0)
     lease = _StoreLease()
-    lease._IDLE_S = 4.0  # longer than a probe (a Python start and a chdb import)
     seen: list[str] = []
 
-    async def round_() -> None:
+    async def round_(idle: float) -> None:
+        lease._IDLE_S = idle  # read when the round lets the store go
         async with lease.lease(settings) as store:
             await asyncio.to_thread(store.count_message_log, "x")
 
@@ -51,12 +51,15 @@ def test_open_across_rounds_then_let_go_when_idle_and_when_the_sinks_stop(
         async with lease.session():
             async with lease.lease(settings) as store:
                 await asyncio.to_thread(store.migrate)
-            await round_()
+            await round_(idle=600)
             seen.append(await asyncio.to_thread(_probe, settings.chdb_path))  # between rounds
-            await round_()
-            await asyncio.sleep(4.5)
+            await round_(idle=0.2)
+            for _ in range(100):  # no timing bet: wait for the idle close itself
+                if lease._store is None:
+                    break
+                await asyncio.sleep(0.1)
             seen.append(await asyncio.to_thread(_probe, settings.chdb_path))  # idle
-            await round_()
+            await round_(idle=600)
         seen.append(await asyncio.to_thread(_probe, settings.chdb_path))  # sinks stopped
 
     asyncio.run(scenario())
