@@ -64,3 +64,42 @@ def test_fixed_flush_returns_only_when_everything_was_handed_over() -> None:
 
 
 _ORIGINAL_FLUSH = faust_fixes._original_flush
+
+
+# Fix 4: never commit past an offset that was not acknowledged.
+
+def _consumer(committed: int | None, acked: list[int], start: int | None) -> Any:
+    from collections import defaultdict
+
+    tp = ("in", 0)
+    consumer = SimpleNamespace(
+        _acked=defaultdict(list, {tp: list(acked)}),
+        _acked_index=defaultdict(set, {tp: set(acked)}),
+        _committed_offset=defaultdict(lambda: None, {tp: committed}),
+        _gap=defaultdict(lambda: None),
+        _thread=SimpleNamespace(_start_offsets={} if start is None else {tp: start}),
+    )
+    return consumer, tp
+
+
+def test_faust_commits_past_one_missing_head_offset_and_past_any_without_a_commit() -> None:
+    """The negative control: Faust's own choice of the offset to commit."""
+    original = faust_fixes._new_offset
+    consumer, tp = _consumer(100, [101, 102, 103], None)  # 100 was never acknowledged
+    assert original(consumer, tp) == 104
+    consumer, tp = _consumer(None, [5, 6, 7], 0)  # 0-4 never acknowledged, no commit yet
+    assert original(consumer, tp) == 8
+
+
+def test_fixed_choice_waits_for_the_head_and_still_moves_on_a_full_run() -> None:
+    fixed = faust_fixes._new_offset_without_repeats
+    consumer, tp = _consumer(100, [101, 102, 103], None)
+    assert fixed(consumer, tp) is None
+    consumer, tp = _consumer(None, [5, 6, 7], 0)
+    assert fixed(consumer, tp) is None
+    consumer, tp = _consumer(0, [0, 1, 2], 0)  # committed 0: Faust keeps it as falsy
+    assert fixed(consumer, tp) == 3
+    consumer, tp = _consumer(100, [100, 101, 101, 102, 105], None)
+    assert fixed(consumer, tp) == 103
+    consumer, tp = _consumer(None, [7, 8], 7)  # the log starts at 7 (retention)
+    assert fixed(consumer, tp) == 9
