@@ -148,10 +148,12 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         count = consumer.topic_partitions(message_events_name)
         return count if count and consumer.topic_partitions(topic) == count else None
 
-    async def admit(event: Message, consumed: Counter[tuple[str, str]]) -> Event | None:
+    async def admit(event: Message, consumed: Counter[tuple[str, str]],
+                    homes: dict[str, int | None]) -> Event | None:
         """Step 1 of streams/recovery.py for one input record: the decoded event if it
-        is in its message's own partition; otherwise it is dead-lettered or forwarded
-        to ``message-events`` keyed by message id, and ``None``."""
+        is in its message's own partition (``homes``: ``home_partitions`` per input
+        topic); otherwise it is dead-lettered or forwarded to ``message-events`` keyed
+        by message id, and ``None``."""
         topic = event.topic
         expected = kind_of_topic.get(topic, "?")
         try:
@@ -165,7 +167,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
             await dead_letter(event, exc.reason)
             return None
         key = decoded.message_id.encode()
-        partitions = home_partitions(topic)
+        partitions = homes.get(topic)
         if partitions is None or event.partition != message_partition(key, partitions):
             telemetry.rerouted_events.inc()
             await produce(message_events, key, event.value or b"")
@@ -199,12 +201,13 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
             consumed: Counter[tuple[str, str]] = Counter()
             ages: list[float] = []
             now_s = time.time()
+            homes = {topic: home_partitions(topic) for topic in kind_of_topic}
             for event in events:
                 try:
                     if event.topic == message_events_name:
                         decoded = decode_event(event.value or b"")
                     else:
-                        admitted = await admit(event, consumed)
+                        admitted = await admit(event, consumed, homes)
                         if admitted is None:
                             continue
                         decoded = admitted

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import time
@@ -159,6 +160,10 @@ async def _sink_ownership(settings: Settings) -> AsyncIterator[None]:
 def _insert_all(store: ClickHouseStore, plans: list[InsertPlan]) -> None:
     for plan in plans:
         store.insert(plan)
+
+
+def _migrate(store: ClickHouseStore) -> None:
+    store.migrate()
 
 
 class _StoreLease:
@@ -284,7 +289,7 @@ class _PartitionSink:
             log.warning("%s is set: %s sends no dedup token (tests only)",
                         UNSAFE_NO_DEDUP_ENV, self.name)
         async with _sink_ownership(self._settings), _STORE.session():
-            await self._insist(self._migrate)
+            await self._insist(_migrate)
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self._settings.kafka_bootstrap,
                 group_id=self.group_id,
@@ -306,13 +311,6 @@ class _PartitionSink:
                     await consumer.stop()
             finally:
                 await admin.close()
-
-    def _migrate(self) -> None:
-        store = open_store(self._settings)
-        try:
-            store.migrate()
-        finally:
-            store.close()
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:
@@ -346,21 +344,18 @@ class _PartitionSink:
     async def _write(self, plans: list[InsertPlan]) -> None:
         """All inserts of a round through the process's shared store (``_StoreLease``)."""
         with self._telemetry.sink_batch_seconds.time():
-            await self._insist(plans)
+            await self._insist(functools.partial(_insert_all, plans=plans))
         for plan in plans:
             self._telemetry.sink_rows.labels(plan.table).inc(len(plan.rows))
 
-    async def _insist(self, work: Callable[[], None] | list[InsertPlan]) -> None:
-        """Step 3: run ``work`` (a call, or inserts through the shared store) in a thread
-        until it succeeds; never give up, never skip."""
+    async def _insist(self, work: Callable[[ClickHouseStore], object]) -> None:
+        """Step 3: run ``work`` on the shared store (``_StoreLease``) in a thread until it
+        succeeds; never give up, never skip."""
         delay = 0.5
         while True:
             try:
-                if callable(work):
-                    await asyncio.to_thread(work)
-                else:
-                    async with _STORE.lease(self._settings) as store:
-                        await asyncio.to_thread(_insert_all, store, work)
+                async with _STORE.lease(self._settings) as store:
+                    await asyncio.to_thread(work, store)
                 return
             except SinkError as exc:
                 self._telemetry.sink_errors.inc()

@@ -129,20 +129,13 @@ def test_two_workers_side_by_side_in_one_directory(deployment: Deployment, tmp_p
     deployment.cli("publish", str(_write(tmp_path / "e.jsonl", events)))
     for campaign_id in ("camp-two", "camp-three"):
         deployment.wait_for_summary(campaign_id, _expected(events, campaign_id), keys=_pick)
-    consumed = [_consumed(w.metrics()) for w in workers]
+    consumed = [_counter(w.metrics(), "campaign_analytics_events_consumed_total")
+                for w in workers]
     assert all(n > 0 for n in consumed), f"both workers should get partitions: {consumed}"
     assert sum(consumed) >= len(events)
     state_dirs = sorted(p.name for p in (deployment.root / "state").iterdir())
     assert sorted(f"worker-{w.web_port}" for w in workers) == sorted(
         d for d in state_dirs if d.startswith("worker-"))
-
-
-def _consumed(metrics_text: str) -> float:
-    total = 0.0
-    for line in metrics_text.splitlines():
-        if line.startswith("campaign_analytics_events_consumed_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_bad_lines_are_reported_and_never_stop_the_rest(deployment: Deployment,
