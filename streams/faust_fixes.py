@@ -50,10 +50,9 @@ and which test shows it.
    head is let through (``min(acked) - committed > 1``), and nothing at all is
    checked while the partition has no commit yet (or a commit at 0, which
    Faust keeps as "none"). A record dropped unacknowledged (around a
-   rebalance, or skipped as a repeat by ``streams/bulk.py``) while later ones
-   were acknowledged was then committed over and never processed. Seen once:
-   the two-workers-killed-and-joining crash test under heavy load lost one
-   event of each of 76 messages (of 8,000). The fix:
+   rebalance) while later ones were acknowledged was then committed over and
+   never processed. Seen once: the two-workers-killed-and-joining crash test
+   under heavy load lost one event of each of 76 messages (of 8,000). The fix:
    no commit while the lowest acknowledged offset is above the last commit, or
    above where fix 1 positioned a partition without one;
    ``tests/unit/test_faust_fixes.py`` shows Faust's choice and the fixed one.
