@@ -16,13 +16,11 @@ step 5).
 Records fetched before a rebalance (an older consumer generation) or for a
 partition no longer assigned are dropped unacknowledged, as Faust's streams
 do: Faust seeks back to the committed offset and delivers them again, or the
-new owner does. A record delivered twice (two fetches of one range around a
-seek) is processed twice, which changes nothing (``streams/recovery.py``), and
-acknowledged twice, which Faust's list of acknowledged offsets now absorbs
-(``streams/faust_fixes.py``, fix 2). It used to be skipped when its offset was
-not above the last one seen in the same generation; that could also skip a
-record that had been dropped unacknowledged before, and Faust would commit past
-it (fix 4).
+new owner does. A record delivered a second time in one generation (Faust's
+consumer lets an offset equal to the last one through, and two fetches of one
+range can both arrive around a seek) is skipped: acknowledged twice, it put
+the offset twice into Faust's list of acknowledged offsets, whose commit then
+advanced by one or two offsets per commit interval.
 """
 
 from __future__ import annotations
@@ -49,6 +47,7 @@ class Inbox:
         self.max_batch = max_batch
         self.within = within
         self._records: list[Message] = []
+        self._last: dict[TP, tuple[int, int]] = {}  # per partition: generation, offset
         self._arrived = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -60,6 +59,11 @@ class Inbox:
             if not consumer.flow_active:
                 return  # a rebalance stopped the flow: Faust seeks back to the commit
             await asyncio.sleep(0.01)
+        tp, generation = message.tp, message.generation_id
+        last = self._last.get(tp)
+        if last is not None and last[0] == (generation or 0) and message.offset <= last[1]:
+            return  # a second copy (two fetches of one range around a seek): skip it
+        self._last[tp] = (generation or 0, message.offset)
         if not message.tracked:
             message.tracked = True
             self.app.consumer.track_message(message)  # pending ack: Faust will not commit past it

@@ -43,19 +43,6 @@ and which test shows it.
    the flush now returns only when the buffer is empty and nothing taken
    from it is still being handed over; ``tests/unit/test_faust_fixes.py``
    shows both behaviours on Faust's own buffer.
-
-4. **Commits past an offset that was never acknowledged.** Faust commits up
-   to the end of the first run of acknowledged offsets, but it checks that the
-   run starts at the committed offset only loosely: one missing offset at the
-   head is let through (``min(acked) - committed > 1``), and nothing at all is
-   checked while the partition has no commit yet (or a commit at 0, which
-   Faust keeps as "none"). A record dropped unacknowledged (around a
-   rebalance) while later ones were acknowledged was then committed over and
-   never processed. Seen once: the two-workers-killed-and-joining crash test
-   under heavy load lost one event of each of 76 messages (of 8,000). The fix:
-   no commit while the lowest acknowledged offset is above the last commit, or
-   above where fix 1 positioned a partition without one;
-   ``tests/unit/test_faust_fixes.py`` shows Faust's choice and the fixed one.
 """
 
 from __future__ import annotations
@@ -83,12 +70,8 @@ async def _seek_to_committed(self: Any) -> Mapping[TopicPartition, int | None]:
 
     async def seek() -> Mapping[TopicPartition, int | None]:
         committed: Mapping[TopicPartition, int | None] = await consumer.seek_to_committed()
-        starts: dict[TopicPartition, int] = {}
         for tp, offset in committed.items():
-            if tp.topic in changelogs:
-                continue
-            if offset is not None and offset > 0:
-                starts[tp] = offset
+            if tp.topic in changelogs or (offset is not None and offset > 0):
                 continue
             if offset == 0:
                 consumer.seek(tp, 0)
@@ -96,8 +79,6 @@ async def _seek_to_committed(self: Any) -> Mapping[TopicPartition, int | None]:
                 await consumer.seek_to_beginning(tp)
             else:
                 await consumer.seek_to_end(tp)
-            starts[tp] = await consumer.position(tp)
-        self._start_offsets = starts  # fix 4: where each input partition resumes
         return committed
 
     result: Mapping[TopicPartition, int | None] = await self.call_thread(seek)
@@ -114,11 +95,6 @@ def _new_offset_without_repeats(self: Any, tp: Any) -> int | None:
         unique = sorted({o for o in acked if committed is None or o >= committed})
         acked[:] = unique
         self._acked_index[tp] = set(unique)
-        # fix 4: the next offset to commit from is the last commit, or where the
-        # partition was positioned (no commit yet: Faust keeps None and checks nothing)
-        start = committed if committed else getattr(self._thread, "_start_offsets", {}).get(tp)
-        if unique and start is not None and unique[0] > start:
-            return None  # the head record is not acknowledged yet: never commit past it
     result: int | None = _new_offset(self, tp)
     return result
 
