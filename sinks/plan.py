@@ -23,11 +23,12 @@ that the sink wrote each record exactly once.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
+
+import orjson
 
 from projections.events import EVENT_TYPES, Event, LinkClicked, ReplyReceived
 from projections.message_log import MESSAGE_LOG_COLUMNS, MessageLogRow
@@ -114,7 +115,7 @@ def event_payload(event: Event) -> str:
     # Events are flat: a shallow copy is enough (``asdict`` deep-copies every field).
     fields = {name: getattr(event, name) for name in event.__dataclass_fields__}
     fields["type"] = EVENT_TYPES[type(event)]
-    return json.dumps(fields, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def plan_event_inserts(events: Sequence[SourcedEvent], token: str | None) -> list[InsertPlan]:

@@ -39,6 +39,7 @@ from projections.metrics import message_contribution, summarize
 from streams import bulk, faust_fixes, serde, watchdog
 from streams.codec import decode_event
 from streams.outputs import encode_campaign_metrics, encode_campaign_window, window_record_key
+from streams.positions import positions_of
 from streams.recovery import UNSAFE_ENV, fold, rebuilding_table, replay_protection_enabled
 from streams.routing import message_partition
 from streams.settings import Settings
@@ -123,6 +124,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                 for name, topics in (("fold", [inputs, message_events]),
                                      ("aggregate", [message_updates]))}
     bulk.install(app, inbox_of.values())
+    positions_of(app.consumer).on_reread = lambda reason: telemetry.rereads.labels(reason).inc()
     watchdog.install(app, telemetry)
 
     async def produce(topic: faust.TopicT, key: bytes, value: bytes,

@@ -16,11 +16,11 @@ step 5).
 Records fetched before a rebalance (an older consumer generation) or for a
 partition no longer assigned are dropped unacknowledged, as Faust's streams
 do: Faust seeks back to the committed offset and delivers them again, or the
-new owner does. A record delivered a second time in one generation (Faust's
-consumer lets an offset equal to the last one through, and two fetches of one
-range can both arrive around a seek) is skipped: acknowledged twice, it put
-the offset twice into Faust's list of acknowledged offsets, whose commit then
-advanced by one or two offsets per commit interval.
+new owner does. Within a generation, every record must follow the one before
+it in its partition's read epoch (``streams/positions.py``): a record fetched
+before its partition's latest seek is left to that seek, a repeat is
+skipped, and a jump over missing offsets makes the partition be read again
+from the first one missing, so no record is ever passed over unprocessed.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from typing import Any, cast
 
 import faust
 from faust.types import TP, Message
+
+from streams import positions
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,10 @@ class Inbox:
         self.max_batch = max_batch
         self.within = within
         self._records: list[Message] = []
-        self._last: dict[TP, tuple[int, int]] = {}  # per partition: generation, offset
+        self._last: dict[TP, tuple[int, int]] = {}  # per partition: read epoch, offset
+        self._revocations = 0  # rebalances seen (each revokes partitions)
+        self._suspect: dict[TP, tuple[int, int]] = {}  # a seek to [0] began at [1]
+        self.positions = positions.positions_of(app.consumer)
         self._arrived = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -56,14 +61,12 @@ class Inbox:
         """Faust's consumer callback for one record of this inbox's partitions."""
         app, consumer = self.app, cast(Any, self.app.consumer)
         while not app.flow_control.is_active():  # streams held back (recovery under way)
-            if not consumer.flow_active:
-                return  # a rebalance stopped the flow: Faust seeks back to the commit
+            if not consumer.flow_active:  # a rebalance: Faust seeks back to the commit
+                self._not_taken(message)
+                return
             await asyncio.sleep(0.01)
-        tp, generation = message.tp, message.generation_id
-        last = self._last.get(tp)
-        if last is not None and last[0] == (generation or 0) and message.offset <= last[1]:
-            return  # a second copy (two fetches of one range around a seek): skip it
-        self._last[tp] = (generation or 0, message.offset)
+        if not await self._in_sequence(message):
+            return
         if not message.tracked:
             message.tracked = True
             self.app.consumer.track_message(message)  # pending ack: Faust will not commit past it
@@ -72,6 +75,50 @@ class Inbox:
         if len(self._records) >= 2 * self.max_batch:
             self._room.clear()
             await self._room.wait()
+
+    def _not_taken(self, message: Message) -> None:
+        """``message`` was not taken: a later record of its read epoch must not be
+        mistaken for the epoch's first (which may prove offsets absent), so it is
+        seen as a jump and the partition is read again."""
+        epoch = getattr(message, "fetch_epoch", None)
+        tp = message.tp
+        last = self._last.get(tp)
+        if epoch is None or epoch != self.positions.epoch.get(tp, 0) or (
+                last is not None and last[0] == epoch):
+            return
+        start = self.positions.at.get(tp)
+        if start is not None:
+            self._last[tp] = (epoch, start - 1)
+
+    async def _in_sequence(self, message: Message) -> bool:
+        """Whether ``message`` is the next record of its partition (see the module's
+        docstring); records absent from the log before it are recorded as such."""
+        epoch = getattr(message, "fetch_epoch", None)
+        if epoch is None:  # not stamped (streams/faust_fixes.py not installed)
+            return True
+        tp, offset = message.tp, message.offset
+        if epoch != self.positions.epoch.get(tp, 0):
+            return False  # fetched before the partition's latest seek, which reads it again
+        last = self._last.get(tp)
+        expected = self.positions.expected(tp, last, epoch)
+        if expected is None or offset == expected:
+            self._last[tp] = (epoch, offset)
+            return True
+        if offset < expected:
+            return False  # a repeat
+        if last is not None and last[0] == epoch:
+            self.positions.on_reread("jump")
+            log.info("%s[%d]: records %d..%d went missing between fetch and delivery; "
+                     "reading them again", tp.topic, tp.partition, expected, offset - 1)
+        elif self._suspect.pop(tp, None) == (expected, offset):
+            # Two seeks to ``expected`` both began at ``offset``: the log has nothing between.
+            positions.add_absent(self.app.consumer, tp, expected, offset)
+            self._last[tp] = (epoch, offset)
+            return True
+        else:
+            self._suspect[tp] = (expected, offset)
+        await positions.reread(self.app.consumer, tp, expected)
+        return False
 
     async def batches(self) -> AsyncIterator[list[Message]]:
         """Lists of live records; each list is acknowledged after the caller's loop
@@ -87,15 +134,20 @@ class Inbox:
                 self._arrived.clear()
             if len(self._records) < self.max_batch:
                 self._room.set()
-            generation = self.app.consumer_generation_id
+            generation, revocations = self.app.consumer_generation_id, self._revocations
             assigned = consumer.assignment()
             live = [m for m in batch if m.generation_id == generation and m.tp in assigned]
             if len(live) < len(batch):
                 log.debug("dropped %d records fetched before a rebalance",
                           len(batch) - len(live))
             yield live
-            if self.app.consumer_generation_id != generation:
-                continue  # a rebalance came meanwhile: Faust delivers these again
+            if (self.app.consumer_generation_id != generation
+                    or self._revocations != revocations):
+                # A rebalance came meanwhile: Faust delivers these again. (The
+                # generation changes only at the new assignment; acknowledged
+                # between the revocation and it, they would land in the new
+                # assignment's bookkeeping, ahead of the offset it starts from.)
+                continue
             assigned = consumer.assignment()
             for message in live:
                 if message.tp in assigned:
@@ -103,6 +155,7 @@ class Inbox:
 
     def drop(self, revoked: set[TP]) -> None:
         """Forget records of revoked partitions (they are not acknowledged)."""
+        self._revocations += 1
         self._records = [m for m in self._records if m.tp not in revoked]
 
 
@@ -117,6 +170,8 @@ def install(app: faust.App, inboxes: Iterable[Inbox]) -> None:
         return inbox.deliver if inbox is not None else build(tp, channels)
 
     conductor._build_handler = build_handler
+    consumer: Any = app.consumer
+    consumer._read_offset = positions.ReadOffsets(routes, consumer._read_offset)
     for inbox in set(routes.values()):
         for topic in inbox.topics:
             conductor.add(topic)

@@ -15,9 +15,10 @@ and which test shows it.
    got some of them back in generation 2 before any commit, and skipped them
    for good (``tests/integration/test_pipeline.py::
    test_two_workers_side_by_side_in_one_directory`` failed about one run in
-   two). The fix: after seeking to the committed offsets, seek every input
+   two). The fix: the seek to the committed offsets sends every input
    partition without a committed offset to where ``auto_offset_reset`` says
-   (earliest here) and every one committed at 0 to 0. Changelog partitions
+   (earliest here) and every one committed at 0 to 0, and records each
+   position as the start of a new read epoch (fix 4). Changelog partitions
    are left alone: Faust's recovery positions them itself.
 
 2. **Commits crawling after a rebalance.** Faust keeps the acknowledged
@@ -27,9 +28,10 @@ and which test shows it.
    offset twice (``3678, 3679, 3679, 3680, 3680, ...``): each run was then
    two numbers long, so each commit (every 2.8 s) advanced the partition by
    one or two offsets, and a restarted worker reprocessed almost everything
-   (found by ``tests/integration/test_chaos.py``'s ten-SIGKILL run). The fix:
-   before Faust picks the offset to commit, the list is made sorted, free of
-   repeats and of offsets below the committed one.
+   (found by ``tests/integration/test_chaos.py``'s ten-SIGKILL run). The fix
+   (part of fix 4's ``positions.next_commit``): the list is made sorted, free
+   of repeats and of offsets below the committed one before the offset to
+   commit is picked.
 
 3. **A commit that does not wait for the table writes it covers.** Before
    committing, Faust flushes its producer, starting with the buffer that
@@ -43,6 +45,21 @@ and which test shows it.
    the flush now returns only when the buffer is empty and nothing taken
    from it is still being handed over; ``tests/unit/test_faust_fixes.py``
    shows both behaviours on Faust's own buffer.
+
+4. **Commits over records that were never processed**, and the fetch-loop
+   filter that lost them: ``streams/positions.py`` (read epochs, records
+   stamped in the consumer thread, a strict choice of the offset to commit,
+   and a re-read of any partition whose commit finds its head missing).
+
+5. **The commit at a revocation made without the offsets it covers.** Faust
+   forgets a revoked partition's acknowledged and committed offsets first, and
+   only then lets the app stop the flow, wait for the records in processing
+   and commit. That commit saw the acknowledgements made after the forgetting
+   only, and no committed offset: Faust committed from the lowest of them,
+   over whatever came before (strict, fix 4 holds such a commit instead, and
+   the next owner re-did the work). Now the app's handler runs first and the
+   offsets are forgotten after it, as Kafka's rebalance listener contract
+   intends ("commit in onPartitionsRevoked").
 """
 
 from __future__ import annotations
@@ -51,12 +68,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import TopicPartition
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
+from faust.utils.tracing import traced_from_parent_span
+from mode import Service
+
+from streams import positions
+from streams.positions import StampedMessage, positions_of
 
 log = logging.getLogger(__name__)
 
@@ -67,40 +89,66 @@ async def _seek_to_committed(self: Any) -> Mapping[TopicPartition, int | None]:
     consumer = self._ensure_consumer()
     changelogs = self.app.tables.changelog_topics
     earliest = self.app.conf.consumer_auto_offset_reset == "earliest"
+    positions = positions_of(self.consumer)
 
     async def seek() -> Mapping[TopicPartition, int | None]:
-        committed: Mapping[TopicPartition, int | None] = await consumer.seek_to_committed()
+        assigned = consumer.assignment()
+        committed: dict[TopicPartition, int | None] = {
+            tp: await consumer.committed(tp) for tp in assigned}
+        unset = [tp for tp, offset in committed.items()
+                 if offset is None and tp.topic not in changelogs]
+        edges: Mapping[TopicPartition, int] = {}
+        if unset:
+            edges = await (consumer.beginning_offsets(unset) if earliest
+                           else consumer.end_offsets(unset))
+        # No await from here on: each seek and its read epoch are one step for
+        # the fetcher, which runs in this same loop (streams/positions.py).
         for tp, offset in committed.items():
-            if tp.topic in changelogs or (offset is not None and offset > 0):
+            if tp.topic in changelogs:  # Faust's recovery positions these itself
+                if offset:
+                    consumer.seek(tp, offset)
                 continue
-            if offset == 0:
-                consumer.seek(tp, 0)
-            elif earliest:
-                await consumer.seek_to_beginning(tp)
-            else:
-                await consumer.seek_to_end(tp)
+            position = offset if offset is not None else edges[tp]
+            consumer.seek(tp, position)
+            positions.sought(tp, position)
+            positions.start[tp] = position
         return committed
 
     result: Mapping[TopicPartition, int | None] = await self.call_thread(seek)
     return result
 
 
-_new_offset = faust_consumer.Consumer._new_offset
+_fetch_records = faust_aiokafka.AIOKafkaConsumerThread._fetch_records
 
 
-def _new_offset_without_repeats(self: Any, tp: Any) -> int | None:
-    acked = self._acked[tp]
-    if acked:
-        committed = self._committed_offset[tp]
-        unique = sorted({o for o in acked if committed is None or o >= committed})
-        acked[:] = unique
-        self._acked_index[tp] = set(unique)
-    result: int | None = _new_offset(self, tp)
-    return result
+async def _fetch_records_stamped(self: Any, *args: Any, **kwargs: Any) -> Any:
+    records = await _fetch_records(self, *args, **kwargs)
+    positions_of(self.consumer).stamp(records)
+    return records
+
+
+def _thread_seek(self: Any, partition: Any, offset: int) -> None:
+    self._ensure_consumer().seek(partition, offset)
+    positions_of(self.consumer).sought(partition, offset)
+
+
+def _to_message(self: Any, tp: Any, record: Any) -> StampedMessage:
+    timestamp = record.timestamp
+    message = StampedMessage(
+        record.topic, record.partition, record.offset,
+        timestamp / 1000.0 if timestamp is not None else cast(float, None),
+        record.timestamp_type,
+        record.headers, record.key, record.value, record.checksum,
+        record.serialized_key_size, record.serialized_value_size, tp,
+        generation_id=self.app.consumer_generation_id)
+    message.fetch_epoch = getattr(record, "fetch_epoch", None)
+    return message
 
 
 _send_pending = ProducerBuffer._send_pending
 _original_flush = ProducerBuffer.flush  # Faust's (the tests' negative control)
+_original_new_offset = faust_consumer.Consumer._new_offset  # likewise
+_faust_on_partitions_revoked = faust_consumer.Consumer.on_partitions_revoked  # likewise
 
 
 async def _send_pending_counted(self: Any, fut: Any) -> None:
@@ -128,6 +176,27 @@ async def _flush_everything(self: Any) -> None:
                             self.size, warned - started)
 
 
+@Service.transitions_to(faust_consumer.CONSUMER_PARTITIONS_REVOKED)
+async def _on_partitions_revoked(self: Any, revoked: set[Any]) -> None:
+    """Faust's ``Consumer.on_partitions_revoked``, with its two halves swapped: the
+    app's handler (stop the flow, wait until every record taken is processed,
+    commit) runs *before* the revoked partitions' offsets are forgotten, so that
+    commit sees the acknowledgements and the committed offsets it needs (fix 5)."""
+    span = self.app._start_span_from_rebalancing("on_partitions_revoked")
+    trace = traced_from_parent_span(span)
+    with span:
+        if self._active_partitions is not None:
+            self._active_partitions.difference_update(revoked)
+        self._paused_partitions.difference_update(revoked)
+        await trace(self._on_partitions_revoked, partitions=revoked)(revoked)
+        for tp in revoked:
+            self._gap.pop(tp, None)
+            self._acked.pop(tp, None)
+            self._acked_index.pop(tp, None)
+            self._read_offset.pop(tp, None)
+            self._committed_offset.pop(tp, None)
+
+
 def install() -> None:
     """Apply the fixes (idempotent)."""
     global _INSTALLED
@@ -135,8 +204,13 @@ def install() -> None:
         return
     thread_class: Any = faust_aiokafka.AIOKafkaConsumerThread
     thread_class.seek_to_committed = _seek_to_committed
+    thread_class._fetch_records = _fetch_records_stamped
+    thread_class.seek = _thread_seek
+    driver_class: Any = faust_aiokafka.Consumer
+    driver_class._to_message = _to_message
     consumer_class: Any = faust_consumer.Consumer
-    consumer_class._new_offset = _new_offset_without_repeats
+    consumer_class._new_offset = positions.new_offset
+    consumer_class.on_partitions_revoked = _on_partitions_revoked
     buffer_class: Any = ProducerBuffer
     buffer_class._send_pending = _send_pending_counted
     buffer_class.flush = _flush_everything

@@ -38,7 +38,9 @@ event on its own:
    (``streams/views.py``), moved by ``new - old`` in memory.
 5. Only after steps 1-4 ran for a whole batch are its events acknowledged;
    Faust flushes the producer (changelogs and outputs), then commits the input
-   offsets of acknowledged events. Faust's own flush could return with table
+   offsets of acknowledged events, never past one that was not acknowledged
+   (``streams/positions.py``: a partition whose commit finds a record missing
+   is read again from there). Faust's own flush could return with table
    writes still in its buffer (``streams/faust_fixes.py``, fix 3): it no
    longer can, and our tables do not use that buffer.
 6. On (re)assignment, each table is restored from its changelog, the views are
@@ -68,7 +70,6 @@ off, so the crash tests can show that their checker catches double counting.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -80,6 +81,7 @@ from faust.types import TP
 
 from projections.events import Event
 from projections.message import MessageState, apply_event
+from streams.serde import dumps
 
 log = logging.getLogger(__name__)
 
@@ -132,17 +134,16 @@ class RebuildingTable(faust.Table):
         """Send the changelog records of the values ``put`` since the last call.
 
         They go straight to the producer, in the JSON Faust reads back on
-        recovery: Faust's own path (``send_changelog``: a pending-message
-        object, its serializer registry, its producer buffer) cost more than
-        the write itself. Faust flushes the producer before every commit
-        (step 5), so they are as durable as Faust's own changelog writes (the
-        memory store keeps no changelog offsets, so nothing else is skipped)."""
+        recovery (orjson, which Faust's own JSON codec uses too when installed):
+        Faust's own path (``send_changelog``: a pending-message object, its
+        serializer registry, its producer buffer) cost more than the write
+        itself. Faust flushes the producer before every commit (step 5), so they
+        are as durable as Faust's own changelog writes (the memory store keeps
+        no changelog offsets, so nothing else is skipped)."""
         pending, self._pending = self._pending, []
         send, topic = self.app.producer.send, self.changelog_topic.get_topic_name()
         for partition, key, value in pending:
-            await send(topic, json.dumps(key).encode(),
-                       json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(),
-                       partition, None, None)
+            await send(topic, dumps(key), dumps(value), partition, None, None)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)

@@ -4,8 +4,9 @@ internal topics. Pure data mapping; the dict shapes are the changelog format.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from projections.events import (
     DeliveryStatus,
@@ -100,7 +101,16 @@ def counts_from_dict(data: dict[str, Any] | None) -> CampaignCounts:
     return CampaignCounts(total=data["total"], variants=data["variants"])
 
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_KEYS = orjson.OPT_NON_STR_KEYS  # int keys become strings, as with ``json``
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON (orjson: the worker encodes a state, a changelog record and
+    an update per message change; ``json`` spent 10 % of its CPU there)."""
+    return orjson.dumps(value, option=_KEYS)
+
+
+loads = orjson.loads
 
 
 def encode_message_update(
@@ -110,8 +120,8 @@ def encode_message_update(
     JSON documents on two lines, ``[version, message_id, contribution]`` and the
     row, so that each reader parses only its own part (JSON text has no raw
     newline)."""
-    head = _COMPACT.encode([version, row.message_id, contribution_to_dict(contribution)])
-    return f"{head}\n{_COMPACT.encode(_fields(row))}".encode()
+    head = dumps([version, row.message_id, contribution_to_dict(contribution)])
+    return head + b"\n" + dumps(_fields(row))
 
 
 def _split(data: bytes) -> tuple[bytes, bytes] | None:
@@ -123,18 +133,18 @@ def decode_update_row(data: bytes) -> tuple[int, MessageLogRow]:
     """What the message-log sink needs of an update: version and row."""
     parts = _split(data)
     if parts is None:  # written before the two-line form: one JSON object
-        payload = json.loads(data)
+        payload = loads(data)
         return payload["version"], MessageLogRow(**payload["row"])
     head, row = parts
-    return int(head[1:head.index(b",")]), MessageLogRow(**json.loads(row))
+    return int(head[1:head.index(b",")]), MessageLogRow(**loads(row))
 
 
 def decode_update_contribution(data: bytes) -> tuple[str, int, MessageContribution | None]:
     """What the campaign stage needs of an update: message id, version, contribution."""
     parts = _split(data)
     if parts is None:  # written before the two-line form: one JSON object
-        payload = json.loads(data)
+        payload = loads(data)
         return (payload["row"]["message_id"], payload["version"],
                 contribution_from_dict(payload["contribution"]))
-    version, message_id, contribution = json.loads(parts[0])
+    version, message_id, contribution = loads(parts[0])
     return message_id, version, contribution_from_dict(contribution)

@@ -122,6 +122,13 @@ class Telemetry:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
             registry=r,
         )
+        self.rereads = Counter(
+            "campaign_analytics_partition_rereads_total",
+            "Input partitions read again from a record that was not processed: 'jump' "
+            "(records lost between fetch and delivery), 'hole' (the commit found its head "
+            "missing); each is a late record, not a lost one (streams/positions.py)",
+            ["reason"], registry=r,
+        )
         self.stalled_commits = Counter(
             "campaign_analytics_stalled_commits_total",
             "Offset commits still running after the watchdog threshold (logged with stacks)",

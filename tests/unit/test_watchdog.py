@@ -42,7 +42,9 @@ def test_a_stuck_commit_is_reported_once_with_its_await_chain(
         with pytest.raises(asyncio.CancelledError):
             await task
         assert telemetry.stalled_commits._value.get() == 1
-        assert telemetry.commit_seconds._sum.get() >= 0.1
+        # at least as long as check() saw it running (the task started a little after
+        # this coroutine's sleep began, so not necessarily the whole 0.1 s)
+        assert telemetry.commit_seconds._sum.get() >= dog.threshold
 
     with caplog.at_level(logging.WARNING, logger="streams.watchdog"):
         asyncio.run(scenario())

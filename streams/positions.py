@@ -1,0 +1,231 @@
+"""Fix 4 for faust-streaming 0.15.3: no commit past a record that was not processed.
+
+What went wrong (a fresh-clone run of the two-workers crash test lost one event
+of each of 76 messages, at the fold):
+
+* Faust commits, per partition, up to the end of the first run of consecutive
+  acknowledged offsets. It checks that this run starts at the committed offset
+  only loosely (it lets one missing offset through) and not at all for a
+  partition with no commit yet, or committed at 0: records that were never
+  processed were committed over.
+* Records went missing because Faust's fetch loop remembers the last offset it
+  delivered per partition and drops anything below it. Our inbox can hold a
+  delivery while a rebalance seeks the partition back; the loop then stored
+  the old, higher offset *after* the seek, and dropped the re-read records up to
+  it. Records fetched before a seek and delivered after it were the other
+  source of trouble.
+
+What this module does instead:
+
+1. **Every seek of a partition starts a new read epoch** (``ReadPositions``), and
+   every fetched record is stamped, in the consumer thread, with the epoch of
+   its partition at the moment the fetch returned. Seeks and stamps both
+   happen in the consumer thread's loop with no ``await`` between a seek and
+   its epoch, so a record stamped with the current epoch was fetched from the
+   position of the latest seek onwards, in order.
+2. The inbox (``streams/bulk.py``) takes a record only if it carries its
+   partition's current epoch (an older one is read again by that seek), and
+   expects offsets to follow each other: the first record after a seek to P is
+   P (a higher one proves P.. absent from the log: compaction, transaction
+   markers, retention), and each later one is the previous + 1 (a jump means
+   records were lost between fetch and delivery: the partition is read again
+   from the missing offset). Faust's own last-offset filter is switched off for
+   the inbox's topics (``ReadOffsets``): the inbox does that job, exactly.
+3. **The commit never passes a missing offset**: the run of acknowledged
+   offsets must start at the committed offset, or, before the first commit, at
+   the position the partition was sought to. Offsets proven absent (2) count
+   as done. If the head is missing anyway, the partition is read again from
+   there (``hole``, at most once per ``REPAIR_EVERY`` seconds, with a warning
+   and a count): a lost record becomes a late one, never a gap.
+
+Tests: ``tests/unit/test_positions.py`` (the decisions, with Faust's lenient
+choice as the negative control) and the crash tests in
+``tests/integration/test_chaos.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from faust.types import TP
+from faust.types.tuples import ConsumerMessage
+
+log = logging.getLogger(__name__)
+
+REPAIR_EVERY = 10.0  # seconds between two re-reads of one partition for a commit hole
+
+
+class StampedMessage(ConsumerMessage):
+    """A consumed record with the read epoch of its partition when it was fetched."""
+
+    __slots__ = ("fetch_epoch",)
+    fetch_epoch: int | None
+
+
+class ReadPositions:
+    """Per partition: its read epoch, where its latest seek put it, and where the
+    latest seek to the committed offsets put it (the commit's base before the
+    first commit)."""
+
+    def __init__(self) -> None:
+        self.epoch: dict[TP, int] = {}
+        self.at: dict[TP, int] = {}
+        self.start: dict[TP, int] = {}
+        self.repaired: dict[TP, float] = {}
+        self.on_reread: Callable[[str], None] = lambda reason: None  # set by the app
+
+    def sought(self, tp: TP, position: int) -> None:
+        """Record a seek; call in the consumer thread, right after the seek itself."""
+        self.epoch[tp] = self.epoch.get(tp, 0) + 1
+        self.at[tp] = position
+
+    def stamp(self, records: Mapping[Any, list[Any]]) -> None:
+        """Stamp fetched records with their partition's epoch (consumer thread)."""
+        epoch = self.epoch
+        for tp, batch in records.items():
+            current = epoch.get(tp, 0)
+            for record in batch:
+                record.fetch_epoch = current
+
+    def expected(self, tp: TP, last: tuple[int, int] | None, epoch: int) -> int | None:
+        """The offset the next record of ``tp`` in ``epoch`` must have, given the
+        last one taken (epoch, offset); ``None`` if unknown."""
+        if last is not None and last[0] == epoch:
+            return last[1] + 1
+        return self.at.get(tp)
+
+    def due_for_repair(self, tp: TP, now: float) -> bool:
+        if now - self.repaired.get(tp, float("-inf")) < REPAIR_EVERY:
+            return False
+        self.repaired[tp] = now
+        return True
+
+
+class ReadOffsets(defaultdict[TP, 'int | None']):
+    """Faust's per-partition "last offset delivered", which its fetch loop uses to
+    drop records below it (and to guess gaps): always unknown for the topics an
+    inbox reads, which keeps their records in order and exactly itself."""
+
+    def __init__(self, owned: Iterable[str], existing: dict[TP, int | None]) -> None:
+        super().__init__(lambda: None, existing)
+        self.owned = frozenset(owned)
+
+    def __getitem__(self, tp: TP) -> int | None:
+        if tp.topic in self.owned:
+            return None
+        value: int | None = super().__getitem__(tp)
+        return value
+
+
+def positions_of(consumer: Any) -> ReadPositions:
+    """The read positions of a Faust consumer (made on first use)."""
+    positions: ReadPositions | None = consumer.__dict__.get("_read_positions")
+    if positions is None:
+        positions = consumer.__dict__["_read_positions"] = ReadPositions()
+    return positions
+
+
+def add_absent(consumer: Any, tp: TP, first: int, end: int) -> None:
+    """Offsets ``first``..``end - 1`` of ``tp`` are not in the log: the commit
+    counts them as done."""
+    if end <= first or tp not in consumer.assignment():
+        return
+    gaps = consumer._gap[tp]
+    gaps.addi(first, end)
+    gaps.merge_overlaps()
+    level = logging.DEBUG if end - first == 1 else logging.WARNING
+    log.log(level, "%s[%d]: offsets %d..%d are not in the log (compaction, transaction "
+            "markers or retention); the commit passes over them", tp.topic, tp.partition,
+            first, end - 1)
+
+
+async def reread(consumer: Any, tp: TP, offset: int) -> None:
+    """Seek ``tp`` back to ``offset`` (a new read epoch), in the consumer thread;
+    offsets below the log's start are gone (retention) and count as absent."""
+    thread = consumer._thread
+    positions = positions_of(consumer)
+
+    async def seek() -> int | None:
+        client = thread._ensure_consumer()
+        if tp not in client.assignment():
+            return None
+        beginning: int = (await client.beginning_offsets([tp]))[tp]
+        target = max(offset, beginning)
+        client.seek(tp, target)  # no await between the seek and its epoch
+        positions.sought(tp, target)
+        return beginning
+
+    beginning = await thread.call_thread(seek)
+    if beginning is not None and beginning > offset:
+        add_absent(consumer, tp, offset, beginning)
+
+
+def hole(consumer: Any, tp: TP, base: int, first: int) -> None:
+    """The commit of ``tp`` waits at ``base``: the lowest processed offset is
+    ``first``. Read the partition again from ``base`` (rate-limited)."""
+    positions = positions_of(consumer)
+    if not positions.due_for_repair(tp, time.monotonic()):
+        return
+    positions.on_reread("hole")
+    log.warning("%s[%d]: offsets %d..%d were never processed; the commit waits there "
+                "and the partition is read again from %d", tp.topic, tp.partition, base,
+                first - 1, base)
+    task = asyncio.ensure_future(reread(consumer, tp, base))
+    task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("re-reading a partition failed (tried again at the next commit): %r",
+                    task.exception())
+
+
+def next_commit(acked: list[int], base: int | None, absent: list[tuple[int, int]]
+                ) -> tuple[list[int], int | None, int | None]:
+    """Pure part of the commit decision for one partition.
+
+    ``acked``: processed offsets (any order, repeats allowed); ``base``: the
+    committed offset, or where the partition's reading started (``None`` if
+    unknown); ``absent``: ``[first, end)`` ranges not in the log. Returns the
+    offsets still to keep, the offset to commit (``None``: nothing new), and the
+    lowest processed offset if the head ``base`` itself is missing (else None).
+    """
+    done = set(acked)
+    for first, end in absent:
+        done.update(range(first, end))
+    kept = sorted(o for o in done if base is None or o >= base)
+    if not kept:
+        return [], None, None
+    head = kept[0] if base is None else base
+    if kept[0] != head:
+        return kept, None, kept[0]
+    n = 1
+    while n < len(kept) and kept[n] == head + n:
+        n += 1
+    return kept[n:], head + n, None
+
+
+def new_offset(self: Any, tp: TP) -> int | None:
+    """Faust's ``Consumer._new_offset``, strict: see the module's docstring."""
+    acked = self._acked[tp]
+    if not acked:
+        return None
+    committed = self._committed_offset[tp]
+    base = committed if committed is not None else positions_of(self).start.get(tp)
+    gaps = self._gap[tp]
+    top = max(acked)
+    spans = sorted(gaps.overlap(0, top + 1)) if gaps else []
+    absent = [(span.begin, span.end) for span in spans]
+    if spans:
+        gaps.chop(0, max(end for _, end in absent))
+    kept, offset, missing_from = next_commit(acked, base, absent)
+    acked[:] = kept
+    self._acked_index[tp] = set(kept)
+    if missing_from is not None and base is not None:
+        hole(self, tp, base, missing_from)
+    return offset
