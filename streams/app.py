@@ -43,7 +43,7 @@ from streams.positions import positions_of
 from streams.recovery import UNSAFE_ENV, fold, rebuilding_table, replay_protection_enabled
 from streams.routing import message_partition
 from streams.settings import Settings
-from streams.sink_runner import run_sinks
+from streams.sink_runner import DECODED, run_sinks
 from streams.telemetry import Telemetry
 from streams.views import CampaignViews
 
@@ -168,6 +168,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
             consumed[topic, "invalid"] += 1
             await dead_letter(event, exc.reason)
             return None
+        DECODED.offer(topic, event.partition, event.offset, decoded)  # for the events sink
         key = decoded.message_id.encode()
         partitions = homes.get(topic)
         if partitions is None or event.partition != message_partition(key, partitions):

@@ -32,6 +32,8 @@ from typing import Any, cast
 
 import faust
 from faust.types import TP, Message
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 from streams import positions
 
@@ -68,8 +70,10 @@ class Inbox:
         if not await self._in_sequence(message):
             return
         if not message.tracked:
+            # Pending ack: a revocation waits for it (Faust's ``track_message``
+            # without its per-record sensor calls; our own counters count events).
             message.tracked = True
-            self.app.consumer.track_message(message)  # pending ack: Faust will not commit past it
+            consumer._unacked_messages.add(message)
         self._records.append(message)
         self._arrived.set()
         if len(self._records) >= 2 * self.max_batch:
@@ -149,14 +153,35 @@ class Inbox:
                 # assignment's bookkeeping, ahead of the offset it starts from.)
                 continue
             assigned = consumer.assignment()
-            for message in live:
-                if message.tp in assigned:
-                    consumer.ack(message)
+            acknowledge(consumer, [m for m in live if m.tp in assigned])
 
     def drop(self, revoked: set[TP]) -> None:
         """Forget records of revoked partitions (they are not acknowledged)."""
         self._revocations += 1
         self._records = [m for m in self._records if m.tp not in revoked]
+
+
+def acknowledge(consumer: Any, messages: list[Message]) -> None:
+    """Faust's ``Consumer.ack`` for a whole batch: the same bookkeeping under the
+    same lock, taken once, and one wake-up for whoever waits for acks."""
+    acked, index, unacked = consumer._acked, consumer._acked_index, consumer._unacked_messages
+    committed = consumer._committed_offset
+    new = 0
+    with ack_lock:
+        for message in messages:
+            if message.acked:
+                continue
+            message.acked = True
+            unacked.discard(message)
+            tp, offset = message.tp, message.offset
+            start = committed[tp]
+            seen = index[tp]
+            if (start is None or offset >= start) and offset not in seen:
+                seen.add(offset)
+                acked[tp].append(offset)
+                new += 1
+        consumer._n_acked += new
+    notify(consumer._waiting_for_ack)
 
 
 def install(app: faust.App, inboxes: Iterable[Inbox]) -> None:
@@ -172,6 +197,18 @@ def install(app: faust.App, inboxes: Iterable[Inbox]) -> None:
     conductor._build_handler = build_handler
     consumer: Any = app.consumer
     consumer._read_offset = positions.ReadOffsets(routes, consumer._read_offset)
+    conductor_callback = consumer.callback
+
+    async def callback(message: Message) -> None:
+        """Records of inbox topics straight to their inbox (the conductor takes a
+        lock per record to look up the same handler)."""
+        inbox = routes.get(message.topic)
+        if inbox is not None:
+            await inbox.deliver(message)
+        else:
+            await conductor_callback(message)
+
+    consumer.callback = callback
     for inbox in set(routes.values()):
         for topic in inbox.topics:
             conductor.add(topic)

@@ -4,6 +4,7 @@ internal topics. Pure data mapping; the dict shapes are the changelog format.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -127,6 +128,20 @@ def encode_message_update(
 def _split(data: bytes) -> tuple[bytes, bytes] | None:
     cut = data.find(b"\n")
     return None if cut < 0 else (data[:cut], data[cut + 1:])
+
+
+_HEAD = re.compile(rb'\[(\d+),("(?:[^"\\]|\\.)*")')
+
+
+def update_identity(data: bytes) -> tuple[str, int]:
+    """(message id, version) of an update, read from the start of its first line
+    without decoding the rest (the message-log sink keeps only each message's
+    newest update of a batch and decodes the rows of those alone)."""
+    head = _HEAD.match(data)
+    if head is None:  # the one-object form, or not an update at all
+        version, row = decode_update_row(data)
+        return row.message_id, version
+    return loads(head.group(2)), int(head.group(1))
 
 
 def decode_update_row(data: bytes) -> tuple[int, MessageLogRow]:

@@ -280,3 +280,37 @@ def test_the_revocation_commit_sees_the_offsets_then_they_are_forgotten() -> Non
     assert consumer.seen_by_commit == ([100, 101], 100)
     assert TP0 not in consumer._acked and TP0 not in consumer._committed_offset
     assert consumer._active_partitions == set()
+
+
+# --- acknowledging a batch at once ---------------------------------------------
+
+class AckingConsumer:
+    def __init__(self, committed: int | None) -> None:
+        self._acked: Any = defaultdict(list)
+        self._acked_index: Any = defaultdict(set)
+        self._committed_offset: Any = defaultdict(lambda: None, {TP0: committed})
+        self._unacked_messages: set[Any] = set()
+        self._n_acked = 0
+        self._waiting_for_ack: Any = None
+        self.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: True))
+
+
+def _messages(offsets: list[int]) -> list[Any]:
+    from faust.types.tuples import Message
+    return [Message("sms.sent", 0, o, 0.0, 0, None, None, b"", None, tp=TP0) for o in offsets]
+
+
+@pytest.mark.parametrize("committed", [None, 5])
+def test_a_batch_acknowledgement_keeps_fausts_bookkeeping(committed: int | None) -> None:
+    from faust.transport.consumer import Consumer
+    offsets = [3, 5, 6, 6, 7]  # one below the commit, one repeat
+    results = []
+    for ack_all in (lambda c, ms: [Consumer.ack(c, m) for m in ms], bulk.acknowledge):
+        consumer = AckingConsumer(committed)
+        messages = _messages(offsets)
+        consumer._unacked_messages.update(messages)
+        ack_all(consumer, messages)
+        results.append((dict(consumer._acked), dict(consumer._acked_index), consumer._n_acked,
+                        all(m.acked for m in messages)))
+    assert results[0] == results[1]
+    assert results[1][0][TP0] == ([3, 5, 6, 7] if committed is None else [5, 6, 7])

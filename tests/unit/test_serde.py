@@ -58,3 +58,25 @@ def test_records_of_the_one_object_form_still_decode() -> None:
     assert b"\n" not in old
     assert serde.decode_update_row(old) == (3, row)
     assert serde.decode_update_contribution(old) == ("m-1", 3, contribution)
+
+
+def test_identity_is_read_from_the_head_for_any_message_id() -> None:
+    """The message-log sink reads (message id, version) without decoding the row;
+    ids with quotes, backslashes, commas, newlines and non-ASCII text included."""
+    for message_id in ("m-1", 'm "q", x', "m\\\\", "m\\", "m\n2", "mé✓", '"', ""):
+        state = MessageState(message_id)
+        state = apply_event(state, MessageSent("e1", message_id, T0, "c", "A", "k", "Ann",
+                                               "+15550000001", SendOutcome.ACCEPTED))
+        row = message_log_row(state, updated_at=T0)
+        assert row is not None
+        data = serde.encode_message_update(12, row, message_contribution(state))
+        assert serde.update_identity(data) == (message_id, 12)
+        assert serde.decode_update_row(data) == (12, row)
+
+
+def test_identity_of_the_one_object_form() -> None:
+    state = _state()
+    row = message_log_row(state, updated_at=T0)
+    assert row is not None
+    old = json.dumps({"version": 3, "row": asdict(row), "contribution": None}).encode()
+    assert serde.update_identity(old) == ("m-1", 3)

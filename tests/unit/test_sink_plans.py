@@ -54,3 +54,42 @@ def test_message_updates_plan_keeps_the_newest_version_of_each_message() -> None
     newest = {s.message_id: s.version for s in states.values() if s.sent is not None}
     version = plan.columns.index("version")
     assert {r[0]: r[version] for r in plan.rows} == newest
+
+
+def test_events_the_fold_decoded_give_the_same_plan() -> None:
+    """The events sink takes the fold's decoded events where it has them
+    (``DecodedEvents``) and decodes the rest: the same rows either way."""
+    from streams.codec import decode_event
+    from streams.sink_runner import DecodedEvents
+
+    events = generate_campaign("c", messages=20, seed=4)
+    records = [record(i, parse_json_line(json.dumps(e))[2], f"in.{e['type']}")
+               for i, e in enumerate(events)]
+    records.append(record(len(records), b"\xc3\x01not-avro", "in.sent"))
+    shared = DecodedEvents(capacity=10)
+    assert shared.take("in.sent", 3, 0) is None
+    with shared.reading():
+        for r in records[::2][:-1]:  # half of them, the invalid one never
+            shared.offer(r.topic, r.partition, r.offset, decode_event(r.value))
+        assert len(shared._events) == 10  # bounded: the oldest went first
+        taken: list[int] = []
+
+        def take(topic: str, partition: int, offset: int) -> Any:
+            event = shared.take(topic, partition, offset)
+            if event is not None:
+                taken.append(offset)
+            return event
+
+        with_cache = plan_message_events(records, "t", KINDS, take)
+    assert len(taken) == 10 and shared._events == {}
+    assert [(p.table, p.rows) for p in with_cache] == [
+        (p.table, p.rows) for p in plan_message_events(records, "t", KINDS)]
+
+
+def test_nothing_is_kept_while_no_events_sink_reads() -> None:
+    from streams.sink_runner import DecodedEvents
+
+    shared = DecodedEvents()
+    event = parse_json_line(json.dumps(generate_campaign("c", 1)[0]))[1]
+    shared.offer("in.sent", 0, 1, event)
+    assert shared.take("in.sent", 0, 1) is None
