@@ -97,9 +97,10 @@ class DecodedEvents:
     of a worker's CPU). Keyed by the record's (topic, partition, offset): the bytes
     there never change, so the event is the one the sink would decode. Offered only
     while an events sink runs in this process; bounded (oldest dropped first: the
-    sink then decodes those itself)."""
+    sink then decodes those itself): the sink trails the fold by a batch or two,
+    and 50,000 events take about 26 MB."""
 
-    def __init__(self, capacity: int = 200_000) -> None:
+    def __init__(self, capacity: int = 50_000) -> None:
         self.capacity = capacity
         self.readers = 0
         self._events: dict[tuple[str, int, int], Event] = {}
