@@ -61,6 +61,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def metric_sum(metrics_text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics_text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
 class WorkerProcess:
     def __init__(self, env: dict[str, str], web_port: int, cwd: Path, log: Path) -> None:
         self.env, self.web_port, self.cwd, self.log = env, web_port, cwd, log
@@ -81,6 +86,10 @@ class WorkerProcess:
         url = f"http://127.0.0.1:{self.web_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
             return response.read().decode()
+
+    def counter(self, name: str) -> float:
+        """The sum of a counter's series on this worker's ``/metrics``."""
+        return metric_sum(self.metrics(), name)
 
     def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout

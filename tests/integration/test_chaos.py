@@ -188,8 +188,15 @@ def test_workers_killed_and_joining_mid_stream(deployment: Deployment):
         assert _windows(deployment, cid) == _expected_windows(events, cid)
 
 
-def _kill_loop(dep: Deployment, events: list[dict], kills: int, seed: int) -> int:
-    """Publish, then SIGKILL and restart the worker ``kills`` times while it works."""
+def _kill_loop(dep: Deployment, events: list[dict], kills: int, seed: int,
+               mid_work: bool = False) -> int:
+    """Publish, then SIGKILL and restart the worker ``kills`` times while it works.
+
+    ``mid_work``: each kill comes 0.3-1.5 s after the (re)started worker has begun
+    folding events, so before or just after its first commit (every 2.8 s): every
+    kill leaves processed, uncommitted input behind. (With plain 2-9 s pauses most
+    kills land while the restarted worker still waits for the group to drop its
+    killed predecessor, and redelivery rests on the first kill alone.)"""
     rng = random.Random(seed)
     port = free_port()
     worker = dep.worker(port).start()
@@ -197,12 +204,27 @@ def _kill_loop(dep: Deployment, events: list[dict], kills: int, seed: int) -> in
     _publish(dep, events, "messy.jsonl")
     done = 0
     for _ in range(kills):
-        time.sleep(rng.uniform(2.0, 9.0))
+        if mid_work:
+            if not _folding(worker):
+                break  # nothing left to fold: the input is done
+            time.sleep(rng.uniform(0.3, 1.5))
+        else:
+            time.sleep(rng.uniform(2.0, 9.0))
         worker.stop(signal.SIGKILL)
         done += 1
         worker = dep.worker(port).start()
         worker.wait_ready()
     return done
+
+
+def _folding(worker: Any, timeout: float = 90) -> bool:
+    """Whether the worker starts folding input within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while worker.counter("campaign_analytics_events_consumed_total") == 0:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _messy_100k(duplicates: bool) -> list[dict]:
@@ -232,7 +254,7 @@ def test_negative_control_without_replay_protection_the_checker_fails(
     only come from redelivery after a crash): the recount must NOT match."""
     deployment.env["CA_UNSAFE_DISABLE_REPLAY_PROTECTION"] = "1"
     events = _messy_100k(duplicates=False)
-    _kill_loop(deployment, events, kills=10, seed=91)
+    _kill_loop(deployment, events, kills=10, seed=91, mid_work=True)
     _wait_caught_up(deployment, timeout=900)
     time.sleep(3)
     expected = _expected(events)

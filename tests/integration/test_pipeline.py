@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from streams.demo import generate_campaign
-from tests.integration.conftest import CLI, Deployment
+from tests.integration.conftest import CLI, Deployment, metric_sum
 from tests.oracle import expected_log, recount
 
 pytestmark = pytest.mark.integration
@@ -129,7 +129,7 @@ def test_two_workers_side_by_side_in_one_directory(deployment: Deployment, tmp_p
     deployment.cli("publish", str(_write(tmp_path / "e.jsonl", events)))
     for campaign_id in ("camp-two", "camp-three"):
         deployment.wait_for_summary(campaign_id, _expected(events, campaign_id), keys=_pick)
-    consumed = [_counter(w.metrics(), "campaign_analytics_events_consumed_total")
+    consumed = [metric_sum(w.metrics(), "campaign_analytics_events_consumed_total")
                 for w in workers]
     assert all(n > 0 for n in consumed), f"both workers should get partitions: {consumed}"
     assert sum(consumed) >= len(events)
@@ -156,11 +156,6 @@ def test_bad_lines_are_reported_and_never_stop_the_rest(deployment: Deployment,
     worker = deployment.worker().start()
     worker.wait_ready()
     deployment.wait_for_summary("camp-bad", _expected(good, "camp-bad"), keys=_pick)
-
-
-def _counter(metrics_text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics_text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
 
 
 def test_records_outside_their_message_partition_are_forwarded(deployment: Deployment):
@@ -205,19 +200,19 @@ def test_records_outside_their_message_partition_are_forwarded(deployment: Deplo
             await producer.stop()
 
     def sunk(text: str) -> float:
-        return _counter(text, 'campaign_analytics_sink_rows_total{table="events"}')
+        return metric_sum(text, 'campaign_analytics_sink_rows_total{table="events"}')
 
     asyncio.run(produce(slice(None, half)))
     first = deployment.worker().start()
     first.wait_ready()
     deployment.wait_for_summary("camp-keys", _expected(events[:half], "camp-keys"), keys=_pick)
     rerouted = "campaign_analytics_rerouted_events_total"
-    assert _counter(first.metrics(), rerouted) == sum(elsewhere[:half])
+    assert metric_sum(first.metrics(), rerouted) == sum(elsewhere[:half])
     for _ in range(30):  # Faust commits every 2.8 s; the watchdog times each commit
-        if _counter(first.metrics(), "campaign_analytics_commit_seconds_count") > 0:
+        if metric_sum(first.metrics(), "campaign_analytics_commit_seconds_count") > 0:
             break
         time.sleep(0.5)
-    assert _counter(first.metrics(), "campaign_analytics_commit_seconds_count") > 0
+    assert metric_sum(first.metrics(), "campaign_analytics_commit_seconds_count") > 0
 
     second = deployment.worker().start()
     second.wait_ready()
@@ -225,7 +220,7 @@ def test_records_outside_their_message_partition_are_forwarded(deployment: Deplo
     asyncio.run(produce(slice(half, None)))
     deployment.wait_for_summary("camp-keys", _expected(events, "camp-keys"), keys=_pick)
     # (a rebalance may hand records to the next owner again: at least once each)
-    assert sum(_counter(w.metrics(), rerouted) for w in (first, second)) >= sum(elsewhere)
+    assert sum(metric_sum(w.metrics(), rerouted) for w in (first, second)) >= sum(elsewhere)
 
     for _ in range(60):  # the events sink writes in batches
         if sum(sunk(w.metrics()) for w in (first, second)) >= len(records):
