@@ -4,8 +4,8 @@ without its per-event stream machinery.
 Faust hands every record to a per-partition callback of its conductor, which
 decodes it into an event, queues it on each subscribed channel, and lets a
 stream take it through sensors, processors and acks: roughly 0.3-0.5 ms of
-CPU per event per stage, most of the worker's time. An ``Inbox`` is installed
-as that callback for its topics instead: it keeps the records as they come
+CPU per event per stage, most of the worker's time. The consumer hands the
+records of an ``Inbox``'s topics to that inbox instead: it keeps the records as they come
 (in order per partition, bounded, waiting while Faust's flow control is
 stopped during a rebalance), and ``Inbox.batches`` yields them in lists to
 one task that processes a whole list in plain Python, then acknowledges every
@@ -39,6 +39,8 @@ from streams import positions
 
 log = logging.getLogger(__name__)
 
+TAKE, SKIP = -1, -2  # Inbox._verdict's answers besides an offset to read again from
+
 
 class Inbox:
     """Records of some topics, for one bulk-processing task."""
@@ -67,7 +69,9 @@ class Inbox:
                 self._not_taken(message)
                 return
             await asyncio.sleep(0.01)
-        if not await self._in_sequence(message):
+        verdict = self._verdict(message)
+        if verdict != TAKE:
+            await self._refuse(message, verdict)
             return
         if not message.tracked:
             # Pending ack: a revocation waits for it (Faust's ``track_message``
@@ -94,22 +98,24 @@ class Inbox:
         if start is not None:
             self._last[tp] = (epoch, start - 1)
 
-    async def _in_sequence(self, message: Message) -> bool:
-        """Whether ``message`` is the next record of its partition (see the module's
-        docstring); records absent from the log before it are recorded as such."""
+    def _verdict(self, message: Message) -> int:
+        """``TAKE`` if ``message`` is the next record of its partition (see the
+        module's docstring), ``SKIP`` if not, or the offset to read the partition
+        again from. Records absent from the log before it are recorded as such.
+        Synchronous: it runs for every record."""
         epoch = getattr(message, "fetch_epoch", None)
         if epoch is None:  # not stamped (streams/faust_fixes.py not installed)
-            return True
+            return TAKE
         tp, offset = message.tp, message.offset
         if epoch != self.positions.epoch.get(tp, 0):
-            return False  # fetched before the partition's latest seek, which reads it again
+            return SKIP  # fetched before the partition's latest seek, which reads it again
         last = self._last.get(tp)
         expected = self.positions.expected(tp, last, epoch)
         if expected is None or offset == expected:
             self._last[tp] = (epoch, offset)
-            return True
+            return TAKE
         if offset < expected:
-            return False  # a repeat
+            return SKIP  # a repeat
         if last is not None and last[0] == epoch:
             self.positions.on_reread("jump")
             log.info("%s[%d]: records %d..%d went missing between fetch and delivery; "
@@ -118,11 +124,15 @@ class Inbox:
             # Two seeks to ``expected`` both began at ``offset``: the log has nothing between.
             positions.add_absent(self.app.consumer, tp, expected, offset)
             self._last[tp] = (epoch, offset)
-            return True
+            return TAKE
         else:
             self._suspect[tp] = (expected, offset)
-        await positions.reread(self.app.consumer, tp, expected)
-        return False
+        return expected
+
+    async def _refuse(self, message: Message, verdict: int) -> None:
+        """A record not taken (``_verdict``): read its partition again if asked."""
+        if verdict != SKIP:
+            await positions.reread(self.app.consumer, message.tp, verdict)
 
     async def batches(self) -> AsyncIterator[list[Message]]:
         """Lists of live records; each list is acknowledged after the caller's loop

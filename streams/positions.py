@@ -218,8 +218,7 @@ def new_offset(self: Any, tp: TP) -> int | None:
     committed = self._committed_offset[tp]
     base = committed if committed is not None else positions_of(self).start.get(tp)
     gaps = self._gap[tp]
-    top = max(acked)
-    spans = sorted(gaps.overlap(0, top + 1)) if gaps else []
+    spans = sorted(gaps.overlap(0, max(acked) + 1)) if gaps else []
     absent = [(span.begin, span.end) for span in spans]
     if spans:
         gaps.chop(0, max(end for _, end in absent))

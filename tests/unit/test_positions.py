@@ -189,7 +189,13 @@ def _record(offset: int, epoch: int) -> Any:
 
 
 def _take(inbox: bulk.Inbox, offset: int, epoch: int) -> bool:
-    return asyncio.run(inbox._in_sequence(_record(offset, epoch)))
+    """What ``Inbox.deliver`` does with a record once the flow is active."""
+    message = _record(offset, epoch)
+    verdict = inbox._verdict(message)
+    if verdict == bulk.TAKE:
+        return True
+    asyncio.run(inbox._refuse(message, verdict))
+    return False
 
 
 def test_the_inbox_takes_records_in_sequence(monkeypatch: pytest.MonkeyPatch) -> None:
