@@ -89,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from faust import Worker
 
+    from streams import gc_tuning
     from streams.app import create_app
     from streams.kafka_admin import ensure_topics
 
@@ -96,6 +97,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     asyncio.run(ensure_topics(settings))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
+    gc_tuning.install(app.telemetry, settings.gc_gen0_threshold)  # type: ignore[attr-defined]
     Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     return EXIT_OK
 

@@ -75,13 +75,21 @@ def _non_negative_float(name: str, default: str) -> float:
 
 
 def _positive_int(name: str, default: str) -> int:
+    return _int(name, default, minimum=1)
+
+
+def _non_negative_int(name: str, default: str) -> int:
+    return _int(name, default, minimum=0)
+
+
+def _int(name: str, default: str, minimum: int) -> int:
     raw = _env(name, default)
     try:
         value = int(raw)
     except ValueError as exc:
         raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
-    if value <= 0:
-        raise ConfigurationError(f"{name} must be > 0, got {raw!r}")
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {raw!r}")
     return value
 
 
@@ -130,6 +138,7 @@ class Settings:
     producer_linger_ms: int = 5
     state_cache_size: int = 200_000
     session_timeout: float = 10.0
+    gc_gen0_threshold: int = 50_000
     window_sizes_s: tuple[int, ...] = (60, 3600)
     window_retention_days: float = 30.0
     log_level: str = "info"
@@ -192,6 +201,7 @@ def load_settings(**overrides: object) -> Settings:
         "producer_linger_ms": _positive_int("CA_PRODUCER_LINGER_MS", "5"),
         "state_cache_size": _positive_int("CA_STATE_CACHE", "200000"),
         "session_timeout": _positive_float("CA_SESSION_TIMEOUT", "10"),
+        "gc_gen0_threshold": _non_negative_int("CA_GC_GEN0", "50000"),
         "window_sizes_s": _window_sizes(_env("CA_WINDOWS", "60,3600")),
         "window_retention_days": _positive_float("CA_WINDOW_RETENTION_DAYS", "30"),
         "log_level": _env("CA_LOG_LEVEL", "info"),

@@ -116,6 +116,13 @@ class Telemetry:
             "Latency of one ClickHouse insert",
             registry=r,
         )
+        self.gc_seconds = Histogram(
+            "campaign_analytics_gc_seconds",
+            "Duration of one garbage collection (the event loop waits), by generation",
+            ["generation"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
         self.commit_seconds = Histogram(
             "campaign_analytics_commit_seconds",
             "Duration of one offset commit (producer flush + consumer commit)",

@@ -8,7 +8,10 @@ afterwards. The watchdog times every commit (histogram
 ``campaign_analytics_commit_seconds``) and, when one has been running for
 ``threshold`` seconds, logs a warning with what it is waiting on: the commit's
 await chain in the worker's loop and the await chains of the tasks in Faust's
-consumer thread (where the group coordinator call runs). Read-only: it changes
+consumer thread (where the group coordinator call runs), and the producer's
+state (records in Faust's buffer or being handed over, aiokafka's pending
+batches and their age, the brokers with a produce request in flight), since a
+commit first waits for every record produced before it. Read-only: it changes
 nothing about the commit.
 """
 
@@ -55,6 +58,29 @@ def _thread_tasks(consumer: Any) -> Iterable[asyncio.Task[Any]]:
         return []
 
 
+def producer_state(app: Any) -> str:
+    """One line on what the producer still holds (best effort: private attributes)."""
+    try:
+        producer = app.producer
+        buffer = producer.buffer
+        parts = [f"buffer {buffer.size}", f"handing over {getattr(buffer, '_handing_over', 0)}"]
+        client = getattr(producer, "_producer", None)
+        accumulator = getattr(client, "_message_accumulator", None)
+        if accumulator is not None:
+            now = time.monotonic()
+            batches = [b for queue in accumulator._batches.values() for b in queue]
+            oldest = max((now - b._ctime for b in batches), default=0.0)
+            parts.append(f"aiokafka batches {len(batches)} "
+                         f"({sum(b.record_count for b in batches)} records, oldest {oldest:.1f} s,"
+                         f" partitions {sorted(str(tp) for tp in accumulator._batches)[:8]})")
+        sender = getattr(client, "_sender", None)
+        if sender is not None:
+            parts.append(f"produce requests in flight to brokers {sorted(sender._in_flight)}")
+        return ", ".join(parts)
+    except Exception as exc:  # a diagnostic must not fail the check
+        return f"unknown ({exc!r})"
+
+
 class CommitWatchdog:
     def __init__(self, app: faust.App, telemetry: Telemetry, threshold: float) -> None:
         self.app = app
@@ -97,8 +123,9 @@ class CommitWatchdog:
             threads = "".join(
                 f"-- consumer thread task {t.get_name()}:\n{await_chain(t)}"
                 for t in _thread_tasks(self.app.consumer))
-            log.warning("an offset commit has been running for %.0f s; it waits at:\n%s%s",
-                        now - started, await_chain(task), threads)
+            log.warning("an offset commit has been running for %.0f s; producer: %s; "
+                        "it waits at:\n%s%s", now - started, producer_state(self.app),
+                        await_chain(task), threads)
 
 
 def install(app: faust.App, telemetry: Telemetry, threshold: float = 30.0,

@@ -107,6 +107,22 @@ class WorkerProcess:
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
+    def warnings(self, most: int = 6, lines_each: int = 25) -> str:
+        """The log's first ``most`` warnings and errors, each with up to ``lines_each``
+        of its lines (a stuck commit's report spans many): a failure's first clue,
+        often long gone from the tail."""
+        found: list[list[str]] = []
+        current: list[str] | None = None
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("[20"):  # a new log record
+                current = None
+                if ("[WARNING]" in line or "[ERROR]" in line) and len(found) < most:
+                    current = [line]
+                    found.append(current)
+            elif current is not None and len(current) < lines_each:
+                current.append(line)
+        return "\n".join("\n".join(block) for block in found)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -185,7 +201,9 @@ class Deployment:
             if last is not None and pick(last) == expected:
                 return last
             time.sleep(1)
-        logs = "\n".join(w.tail(30) for w in self.workers)
+        logs = "\n".join(f"-- worker {w.web_port}: warnings\n{w.warnings()}\n"
+                         f"-- worker {w.web_port}: last lines\n{w.tail(30)}"
+                         for w in self.workers)
         pytest.fail(f"summary never matched the recount.\nlast: {last}\nwant: {expected}\n{logs}")
 
     def wait_for_members(self, count: int, timeout: float = 90) -> None:

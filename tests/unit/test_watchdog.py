@@ -69,3 +69,32 @@ def test_a_quick_commit_is_only_timed(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="streams.watchdog"):
         asyncio.run(scenario())
     assert not caplog.records
+
+
+def test_the_report_says_what_the_producer_still_holds() -> None:
+    """Read from a real (unstarted) aiokafka producer holding one pending batch."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.structs import TopicPartition
+
+    from streams.watchdog import producer_state
+
+    async def scenario() -> str:
+        client = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")  # never started
+        for value in (b"a", b"b"):
+            await client._message_accumulator.add_message(
+                TopicPartition("t", 1), None, value, timeout=1)
+        client._sender._in_flight.add(7)
+        buffer = SimpleNamespace(size=3, _handing_over=1)
+        try:
+            return producer_state(SimpleNamespace(producer=SimpleNamespace(
+                buffer=buffer, _producer=client)))
+        finally:
+            client._sender._in_flight.clear()
+            await client.stop()
+
+    state = asyncio.run(scenario())
+    assert state.startswith("buffer 3, handing over 1, aiokafka batches 1 (2 records, oldest ")
+    assert "TopicPartition(topic='t', partition=1)" in state
+    assert state.endswith("produce requests in flight to brokers [7]")
+    # whatever it is given, it describes and never raises
+    assert producer_state(SimpleNamespace()).startswith("unknown (AttributeError")
