@@ -30,6 +30,8 @@
 | ``CA_STATE_CACHE`` | ``200000`` | decoded message states kept beside the table (memory vs CPU) |
 | ``CA_PRODUCER_LINGER_MS`` | ``5`` | longest the producer waits to fill a request |
 | ``CA_SESSION_TIMEOUT`` | ``10`` | seconds before the group gives a dead worker's partitions away |
+| ``CA_GC_GEN0`` | ``50000`` | allocations between two young garbage collections (0: |
+|   |   | CPython's 700); see ``streams/gc_tuning.py`` |
 | ``CA_LOG_LEVEL`` | ``info`` | log level of the worker |
 """
 
