@@ -36,7 +36,7 @@ from projections.events import EVENT_TYPES, Event
 from projections.message import MessageState
 from projections.message_log import message_log_row
 from projections.metrics import message_contribution, summarize
-from streams import bulk, faust_fixes, serde, watchdog
+from streams import bulk, delivery, faust_fixes, serde, watchdog
 from streams.codec import decode_event
 from streams.outputs import encode_campaign_metrics, encode_campaign_window, window_record_key
 from streams.positions import positions_of
@@ -78,6 +78,10 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         producer_acks=-1,
         # Let the producer gather a batch's records into few requests.
         producer_linger=settings.producer_linger_ms / 1000,
+        # Faust's 20-minute default let one unanswered produce request stall the
+        # worker and its commits that long; a delivery that fails stops the
+        # worker (streams/delivery.py).
+        producer_request_timeout=settings.producer_request_timeout,
         # Faust's 60 s default keeps a SIGKILLed worker's partitions idle for a minute.
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 5),
@@ -92,6 +96,10 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
     metrics_topic = app.topic(settings.campaign_metrics_topic, **RAW)
     windows_topic = app.topic(settings.window_metrics_topic, **RAW)
 
+    if delivery.guard_enabled():
+        delivery.DeliveryGuard().install(app.producer)
+    else:
+        log.warning("%s is set: failed deliveries are ignored (tests only)", delivery.UNSAFE_ENV)
     protected = replay_protection_enabled()
     if not protected:
         log.warning("%s is set: replay protection is OFF (tests only)", UNSAFE_ENV)

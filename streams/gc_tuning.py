@@ -14,7 +14,7 @@ waits: a pause in every record's path (its event-to-metric latency).
   ``campaign_analytics_gc_seconds`` (a histogram; SREs see the pauses);
 * moves everything allocated while starting (modules, Faust, schemas) to the
   permanent generation (``gc.freeze``), so no collection walks it again;
-* raises the first threshold to ``CA_GC_GEN0`` (default 50,000 allocations;
+* raises the first threshold to ``CA_GC_GEN0`` (default 200,000 allocations;
   0 keeps CPython's defaults): fewer, larger young collections.
 
 Reference cycles are still collected; only how often the collector runs

@@ -42,7 +42,9 @@ event on its own:
    (``streams/positions.py``: a partition whose commit finds a record missing
    is read again from there). Faust's own flush could return with table
    writes still in its buffer (``streams/faust_fixes.py``, fix 3): it no
-   longer can, and our tables do not use that buffer.
+   longer can, and our tables do not use that buffer. A flush ends when every
+   delivery has ended, delivered or not: a record the broker did not take
+   stops the worker before any commit (``streams/delivery.py``).
 6. On (re)assignment, each table is restored from its changelog, the views are
    rebuilt from the restored ``contributions``, and every owned campaign's
    snapshot is published again.

@@ -29,8 +29,10 @@
 | ``CA_BATCH_SECONDS`` | ``0.05`` | longest an agent waits to fill a batch |
 | ``CA_STATE_CACHE`` | ``200000`` | decoded message states kept beside the table (memory vs CPU) |
 | ``CA_PRODUCER_LINGER_MS`` | ``5`` | longest the producer waits to fill a request |
+| ``CA_PRODUCER_REQUEST_TIMEOUT`` | ``60`` | seconds a record may take to be delivered; one that |
+|   |   | fails stops the worker (``streams/delivery.py``) |
 | ``CA_SESSION_TIMEOUT`` | ``10`` | seconds before the group gives a dead worker's partitions away |
-| ``CA_GC_GEN0`` | ``50000`` | allocations between two young garbage collections (0: |
+| ``CA_GC_GEN0`` | ``200000`` | allocations between two young garbage collections (0: |
 |   |   | CPython's 700); see ``streams/gc_tuning.py`` |
 | ``CA_LOG_LEVEL`` | ``info`` | log level of the worker |
 """
@@ -138,9 +140,10 @@ class Settings:
     batch_max: int = 2000
     batch_seconds: float = 0.05
     producer_linger_ms: int = 5
+    producer_request_timeout: float = 60.0
     state_cache_size: int = 200_000
     session_timeout: float = 10.0
-    gc_gen0_threshold: int = 50_000
+    gc_gen0_threshold: int = 200_000
     window_sizes_s: tuple[int, ...] = (60, 3600)
     window_retention_days: float = 30.0
     log_level: str = "info"
@@ -201,9 +204,10 @@ def load_settings(**overrides: object) -> Settings:
         "batch_max": _positive_int("CA_BATCH_MAX", "2000"),
         "batch_seconds": _positive_float("CA_BATCH_SECONDS", "0.05"),
         "producer_linger_ms": _positive_int("CA_PRODUCER_LINGER_MS", "5"),
+        "producer_request_timeout": _positive_float("CA_PRODUCER_REQUEST_TIMEOUT", "60"),
         "state_cache_size": _positive_int("CA_STATE_CACHE", "200000"),
         "session_timeout": _positive_float("CA_SESSION_TIMEOUT", "10"),
-        "gc_gen0_threshold": _non_negative_int("CA_GC_GEN0", "50000"),
+        "gc_gen0_threshold": _non_negative_int("CA_GC_GEN0", "200000"),
         "window_sizes_s": _window_sizes(_env("CA_WINDOWS", "60,3600")),
         "window_retention_days": _positive_float("CA_WINDOW_RETENTION_DAYS", "30"),
         "log_level": _env("CA_LOG_LEVEL", "info"),

@@ -60,7 +60,7 @@ def test_zero_keeps_cpythons_thresholds(restore_gc: None) -> None:
 
 def test_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CA_GC_GEN0", raising=False)
-    assert load_settings().gc_gen0_threshold == 50_000
+    assert load_settings().gc_gen0_threshold == 200_000
     monkeypatch.setenv("CA_GC_GEN0", "0")
     assert load_settings().gc_gen0_threshold == 0
     monkeypatch.setenv("CA_GC_GEN0", "-1")
