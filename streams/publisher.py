@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -11,6 +12,8 @@ from projections.errors import InvalidEventError
 from streams.codec import parse_json_line
 from streams.kafka_admin import ensure_topics
 from streams.settings import Settings
+
+CHECK_EVERY = 10_000  # records between two checks of their deliveries (bounded memory)
 
 
 @dataclass
@@ -30,6 +33,7 @@ async def publish_lines(settings: Settings, lines: Iterable[str]) -> PublishRepo
         linger_ms=5,
     )
     await producer.start()
+    sent: list[tuple[int, asyncio.Future[object]]] = []
     try:
         for line_no, line in enumerate(lines, start=1):
             if not line.strip():
@@ -39,11 +43,27 @@ async def publish_lines(settings: Settings, lines: Iterable[str]) -> PublishRepo
             except InvalidEventError as exc:
                 report.rejected.append((line_no, exc.reason))
                 continue
-            await producer.send(
-                settings.input_topics[kind], value=data, key=event.message_id.encode()
-            )
-            report.published += 1
+            sent.append((line_no, await producer.send(
+                settings.input_topics[kind], value=data, key=event.message_id.encode())))
+            if len(sent) >= CHECK_EVERY:
+                await producer.flush()
+                _tally(sent, report)
         await producer.flush()
     finally:
         await producer.stop()
+    _tally(sent, report)
+    report.rejected.sort()
     return report
+
+
+def _tally(sent: list[tuple[int, asyncio.Future[object]]], report: PublishReport) -> None:
+    """Count delivered records as published; a record the broker did not take is
+    reported with its line, never counted."""
+    for line_no, future in sent:
+        if not future.done() or future.cancelled():
+            report.rejected.append((line_no, "not delivered to Kafka"))
+        elif (error := future.exception()) is not None:
+            report.rejected.append((line_no, f"not delivered to Kafka: {error!r}"))
+        else:
+            report.published += 1
+    sent.clear()

@@ -139,3 +139,34 @@ def test_negative_control_without_the_guard_input_is_committed_without_its_write
     committed, written = _wait_committed(settings)
     assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
     assert committed > 0 and written == 0, (committed, written)
+
+
+def test_publish_reports_records_the_broker_refuses(deployment: Deployment,
+                                                    tmp_path: Path) -> None:
+    """``publish`` counts a record as published only once the broker took it: here
+    the reply topic refuses every record (too large), and those lines are reported."""
+    settings = deployment.settings()
+
+    async def small_reply_topic() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(
+                settings.input_topics["reply"], settings.partitions, 1,
+                topic_configs={"max.message.bytes": TOO_SMALL})])
+        finally:
+            await admin.close()
+
+    asyncio.run(small_reply_topic())
+    events = generate_campaign("camp-refused", 40, seed=3)
+    replies = [n for n, e in enumerate(events, start=1) if e["type"] == "reply"]
+    assert replies
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    result = deployment.cli("publish", str(path), check=False)
+    assert result.returncode != 0
+    assert (f"published {len(events) - len(replies)} event(s); "
+            f"rejected {len(replies)} line(s)") in result.stdout
+    refused = [line for line in result.stderr.splitlines() if "not delivered to Kafka" in line]
+    assert [int(line.split()[1].rstrip(":")) for line in refused] == replies
+    assert "MessageSizeTooLarge" in refused[0]
