@@ -34,6 +34,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from streams.settings import unsafe_switch_on
+
 log = logging.getLogger(__name__)
 
 EXIT_DELIVERY_FAILED = 70  # EX_SOFTWARE
@@ -41,7 +43,7 @@ UNSAFE_ENV = "CA_UNSAFE_DISABLE_DELIVERY_GUARD"
 
 
 def guard_enabled() -> bool:
-    return os.environ.get(UNSAFE_ENV, "") not in ("1", "true", "yes")
+    return not unsafe_switch_on(UNSAFE_ENV)
 
 
 class DeliveryGuard:

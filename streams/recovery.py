@@ -73,7 +73,6 @@ off, so the crash tests can show that their checker catches double counting.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -84,6 +83,7 @@ from faust.types import TP
 from projections.events import Event
 from projections.message import MessageState, apply_event
 from streams.serde import dumps
+from streams.settings import unsafe_switch_on
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ UNSAFE_ENV = "CA_UNSAFE_DISABLE_REPLAY_PROTECTION"
 
 
 def replay_protection_enabled() -> bool:
-    return os.environ.get(UNSAFE_ENV, "") not in ("1", "true", "yes")
+    return not unsafe_switch_on(UNSAFE_ENV)
 
 
 def fold(state: MessageState, event: Event, protected: bool = True) -> MessageState:

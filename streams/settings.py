@@ -78,6 +78,11 @@ def _non_negative_float(name: str, default: str) -> float:
     return _float(name, default, 0.0, strict=False)
 
 
+def unsafe_switch_on(name: str) -> bool:
+    """Whether a tests-only ``CA_UNSAFE_*`` switch is on (``1``, ``true`` or ``yes``)."""
+    return os.environ.get(name, "") in ("1", "true", "yes")
+
+
 def _positive_int(name: str, default: str) -> int:
     return _int(name, default, minimum=1)
 
