@@ -16,6 +16,7 @@ from projections.metrics import (
     CampaignCounts,
     ContactActivity,
     MessageContribution,
+    aggregate_contributions,
     apply_contribution_change,
     parse_window_key,
     window_changes,
@@ -67,12 +68,8 @@ class CampaignViews:
 
     def rebuild(self, contributions: Iterable[MessageContribution]) -> None:
         """Forget everything and recompute from the given (current) contributions."""
-        self.counts.clear()
-        self.contacts.clear()
-        self.windows.clear()
+        self.counts, self.contacts, self.windows = aggregate_contributions(contributions)
         self._dirty_windows.clear()
-        for contribution in contributions:
-            self.move(None, contribution)
         self._dirty = set(self.counts)  # publish every campaign once after a rebalance
 
     def take_dirty(self) -> list[tuple[str, CampaignCounts]]:

@@ -117,3 +117,42 @@ def test_state_round_trips_through_its_table_form():
     for state in states.values():
         stored = json.loads(json.dumps(serde.state_to_dict(state) | {"p": 3}))
         assert serde.state_from_dict(stored) == state
+
+
+def _contributions(seed: int, messages: int) -> list:
+    lines = _events(messages, seed) + generate_campaign(
+        "solo", messages // 2 + 1, seed=seed + 1, variants=(), start_ms=1_700_000_000_000)
+    random.Random(seed).shuffle(lines)
+    states: dict = {}
+    for line in lines:
+        _, event, _ = parse_json_line(json.dumps(line), now_ms=NOW)
+        states[event.message_id] = apply_event(
+            states.get(event.message_id, MessageState(event.message_id)), event)
+    return [c for s in states.values() if (c := message_contribution(s)) is not None]
+
+
+def _moved_one_by_one(contributions) -> CampaignViews:
+    views = CampaignViews(RETENTION)
+    for c in contributions:
+        views.move(None, c)
+    return views
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 120), st.integers(0, 1000))
+def test_the_one_pass_rebuild_equals_moving_each_contribution(messages, seed):
+    contributions = _contributions(seed, messages)
+    rebuilt = CampaignViews(RETENTION)
+    rebuilt.rebuild(contributions)
+    reference = _moved_one_by_one(contributions)
+    assert (rebuilt.counts, rebuilt.contacts, rebuilt.windows) == (
+        reference.counts, reference.contacts, reference.windows)
+
+
+def test_negative_control_the_rebuild_check_sees_one_missing_click():
+    contributions = _contributions(5, 200)
+    clicked = next(i for i, c in enumerate(contributions) if c.clicked)
+    rebuilt = CampaignViews(RETENTION)
+    rebuilt.rebuild(contributions[:clicked] + contributions[clicked + 1:])
+    reference = _moved_one_by_one(contributions)
+    assert rebuilt.counts != reference.counts
