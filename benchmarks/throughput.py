@@ -763,6 +763,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     parser.add_argument("--keep-topics", action="store_true",
                         help="do not delete the run's topics at the end")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="keep the run's working directory (process logs) at the end")
     parser.add_argument("--check-broker", action="store_true",
                         help="only say (exit status 0/1) whether the broker answers")
     args = parser.parse_args(argv)
@@ -833,7 +835,7 @@ async def amain(args: argparse.Namespace) -> int:
             "failed": [asdict(r) for r in bench.runs if r.error],
             **bench.results, "report": text}, indent=2, default=str))
     failed = any(r.error for r in bench.runs)
-    if not failed:  # keep the logs of a failed run
+    if not failed and not args.keep_logs:  # keep the logs of a failed run
         shutil.rmtree(workdir, ignore_errors=True)
     return 1 if failed else 0
 

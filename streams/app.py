@@ -24,25 +24,26 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import faust
 from faust.types import Message
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from projections.errors import InvalidEventError
 from projections.events import EVENT_TYPES, Event
 from projections.message import MessageState
 from projections.message_log import message_log_row
 from projections.metrics import message_contribution, summarize
-from streams import bulk, delivery, faust_fixes, serde, watchdog
+from streams import bulk, delivery, faust_fixes, restore, serde, watchdog
 from streams.codec import decode_event
 from streams.outputs import encode_campaign_metrics, encode_campaign_window, window_record_key
 from streams.positions import positions_of
 from streams.recovery import UNSAFE_ENV, fold, rebuilding_table, replay_protection_enabled
 from streams.routing import message_partition
 from streams.settings import Settings
+from streams.sink_process import SinkProcess, merge_expositions
 from streams.sink_runner import DECODED, run_sinks
 from streams.telemetry import Telemetry
 from streams.views import CampaignViews
@@ -75,6 +76,9 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
+        # A standby copy costs its worker Faust's record-by-record changelog reading
+        # all the time; a takeover restores in bulk instead (streams/restore.py).
+        table_standby_replicas=settings.standby_replicas,
         producer_acks=-1,
         # Let the producer gather a batch's records into few requests.
         producer_linger=settings.producer_linger_ms / 1000,
@@ -115,6 +119,18 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
 
     messages = rebuilding_table(app, "messages", restored_messages)
     contributions = rebuilding_table(app, "contributions", restored_contributions)
+    if settings.bulk_restore_seconds > 0:
+        def bulk_restored(records: Mapping[str, int], seconds: float) -> None:
+            for table, n in records.items():
+                telemetry.restored_records.labels(table).inc(n)
+            telemetry.restore_seconds.observe(seconds)
+
+        # Faust's recovery gives up on a step that takes longer than its broker
+        # request timeout (90 s): stay well inside it.
+        restore.install(app, restore.BulkRestore(
+            settings.kafka_bootstrap,
+            min(settings.bulk_restore_seconds, app.conf.broker_request_timeout / 2),
+            bulk_restored))
 
     async def dead_letter(message: Message, reason: str) -> None:
         topic = message.topic
@@ -315,11 +331,19 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         if not settings.sink_in_worker:
             log.info("the ClickHouse sinks are not run by this worker (CA_SINK_IN_WORKER=0)")
             return
-        await run_sinks(settings, telemetry)
+        if settings.sink_child:
+            await sinks.run()
+        else:
+            await run_sinks(settings, telemetry)
+
+    sinks = SinkProcess(settings, telemetry)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(telemetry.registry),
+        """This worker's metrics, its sink process's added in (streams/sink_process.py)."""
+        child = await sinks.metrics_text() if settings.sink_in_worker and settings.sink_child \
+            else None
+        return web.bytes(merge_expositions(telemetry.registry, child),
                          content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     app.telemetry = telemetry  # type: ignore[attr-defined]  # for tests and the CLI

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
+from time import monotonic
 from typing import Any, cast
 
 import faust
@@ -63,7 +64,8 @@ class Inbox:
 
     async def deliver(self, message: Message) -> None:
         """Faust's consumer callback for one record of this inbox's partitions."""
-        app, consumer = self.app, cast(Any, self.app.consumer)
+        app: Any = self.app
+        consumer = cast(Any, app.consumer)
         while not app.flow_control.is_active():  # streams held back (recovery under way)
             if not consumer.flow_active:  # a rebalance: Faust seeks back to the commit
                 self._not_taken(message)
@@ -73,6 +75,9 @@ class Inbox:
         if verdict != TAKE:
             await self._refuse(message, verdict)
             return
+        monitor = app._monitor  # Faust's stall check reads it ("Stream has not started ...")
+        if monitor is not None:
+            monitor.stream_inbound_time[message.tp] = monotonic()
         if not message.tracked:
             # Pending ack: a revocation waits for it (Faust's ``track_message``
             # without its per-record sensor calls; our own counters count events).

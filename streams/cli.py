@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -40,8 +41,13 @@ def _parser() -> argparse.ArgumentParser:
                         "need different ports")
     worker.add_argument("--loglevel", default=None, help="log level (default CA_LOG_LEVEL)")
 
-    sub.add_parser("sink", help="run the ClickHouse sinks alone (with CA_SINK_IN_WORKER=0 "
-                   "on the workers): message_log, events, replies, link_clicks")
+    sink = sub.add_parser("sink", help="run the ClickHouse sinks alone (with "
+                          "CA_SINK_IN_WORKER=0 on the workers): message_log, events, "
+                          "replies, link_clicks")
+    sink.add_argument("--metrics-port", type=int, default=None,
+                      help="serve Prometheus metrics on this loopback port (0: any free one)")
+    sink.add_argument("--port-fd", type=int, default=None, help=argparse.SUPPRESS)
+    sink.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
 
     publish = sub.add_parser("publish", help="validate JSON-lines events and publish them")
     publish.add_argument("file", help="JSON-lines file, or - for standard input")
@@ -179,11 +185,36 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sink(args: argparse.Namespace, settings: Settings) -> int:
+    """The sinks alone; with ``--parent-pid`` and ``--port-fd``, as a worker's child
+    (streams/sink_process.py): metrics on a free port told to the worker, and gone
+    when the worker is."""
+    from prometheus_client import start_http_server
+
+    from streams import gc_tuning, sink_process
     from streams.sink_runner import run_sinks
     from streams.telemetry import Telemetry
 
     logging.basicConfig(level=settings.log_level.upper())
-    asyncio.run(run_sinks(settings, Telemetry()))
+    telemetry = Telemetry()
+    if args.parent_pid is not None:
+        sink_process.die_with_parent(args.parent_pid)
+    if args.port_fd is not None:
+        sink_process.serve_metrics(telemetry.registry, args.port_fd)
+    elif args.metrics_port is not None:
+        start_http_server(args.metrics_port, addr=settings.web_host, registry=telemetry.registry)
+    gc_tuning.install(telemetry, settings.gc_gen0_threshold)
+
+    async def run() -> None:
+        sinks = asyncio.ensure_future(run_sinks(settings, telemetry))
+        if args.parent_pid is None:
+            await sinks
+            return
+        await sink_process.watch_parent(args.parent_pid)
+        sinks.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sinks
+
+    asyncio.run(run())
     return EXIT_OK
 
 

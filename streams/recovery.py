@@ -45,9 +45,10 @@ event on its own:
    longer can, and our tables do not use that buffer. A flush ends when every
    delivery has ended, delivered or not: a record the broker did not take
    stops the worker before any commit (``streams/delivery.py``).
-6. On (re)assignment, each table is restored from its changelog, the views are
-   rebuilt from the restored ``contributions``, and every owned campaign's
-   snapshot is published again.
+6. On (re)assignment, each table is restored from its changelog (in bulk,
+   newest value per key, ``streams/restore.py``; Faust reads any rest), the
+   views are rebuilt from the restored ``contributions``, and every owned
+   campaign's snapshot is published again.
 
 Why a crash between any two steps loses nothing and doubles nothing:
 

@@ -19,6 +19,9 @@
 | ``CA_EMIT_INTERVAL`` | ``1.0`` | least seconds between two snapshots of one campaign |
 | ``CA_SINK_IN_WORKER`` | ``1`` | run the ClickHouse sink inside each worker (0: run |
 |   |   | ``campaign-analytics sink`` as its own process instead) |
+| ``CA_SINK_CHILD`` | ``1`` | with ``CA_SINK_IN_WORKER=1``: in a child process the worker |
+|   |   | starts, restarts and stops (0: in the worker's event loop); |
+|   |   | see ``streams/sink_process.py`` |
 | ``CA_SINK_BATCH_ROWS`` | ``5000`` | rows per ClickHouse insert (at most) |
 | ``CA_SINK_BATCH_SECONDS`` | ``1.0`` | longest a row waits before its batch is inserted |
 | ``CA_SINK_HOLD_SECONDS`` | ``5.0`` | longest the sinks keep the embedded engine open in one |
@@ -32,6 +35,12 @@
 | ``CA_PRODUCER_REQUEST_TIMEOUT`` | ``60`` | seconds a record may take to be delivered; one that |
 |   |   | fails stops the worker (``streams/delivery.py``) |
 | ``CA_SESSION_TIMEOUT`` | ``10`` | seconds before the group gives a dead worker's partitions away |
+| ``CA_BULK_RESTORE_SECONDS`` | ``45`` | longest a recovery reads table changelogs in bulk before |
+|   |   | Faust's own restore reads the rest (0: Faust's only); |
+|   |   | see ``streams/restore.py`` |
+| ``CA_STANDBY_REPLICAS`` | ``0`` | workers that keep a standby copy of each table partition |
+|   |   | (Faust reads their changelogs record by record all the time; |
+|   |   | a takeover restores in bulk instead, ``streams/restore.py``) |
 | ``CA_GC_GEN0`` | ``200000`` | allocations between two young garbage collections (0: |
 |   |   | CPython's 700); see ``streams/gc_tuning.py`` |
 | ``CA_LOG_LEVEL`` | ``info`` | log level of the worker |
@@ -139,6 +148,7 @@ class Settings:
     web_port: int = 6066
     emit_interval: float = 1.0
     sink_in_worker: bool = True
+    sink_child: bool = True
     sink_batch_rows: int = 5000
     sink_batch_seconds: float = 1.0
     sink_hold_seconds: float = 5.0
@@ -148,6 +158,8 @@ class Settings:
     producer_request_timeout: float = 60.0
     state_cache_size: int = 200_000
     session_timeout: float = 10.0
+    bulk_restore_seconds: float = 45.0
+    standby_replicas: int = 0
     gc_gen0_threshold: int = 200_000
     window_sizes_s: tuple[int, ...] = (60, 3600)
     window_retention_days: float = 30.0
@@ -203,6 +215,7 @@ def load_settings(**overrides: object) -> Settings:
         "web_port": _positive_int("CA_WEB_PORT", "6066"),
         "emit_interval": _positive_float("CA_EMIT_INTERVAL", "1.0"),
         "sink_in_worker": _env("CA_SINK_IN_WORKER", "1") not in ("0", "false", "no", "off"),
+        "sink_child": _env("CA_SINK_CHILD", "1") not in ("0", "false", "no", "off"),
         "sink_batch_rows": _positive_int("CA_SINK_BATCH_ROWS", "5000"),
         "sink_batch_seconds": _positive_float("CA_SINK_BATCH_SECONDS", "1.0"),
         "sink_hold_seconds": _non_negative_float("CA_SINK_HOLD_SECONDS", "5.0"),
@@ -212,6 +225,8 @@ def load_settings(**overrides: object) -> Settings:
         "producer_request_timeout": _positive_float("CA_PRODUCER_REQUEST_TIMEOUT", "60"),
         "state_cache_size": _positive_int("CA_STATE_CACHE", "200000"),
         "session_timeout": _positive_float("CA_SESSION_TIMEOUT", "10"),
+        "bulk_restore_seconds": _non_negative_float("CA_BULK_RESTORE_SECONDS", "45"),
+        "standby_replicas": _non_negative_int("CA_STANDBY_REPLICAS", "0"),
         "gc_gen0_threshold": _non_negative_int("CA_GC_GEN0", "200000"),
         "window_sizes_s": _window_sizes(_env("CA_WINDOWS", "60,3600")),
         "window_retention_days": _positive_float("CA_WINDOW_RETENTION_DAYS", "30"),

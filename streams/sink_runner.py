@@ -7,10 +7,10 @@
   (raw, for audit), ``replies`` and ``link_clicks``, group
   ``<app_id>-clickhouse-events-sink``.
 
-They run inside the worker but apart from Faust's stream machinery, so a slow
-or unavailable ClickHouse pauses only the sinks (their lag grows), never the
-metrics. For each batch of one partition (``streams.sink_batches``: by size
-and by time, memory bounded), in this order:
+A worker runs them in a child process (``streams/sink_process.py``), apart from
+Faust's stream machinery, so a slow or unavailable ClickHouse pauses only the
+sinks (their lag grows), never the metrics. For each batch of one partition
+(``streams.sink_batches``: by size and by time, memory bounded), in this order:
 
 1. commit the batch's first offset with its intent ``first..last`` (nothing
    moves; it records the batch boundaries next to the offset);

@@ -136,6 +136,17 @@ class Telemetry:
             "missing); each is a late record, not a lost one (streams/positions.py)",
             ["reason"], registry=r,
         )
+        self.restored_records = Counter(
+            "campaign_analytics_bulk_restored_records_total",
+            "Table changelog records read by the bulk restore (streams/restore.py), by table",
+            ["table"], registry=r,
+        )
+        self.restore_seconds = Histogram(
+            "campaign_analytics_bulk_restore_seconds",
+            "Duration of one bulk restore of the tables' changelogs",
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 45, 60),
+            registry=r,
+        )
         self.stalled_commits = Counter(
             "campaign_analytics_stalled_commits_total",
             "Offset commits still running after the watchdog threshold (logged with stacks)",

@@ -1,0 +1,166 @@
+"""Bulk restore of the memory tables: read each changelog partition in large fetches
+and apply only the newest record per key, before Faust's own recovery reads what is left.
+
+Faust restores a memory table one changelog record at a time (an ``asyncio.wait_for``
+per record, a debug message formatted per record, its buffers): for a million
+messages of state that took ~10 minutes (docs/performance.md, run G). Here, at the
+point where Faust has the highwater of every active changelog partition and its start
+offset (``Recovery._build_offsets``), each partition of a ``RebuildingTable`` is read
+from that start to its highwater with a plain aiokafka consumer (no group, nothing
+committed). A fetch's records are reduced to the newest value per key, decoded once
+and stored, and Faust's start offset for the partition is moved to the last offset
+applied. Faust then seeks there, finds nothing (or only what arrived since) left to
+read, and its recovery completes as before: ``on_recovery_completed`` rebuilds the
+views from the restored table (streams/recovery.py, step 6).
+
+Why this restores the same state as Faust's own reading: a changelog value is the
+key's whole state (never a delta), so applying the newest record of each key in
+offset order leaves each key as the last record left it, and a deletion (``null``) as
+absent, exactly as applying every record would. The start offset is moved only past
+records already applied, so whatever the bulk read did not reach (a time limit, a
+rebalance cancelling it) Faust reads itself, from there.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.tables.recovery import Recovery
+from faust.types import TP
+
+from streams.serde import loads
+
+log = logging.getLogger(__name__)
+
+FETCH_BYTES = 64 * 1024 * 1024
+PARTITION_FETCH_BYTES = 16 * 1024 * 1024
+
+
+def newest_per_key(records: Iterable[Any]) -> dict[bytes, bytes | None]:
+    """The value of each key's last record (records in offset order)."""
+    return {r.key: r.value for r in records}
+
+
+def apply_newest(store: Any, partition: int, newest: Mapping[bytes, bytes | None]) -> None:
+    """Store decoded ``newest`` values in a Faust memory store (``None``: delete),
+    remembering each key's partition as Faust's own restore does. (Each key comes
+    once in ``newest``, so the order of the writes does not matter.)"""
+    data: MutableMapping[Any, Any] = store.data
+    key_partition: MutableMapping[Any, int] = store._key_partition
+    values = {loads(k): loads(v) for k, v in newest.items() if v is not None}
+    data.update(values)
+    key_partition.update(dict.fromkeys(values, partition))
+    if len(values) < len(newest):
+        for raw_key in [k for k, v in newest.items() if v is None]:
+            key = loads(raw_key)
+            data.pop(key, None)
+            key_partition.pop(key, None)
+
+
+class BulkRestore:
+    """Reads changelog partitions for ``Recovery`` (installed on an app by ``install``).
+
+    ``on_restored(records read per table, seconds)`` reports each bulk read (for
+    metrics)."""
+
+    def __init__(self, bootstrap: str, time_limit: float,
+                 on_restored: Callable[[Mapping[str, int], float], None] | None = None
+                 ) -> None:
+        self.bootstrap = bootstrap
+        self.time_limit = time_limit
+        self.on_restored = on_restored
+
+    async def load(self, tables: Mapping[TP, Any], start: MutableMapping[TP, int],
+                   highwaters: Mapping[TP, int]) -> None:
+        """Read every partition in ``tables`` (changelog TP -> table) from ``start[tp] + 1``
+        up to its highwater (the last offset), applying as it goes and moving
+        ``start[tp]`` to the last offset applied."""
+        todo = {tp: table for tp, table in tables.items()
+                if highwaters.get(tp, -1) > start.get(tp, -1)}
+        if not todo:
+            return
+        began = time.monotonic()
+        deadline = began + self.time_limit
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_bytes=FETCH_BYTES,
+            max_partition_fetch_bytes=PARTITION_FETCH_BYTES)
+        read: dict[str, int] = {}
+        applied: dict[str, int] = {}
+        # A million restored values would go through the cyclic garbage collector
+        # again and again while they are built (half the time of a restore), and at
+        # every full collection afterwards: collect nothing while reading, then
+        # move everything that exists into the permanent generation. (Table values
+        # are plain JSON data, never cycles; reference counting still frees them.)
+        collecting = gc.isenabled()
+        gc.disable()
+        await consumer.start()
+        try:
+            by_kafka = {TopicPartition(tp.topic, tp.partition): tp for tp in todo}
+            consumer.assign(list(by_kafka))
+            for ktp, tp in by_kafka.items():
+                consumer.seek(ktp, max(start.get(tp, -1), -1) + 1)
+            remaining = set(by_kafka)
+            while remaining and time.monotonic() < deadline:
+                fetched = await consumer.getmany(*remaining, timeout_ms=500)
+                for ktp, records in fetched.items():
+                    tp = by_kafka[ktp]
+                    if not records:
+                        continue
+                    table = todo[tp]
+                    newest = newest_per_key(records)
+                    apply_newest(table.data, tp.partition, newest)
+                    start[tp] = records[-1].offset
+                    read[table.name] = read.get(table.name, 0) + len(records)
+                    applied[table.name] = applied.get(table.name, 0) + len(newest)
+                for ktp in list(remaining):
+                    tp = by_kafka[ktp]
+                    if start.get(tp, -1) >= highwaters[tp] or \
+                            await consumer.position(ktp) > highwaters[tp]:
+                        remaining.discard(ktp)
+            if remaining:
+                log.warning("bulk restore stopped after %.0f s with %d partition(s) unread "
+                            "to their end; Faust reads the rest", self.time_limit,
+                            len(remaining))
+        finally:
+            await consumer.stop()
+            if collecting:
+                gc.enable()
+            gc.freeze()
+        seconds = time.monotonic() - began
+        for name, n in read.items():
+            log.info("bulk restore of table %s: %d changelog records, %d key writes, %.1f s",
+                     name, n, applied[name], seconds)
+        if self.on_restored is not None:
+            self.on_restored(read, seconds)
+
+
+_original_build_offsets = Recovery._build_offsets
+_INSTALLED = False
+
+
+async def _build_offsets_then_bulk_restore(self: Any, consumer: Any, tps: set[TP],
+                                           destination: Any, title: str) -> None:
+    await _original_build_offsets(self, consumer, tps, destination, title)
+    bulk: BulkRestore | None = getattr(self.app, "bulk_restore", None)
+    if bulk is None or title != "active":
+        return
+    from streams.recovery import RebuildingTable
+
+    tables = {tp: self.tp_to_table[tp] for tp in tps
+              if isinstance(self.tp_to_table.get(tp), RebuildingTable)}
+    await bulk.load(tables, destination, self.active_highwaters)
+
+
+def install(app: Any, bulk: BulkRestore) -> None:
+    """Bulk-restore ``app``'s ``RebuildingTable`` partitions when it recovers."""
+    global _INSTALLED
+    if not _INSTALLED:
+        Recovery._build_offsets = _build_offsets_then_bulk_restore  # type: ignore[method-assign]
+        _INSTALLED = True
+    app.bulk_restore = bulk

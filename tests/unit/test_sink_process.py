@@ -1,0 +1,121 @@
+"""The worker's sink child process: one exposition for both processes, and the child
+that goes when its parent does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.sink_process import die_with_parent, merge_expositions
+
+
+def _registry(rows: int, errors: dict[str, int], seconds: list[float]) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    sink_rows = Counter("sink_rows", "rows", ["table"], registry=registry)
+    for table in ("message_log", "events"):
+        sink_rows.labels(table).inc(rows)
+    failures = Counter("errors", "errors", ["stage"], registry=registry)
+    for stage, n in errors.items():
+        failures.labels(stage).inc(n)
+    Gauge("orphans", "held", registry=registry).set(rows)
+    histogram = Histogram("batch_seconds", "s", buckets=(0.1, 1), registry=registry)
+    for value in seconds:
+        histogram.observe(value)
+    return registry
+
+
+def _series(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text.decode())
+            for s in family.samples if not s.name.endswith("_created")}
+
+
+def test_the_childs_series_are_added_to_the_workers() -> None:
+    worker = _registry(0, {"fold_messages": 2}, [])
+    child = _registry(7, {"message_log": 1}, [0.05, 0.5, 3])
+    merged = _series(merge_expositions(worker, merge_expositions(child, None).decode()))
+    assert merged[("sink_rows_total", (("table", "message_log"),))] == 7
+    assert merged[("errors_total", (("stage", "fold_messages"),))] == 2
+    assert merged[("errors_total", (("stage", "message_log"),))] == 1
+    assert merged[("orphans", ())] == 7
+    assert merged[("batch_seconds_bucket", (("le", "0.1"),))] == 1
+    assert merged[("batch_seconds_bucket", (("le", "+Inf"),))] == 3
+    assert merged[("batch_seconds_count", ())] == 3
+    # one family each: a scraper rejects a name declared twice
+    text = merge_expositions(worker, merge_expositions(child, None).decode()).decode()
+    assert text.count("# TYPE sink_rows_total counter") + text.count(
+        "# TYPE sink_rows counter") == 1
+
+
+def test_without_a_child_the_exposition_is_the_workers_own() -> None:
+    worker = _registry(3, {"fold_messages": 2}, [0.2])
+    assert _series(merge_expositions(worker, None)) == _series(
+        merge_expositions(CollectorRegistry(), merge_expositions(worker, None).decode()))
+    assert _series(merge_expositions(worker, None))[("orphans", ())] == 3
+
+
+def test_negative_control_a_summing_check_sees_a_missing_child() -> None:
+    worker = _registry(0, {}, [])
+    child = _registry(7, {}, [])
+    assert _series(merge_expositions(worker, None)) != _series(
+        merge_expositions(worker, merge_expositions(child, None).decode()))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG")
+@pytest.mark.parametrize("asks", [True, False], ids=["dies-with-parent", "negative-control"])
+def test_the_child_dies_with_its_parent(tmp_path, asks: bool) -> None:
+    """A parent starts a child that calls ``die_with_parent``; the parent is SIGKILLed;
+    the child is gone within seconds (it would otherwise sleep for a minute). The
+    negative control, a child that does not ask, is still there."""
+    pid_file = tmp_path / "child.pid"
+    child_code = textwrap.dedent(f"""
+        import os, sys, time
+        from streams.sink_process import die_with_parent
+        if {asks}:
+            die_with_parent(int(sys.argv[1]))
+        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        time.sleep(60)
+    """)
+    parent_code = textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        subprocess.Popen([sys.executable, "-c", {child_code!r}, str(os.getpid())])
+        time.sleep(60)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], cwd=os.getcwd())
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the child never started"
+        time.sleep(0.1)
+    child_pid = int(pid_file.read_text())
+    assert _alive(child_pid)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + (10 if asks else 3)
+    while _alive(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if asks:
+        assert not _alive(child_pid), "the child outlived its parent"
+    else:
+        assert _alive(child_pid), "the negative control died without asking"
+        os.kill(child_pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_child_whose_parent_is_already_gone_exits() -> None:
+    with pytest.raises(SystemExit):
+        die_with_parent(os.getppid() + 999_999)
