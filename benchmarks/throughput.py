@@ -72,6 +72,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.codec import encode_event, encode_record, record_to_event
 from streams.demo import generate_campaign
@@ -377,6 +378,57 @@ def _metrics_count(port: int) -> float:
                if line.startswith("campaign_analytics_events_consumed_total{"))
 
 
+def _histograms(port: int, names: Sequence[str]) -> dict[str, dict[float, float]]:
+    """Cumulative buckets (bound -> count, summed over labels) of the worker's
+    histograms ``names`` on its ``/metrics``, plus ``"sum"`` as bound ``-1``."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",  # noqa: S310
+                                    timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, dict[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in names:
+            continue
+        buckets = out.setdefault(family.name, {})
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                bound = float(sample.labels["le"])
+            elif sample.name.endswith("_sum"):
+                bound = -1.0
+            else:
+                continue
+            buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return out
+
+
+def _bucket_of(buckets: dict[float, float], q: float) -> float:
+    """The bound of the bucket holding quantile ``q`` (0..1)."""
+    count = buckets.get(math.inf, 0.0)
+    for bound in sorted(b for b in buckets if b >= 0):
+        if buckets[bound] >= q * count:
+            return bound
+    return math.inf
+
+
+def worker_waits(port: int) -> dict[str, float]:
+    """From the worker's /metrics: its garbage-collection pauses (count, seconds, the
+    longest's bucket) and the input records' age when folded (p50/p99 buckets)."""
+    found = _histograms(port, ("campaign_analytics_gc_seconds",
+                               "campaign_analytics_processing_seconds"))
+    out: dict[str, float] = {}
+    gc_buckets = found.get("campaign_analytics_gc_seconds")
+    if gc_buckets:
+        out |= {"gc_count": gc_buckets.get(math.inf, 0.0), "gc_seconds": gc_buckets[-1.0],
+                "gc_longest_under": _bucket_of(gc_buckets, 1.0)}
+    folded = found.get("campaign_analytics_processing_seconds")
+    if folded and folded.get(math.inf):
+        out |= {"fold_age_p50_under": _bucket_of(folded, 0.5),
+                "fold_age_p99_under": _bucket_of(folded, 0.99)}
+    return out
+
+
 async def timed_run(bench: Bench, run: Run, cmds: list[list[str]], env: dict[str, str],
                     groups: dict[str, Sequence[str]], expected_ends: int,
                     mark: Path | None, metrics_ports: list[int],
@@ -587,6 +639,7 @@ async def latency(bench: Bench, rate: float) -> dict[str, Any]:
     finally:
         with contextlib.suppress(Exception):
             await producer.stop()
+        pauses = worker_waits(port)
         stop(worker)
         shutil.rmtree(bench.workdir / settings.app_id, ignore_errors=True)
     latencies: list[float] = []
@@ -602,7 +655,7 @@ async def latency(bench: Bench, rate: float) -> dict[str, Any]:
         "probes": len(produced_ms), "covered": covered,
         "p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95),
         "p99": _percentile(latencies, 99), "max": max(latencies),
-        "emit_interval": settings.emit_interval,
+        "emit_interval": settings.emit_interval, **pauses,
     }
 
 
@@ -734,6 +787,14 @@ def report(bench: Bench) -> str:
                   f"{lat['seconds']:.0f} s, {lat['covered']} probe sends, snapshots every "
                   f"{lat['emit_interval']:g} s): p50 {lat['p50']:.2f} s, p95 {lat['p95']:.2f} s, "
                   f"p99 {lat['p99']:.2f} s, max {lat['max']:.2f} s"]
+        if lat.get("gc_count"):
+            lines += [f"  the worker's garbage collections: {lat['gc_count']:.0f}, "
+                      f"{lat['gc_seconds']:.2f} s in all, the longest under "
+                      f"{lat['gc_longest_under']:g} s"]
+        if lat.get("fold_age_p50_under"):
+            lines += [f"  input records' age when folded: p50 under "
+                      f"{lat['fold_age_p50_under']:g} s, p99 under "
+                      f"{lat['fold_age_p99_under']:g} s"]
     if "recovery" in bench.results:
         rec = bench.results["recovery"]
         lines += ["", f"recovery (ours, {rec['messages']} messages of state, built in "

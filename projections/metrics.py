@@ -314,8 +314,29 @@ def _nonzero(bag: Mapping[str, int]) -> dict[str, int]:
     return {key: value for key, value in bag.items() if value}
 
 
+# The fields of a contribution that the views sum: campaign_id, variant, contact_id,
+# counts, clicked, replied, windows (a tuple, so a recovery need not build a
+# MessageContribution per stored message).
+ContributionFields = tuple[str, str | None, str, Counts, bool, bool, Mapping[str, Counts]]
+
+
+def contribution_fields(c: MessageContribution) -> ContributionFields:
+    return (c.campaign_id, c.variant, c.contact_id, c.counts, c.clicked, c.replied, c.windows)
+
+
 def aggregate_contributions(
     contributions: Iterable[MessageContribution],
+) -> tuple[
+    dict[str, CampaignCounts],
+    dict[tuple[str, str], ContactActivity],
+    dict[str, dict[str, CampaignCounts]],
+]:
+    """``aggregate_fields`` of whole contributions."""
+    return aggregate_fields(map(contribution_fields, contributions))
+
+
+def aggregate_fields(
+    contributions: Iterable[ContributionFields],
 ) -> tuple[
     dict[str, CampaignCounts],
     dict[tuple[str, str], ContactActivity],
@@ -331,26 +352,25 @@ def aggregate_contributions(
     clicked: dict[tuple[str, str], dict[str, int]] = {}
     replied: dict[tuple[str, str], dict[str, int]] = {}
     windows: dict[str, dict[str, tuple[dict[str, int], dict[str, dict[str, int]]]]] = {}
-    for c in contributions:
-        campaign = c.campaign_id
-        key = _variant_key(c.variant)
+    for campaign, variant, contact_id, own, was_clicked, was_replied, in_windows \
+            in contributions:
+        key = variant or ""  # _variant_key
         total = totals.get(campaign)
         if total is None:
             total = totals[campaign] = {}
             variants[campaign] = {}
-        _bump(total, c.counts)
+        _bump(total, own)
         if key:
-            _bump(variants[campaign].setdefault(key, {}), c.counts)
-        contact = (campaign, c.contact_id)
-        if c.clicked:
-            bag = clicked.setdefault(contact, {})
+            _bump(variants[campaign].setdefault(key, {}), own)
+        if was_clicked:
+            bag = clicked.setdefault((campaign, contact_id), {})
             bag[key] = bag.get(key, 0) + 1
-        if c.replied:
-            bag = replied.setdefault(contact, {})
+        if was_replied:
+            bag = replied.setdefault((campaign, contact_id), {})
             bag[key] = bag.get(key, 0) + 1
-        if c.windows:
+        if in_windows:
             per_key = windows.setdefault(campaign, {})
-            for window, delta in c.windows.items():
+            for window, delta in in_windows.items():
                 entry = per_key.get(window)
                 if entry is None:
                     entry = per_key[window] = ({}, {})

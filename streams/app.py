@@ -110,14 +110,14 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
     views = CampaignViews(int(settings.window_retention_days * 86_400_000))
 
     def restored_messages(values: Iterable[Any]) -> None:
-        telemetry.orphan_events.set(
-            sum(len(v["seen"]) for v in values if v["sent"] is None))
+        telemetry.orphan_events.set(sum(len(v["seen"]) for v in map(serde.unless_sent, values)
+                                        if v is not None and v["sent"] is None))
 
     def restored_contributions(values: Iterable[Any]) -> None:
-        views.rebuild(c for v in values
-                      if (c := serde.contribution_from_dict(v["contribution"])) is not None)
+        views.rebuild_fields(serde.contribution_fields_of(v["contribution"]) for v in values
+                             if v["contribution"] is not None)
 
-    messages = rebuilding_table(app, "messages", restored_messages)
+    messages = rebuilding_table(app, "messages", restored_messages, lazy_restore=True)
     contributions = rebuilding_table(app, "contributions", restored_contributions)
     if settings.bulk_restore_seconds > 0:
         def bulk_restored(records: Mapping[str, int], seconds: float) -> None:

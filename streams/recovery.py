@@ -83,7 +83,8 @@ from faust.types import TP
 
 from projections.events import Event
 from projections.message import MessageState, apply_event
-from streams.serde import dumps
+from streams.restore import no_collection
+from streams.serde import dumps, loads
 from streams.settings import unsafe_switch_on
 
 log = logging.getLogger(__name__)
@@ -107,9 +108,15 @@ Restored = Callable[[Iterable[Any]], None]
 
 class RebuildingTable(faust.Table):
     """A table that calls ``on_restored(values of the active partitions)`` after
-    every recovery (step 6). Values carry their partition as ``"p"``."""
+    every recovery (step 6). Values carry their partition as ``"p"``.
+
+    With ``lazy_restore`` the bulk restore (``streams/restore.py``) stores each value
+    as its changelog bytes, decoded by ``peek`` when first read: most restored
+    values are never read again before they are written anew. ``on_restored`` then
+    gets such values as bytes too."""
 
     on_restored: Restored | None = None
+    lazy_restore = False
     _pending: list[tuple[int, str, dict[str, Any]]]
 
     def __post_init__(self) -> None:
@@ -118,7 +125,10 @@ class RebuildingTable(faust.Table):
 
     def peek(self, key: str) -> Any:
         """The stored value (``None`` if absent), without Faust's per-read sensors."""
-        return self.data.get(key)
+        value = self.data.get(key)
+        if value.__class__ is bytes:  # restored lazily: decode once, keep the dict
+            value = self.data.data[key] = loads(value)
+        return value
 
     def put(self, partition: int, key: str, value: dict[str, Any]) -> None:
         """Store ``value``; its changelog record goes out with ``send_pending``.
@@ -153,16 +163,22 @@ class RebuildingTable(faust.Table):
         if self.on_restored is None:
             return
         active = {tp.partition for tp in active_tps}
-        values = [v for v in self.data.values() if v is not None and v.get("p") in active]
+        store: Any = self.data
+        of_key = store._key_partition
+        values = [v for k, v in store.data.items() if v is not None and (
+            of_key.get(k) if v.__class__ is bytes else v.get("p")) in active]
         log.info("table %s restored: %d keys in partitions %s", self.name, len(values),
                  sorted(active))
-        self.on_restored(values)
+        with no_collection():
+            self.on_restored(values)
 
 
-def rebuilding_table(app: faust.App, name: str, on_restored: Restored) -> RebuildingTable:
+def rebuilding_table(app: faust.App, name: str, on_restored: Restored,
+                     lazy_restore: bool = False) -> RebuildingTable:
     """A JSON-valued table (string keys) with a restore hook, registered with ``app``."""
     table = RebuildingTable(app, name=name, default=None, key_type=str,
                             beacon=app.tables.beacon)
     table.on_restored = on_restored
+    table.lazy_restore = lazy_restore
     app.tables.add(table)
     return table

@@ -23,10 +23,11 @@ rebalance cancelling it) Faust reads itself, from there.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -46,13 +47,16 @@ def newest_per_key(records: Iterable[Any]) -> dict[bytes, bytes | None]:
     return {r.key: r.value for r in records}
 
 
-def apply_newest(store: Any, partition: int, newest: Mapping[bytes, bytes | None]) -> None:
-    """Store decoded ``newest`` values in a Faust memory store (``None``: delete),
-    remembering each key's partition as Faust's own restore does. (Each key comes
-    once in ``newest``, so the order of the writes does not matter.)"""
+def apply_newest(store: Any, partition: int, newest: Mapping[bytes, bytes | None],
+                 decode: bool = True) -> None:
+    """Store ``newest`` values in a Faust memory store (``None``: delete), decoded or
+    (``decode=False``) as their JSON bytes, remembering each key's partition as
+    Faust's own restore does. (Each key comes once in ``newest``, so the order of
+    the writes does not matter.)"""
     data: MutableMapping[Any, Any] = store.data
     key_partition: MutableMapping[Any, int] = store._key_partition
-    values = {loads(k): loads(v) for k, v in newest.items() if v is not None}
+    values = ({loads(k): loads(v) for k, v in newest.items() if v is not None} if decode
+              else {loads(k): v for k, v in newest.items() if v is not None})
     data.update(values)
     key_partition.update(dict.fromkeys(values, partition))
     if len(values) < len(newest):
@@ -60,6 +64,25 @@ def apply_newest(store: Any, partition: int, newest: Mapping[bytes, bytes | None
             key = loads(raw_key)
             data.pop(key, None)
             key_partition.pop(key, None)
+
+
+@contextlib.contextmanager
+def no_collection() -> Iterator[None]:
+    """No cyclic garbage collection inside; afterwards everything that exists moves to
+    the permanent generation.
+
+    A restore builds a million table values (and a rebuild as many view entries);
+    the collector would walk them again and again while they are built (half the
+    time of a restore) and at every full collection afterwards. Table values and
+    views are plain data, never cycles, and reference counting still frees them."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+        gc.freeze()
 
 
 class BulkRestore:
@@ -92,13 +115,18 @@ class BulkRestore:
             max_partition_fetch_bytes=PARTITION_FETCH_BYTES)
         read: dict[str, int] = {}
         applied: dict[str, int] = {}
-        # A million restored values would go through the cyclic garbage collector
-        # again and again while they are built (half the time of a restore), and at
-        # every full collection afterwards: collect nothing while reading, then
-        # move everything that exists into the permanent generation. (Table values
-        # are plain JSON data, never cycles; reference counting still frees them.)
-        collecting = gc.isenabled()
-        gc.disable()
+        with no_collection():
+            await self._read(consumer, todo, start, highwaters, deadline, read, applied)
+        seconds = time.monotonic() - began
+        for name, n in read.items():
+            log.info("bulk restore of table %s: %d changelog records, %d key writes, %.1f s",
+                     name, n, applied[name], seconds)
+        if self.on_restored is not None:
+            self.on_restored(read, seconds)
+
+    async def _read(self, consumer: AIOKafkaConsumer, todo: Mapping[TP, Any],
+                    start: MutableMapping[TP, int], highwaters: Mapping[TP, int],
+                    deadline: float, read: dict[str, int], applied: dict[str, int]) -> None:
         await consumer.start()
         try:
             by_kafka = {TopicPartition(tp.topic, tp.partition): tp for tp in todo}
@@ -114,7 +142,8 @@ class BulkRestore:
                         continue
                     table = todo[tp]
                     newest = newest_per_key(records)
-                    apply_newest(table.data, tp.partition, newest)
+                    apply_newest(table.data, tp.partition, newest,
+                                 decode=not getattr(table, "lazy_restore", False))
                     start[tp] = records[-1].offset
                     read[table.name] = read.get(table.name, 0) + len(records)
                     applied[table.name] = applied.get(table.name, 0) + len(newest)
@@ -129,15 +158,6 @@ class BulkRestore:
                             len(remaining))
         finally:
             await consumer.stop()
-            if collecting:
-                gc.enable()
-            gc.freeze()
-        seconds = time.monotonic() - began
-        for name, n in read.items():
-            log.info("bulk restore of table %s: %d changelog records, %d key writes, %.1f s",
-                     name, n, applied[name], seconds)
-        if self.on_restored is not None:
-            self.on_restored(read, seconds)
 
 
 _original_build_offsets = Recovery._build_offsets

@@ -17,7 +17,12 @@ from projections.events import (
 )
 from projections.message import MessageState
 from projections.message_log import MessageLogRow
-from projections.metrics import CampaignCounts, ContactActivity, MessageContribution
+from projections.metrics import (
+    CampaignCounts,
+    ContactActivity,
+    ContributionFields,
+    MessageContribution,
+)
 
 
 def _fields(obj: Any) -> dict[str, Any]:
@@ -82,6 +87,12 @@ def contribution_from_dict(data: dict[str, Any] | None) -> MessageContribution |
     return None if data is None else MessageContribution(**data)
 
 
+def contribution_fields_of(data: dict[str, Any]) -> ContributionFields:
+    """The views' fields of a stored contribution dict, without building the object."""
+    return (data["campaign_id"], data["variant"], data["contact_id"], data["counts"],
+            data["clicked"], data["replied"], data["windows"])
+
+
 def activity_to_dict(a: ContactActivity) -> dict[str, Any]:
     return {"clicked": dict(a.clicked), "replied": dict(a.replied)}
 
@@ -112,6 +123,17 @@ def dumps(value: Any) -> bytes:
 
 
 loads = orjson.loads
+
+_NO_SEND = b'"sent":null'
+
+
+def unless_sent(value: dict[str, Any] | bytes) -> dict[str, Any] | None:
+    """A stored message state, or ``None`` if it certainly has its ``sent`` event: JSON
+    bytes are decoded only if ``"sent":null`` occurs in them (``dumps`` writes no
+    spaces), so a restore's orphan count decodes only the few candidates."""
+    if isinstance(value, bytes):
+        return loads(value) if _NO_SEND in value else None
+    return value
 
 
 def encode_message_update(

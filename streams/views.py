@@ -15,9 +15,11 @@ from collections.abc import Iterable
 from projections.metrics import (
     CampaignCounts,
     ContactActivity,
+    ContributionFields,
     MessageContribution,
-    aggregate_contributions,
+    aggregate_fields,
     apply_contribution_change,
+    contribution_fields,
     parse_window_key,
     window_changes,
 )
@@ -68,7 +70,11 @@ class CampaignViews:
 
     def rebuild(self, contributions: Iterable[MessageContribution]) -> None:
         """Forget everything and recompute from the given (current) contributions."""
-        self.counts, self.contacts, self.windows = aggregate_contributions(contributions)
+        self.rebuild_fields(map(contribution_fields, contributions))
+
+    def rebuild_fields(self, contributions: Iterable[ContributionFields]) -> None:
+        """``rebuild`` from contributions' fields (a recovery reads them from stored dicts)."""
+        self.counts, self.contacts, self.windows = aggregate_fields(contributions)
         self._dirty_windows.clear()
         self._dirty = set(self.counts)  # publish every campaign once after a rebalance
 

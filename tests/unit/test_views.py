@@ -156,3 +156,17 @@ def test_negative_control_the_rebuild_check_sees_one_missing_click():
     rebuilt.rebuild(contributions[:clicked] + contributions[clicked + 1:])
     reference = _moved_one_by_one(contributions)
     assert rebuilt.counts != reference.counts
+
+
+def test_a_rebuild_from_stored_dicts_equals_one_from_contributions():
+    """What a recovery does: the views from the table's JSON values, fields read
+    straight from the dicts."""
+    from streams import serde
+
+    contributions = _contributions(9, 300)
+    stored = [serde.loads(serde.dumps(serde.contribution_to_dict(c))) for c in contributions]
+    from_dicts = CampaignViews(RETENTION)
+    from_dicts.rebuild_fields(serde.contribution_fields_of(d) for d in stored)
+    reference = _moved_one_by_one(contributions)
+    assert (from_dicts.counts, from_dicts.contacts, from_dicts.windows) == (
+        reference.counts, reference.contacts, reference.windows)
