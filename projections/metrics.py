@@ -324,24 +324,15 @@ def contribution_fields(c: MessageContribution) -> ContributionFields:
     return (c.campaign_id, c.variant, c.contact_id, c.counts, c.clicked, c.replied, c.windows)
 
 
-def aggregate_contributions(
-    contributions: Iterable[MessageContribution],
-) -> tuple[
+# Campaign counts, contact activity, window counts per campaign (streams/views.py).
+Aggregates = tuple[
     dict[str, CampaignCounts],
     dict[tuple[str, str], ContactActivity],
     dict[str, dict[str, CampaignCounts]],
-]:
-    """``aggregate_fields`` of whole contributions."""
-    return aggregate_fields(map(contribution_fields, contributions))
+]
 
 
-def aggregate_fields(
-    contributions: Iterable[ContributionFields],
-) -> tuple[
-    dict[str, CampaignCounts],
-    dict[tuple[str, str], ContactActivity],
-    dict[str, dict[str, CampaignCounts]],
-]:
+def aggregate_fields(contributions: Iterable[ContributionFields]) -> Aggregates:
     """Campaign counts, contact activity (only contacts with some) and window counts
     of a set of current contributions, summed in one pass: what applying
     ``apply_contribution_change(None -> c)`` and ``window_changes`` for each ``c``
