@@ -111,9 +111,9 @@ class RebuildingTable(faust.Table):
     every recovery (step 6). Values carry their partition as ``"p"``.
 
     With ``lazy_restore`` the bulk restore (``streams/restore.py``) stores each value
-    as its changelog bytes, decoded by ``peek`` when first read: most restored
-    values are never read again before they are written anew. ``on_restored`` then
-    gets such values as bytes too."""
+    as its changelog bytes, decoded by ``peek`` when first read: only the states of
+    messages that get another event are ever decoded. ``on_restored`` then gets such
+    values as bytes too."""
 
     on_restored: Restored | None = None
     lazy_restore = False
