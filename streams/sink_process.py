@@ -65,9 +65,6 @@ async def watch_parent(parent_pid: int, every: float = 1.0) -> None:
     log.warning("the worker that started this sink process is gone; stopping")
 
 
-# --- in the worker --------------------------------------------------------------------
-
-
 def serve_metrics(registry: CollectorRegistry, port_fd: int) -> None:
     """Serve ``registry`` on a free loopback port and write the port to ``port_fd``."""
     httpd, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
@@ -75,6 +72,9 @@ def serve_metrics(registry: CollectorRegistry, port_fd: int) -> None:
         os.write(port_fd, f"{httpd.server_port}\n".encode())
     finally:
         os.close(port_fd)
+
+
+# --- in the worker --------------------------------------------------------------------
 
 
 class SinkProcess:

@@ -3,6 +3,8 @@ that goes when its parent does."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,7 +16,10 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams import sink_process
+from streams.settings import Settings
 from streams.sink_process import die_with_parent, merge_expositions
+from streams.telemetry import Telemetry
 
 
 def _registry(rows: int, errors: dict[str, int], seconds: list[float]) -> CollectorRegistry:
@@ -119,3 +124,48 @@ def _alive(pid: int) -> bool:
 def test_a_child_whose_parent_is_already_gone_exits() -> None:
     with pytest.raises(SystemExit):
         die_with_parent(os.getppid() + 999_999)
+
+
+def test_the_worker_restarts_a_child_that_exits_and_stops_it(monkeypatch) -> None:
+    """``SinkProcess`` with a stand-in child that serves nothing, tells its port and
+    exits at once (first start) or sleeps (later starts): the supervisor learns the
+    port, counts the exit, starts it again, and ``stop`` ends it."""
+    monkeypatch.setattr(sink_process, "RESTART_PAUSE", 0.1)
+    marker = os.path.join(os.getcwd(), f".sink-test-{os.getpid()}")
+
+    class StandIn(sink_process.SinkProcess):
+        def command(self, port_fd: int) -> list[str]:
+            code = textwrap.dedent(f"""
+                import os, sys, time
+                os.write({port_fd}, b"4242\\n")
+                if not os.path.exists({marker!r}):
+                    open({marker!r}, "w").close()
+                    sys.exit(3)
+                time.sleep(60)
+            """)
+            return [sys.executable, "-c", code]
+
+    telemetry = Telemetry()
+    sinks = StandIn(Settings(), telemetry)
+
+    async def scenario() -> tuple[int, int | None, int | None]:
+        task = asyncio.ensure_future(sinks.run())
+        deadline = time.monotonic() + 30
+        while sinks.starts < 2 or sinks.metrics_port is None:
+            assert time.monotonic() < deadline, "the child was not started again"
+            await asyncio.sleep(0.05)
+        assert sinks.proc is not None
+        child = sinks.proc
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return sinks.starts, sinks.metrics_port, child.returncode
+
+    try:
+        starts, port, code = asyncio.run(scenario())
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(marker)
+    assert starts == 2 and port == 4242
+    assert code is not None, "stop() left the child running"
+    assert telemetry.processing_errors.labels("sink-process")._value.get() == 1
