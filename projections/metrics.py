@@ -345,7 +345,7 @@ def aggregate_fields(contributions: Iterable[ContributionFields]) -> Aggregates:
     windows: dict[str, dict[str, tuple[dict[str, int], dict[str, dict[str, int]]]]] = {}
     for campaign, variant, contact_id, own, was_clicked, was_replied, in_windows \
             in contributions:
-        key = variant or ""  # _variant_key
+        key = _variant_key(variant)
         total = totals.get(campaign)
         if total is None:
             total = totals[campaign] = {}

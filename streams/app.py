@@ -331,18 +331,18 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         if not settings.sink_in_worker:
             log.info("the ClickHouse sinks are not run by this worker (CA_SINK_IN_WORKER=0)")
             return
-        if settings.sink_child:
+        if sinks is not None:
             await sinks.run()
         else:
             await run_sinks(settings, telemetry)
 
-    sinks = SinkProcess(settings, telemetry)
+    sinks = SinkProcess(settings, telemetry) if settings.sink_in_worker and settings.sink_child \
+        else None
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         """This worker's metrics, its sink process's added in (streams/sink_process.py)."""
-        child = await sinks.metrics_text() if settings.sink_in_worker and settings.sink_child \
-            else None
+        child = await sinks.metrics_text() if sinks is not None else None
         return web.bytes(merge_expositions(telemetry.registry, child),
                          content_type=CONTENT_TYPE_LATEST.split(";")[0])
 

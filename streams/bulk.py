@@ -64,8 +64,7 @@ class Inbox:
 
     async def deliver(self, message: Message) -> None:
         """Faust's consumer callback for one record of this inbox's partitions."""
-        app: Any = self.app
-        consumer = cast(Any, app.consumer)
+        app, consumer = self.app, cast(Any, self.app.consumer)
         while not app.flow_control.is_active():  # streams held back (recovery under way)
             if not consumer.flow_active:  # a rebalance: Faust seeks back to the commit
                 self._not_taken(message)
@@ -75,9 +74,6 @@ class Inbox:
         if verdict != TAKE:
             await self._refuse(message, verdict)
             return
-        monitor = app._monitor  # Faust's stall check reads it ("Stream has not started ...")
-        if monitor is not None:
-            monitor.stream_inbound_time[message.tp] = monotonic()
         if not message.tracked:
             # Pending ack: a revocation waits for it (Faust's ``track_message``
             # without its per-record sensor calls; our own counters count events).
@@ -159,6 +155,7 @@ class Inbox:
             if len(live) < len(batch):
                 log.debug("dropped %d records fetched before a rebalance",
                           len(batch) - len(live))
+            self._mark_inbound(live)
             yield live
             if (self.app.consumer_generation_id != generation
                     or self._revocations != revocations):
@@ -169,6 +166,15 @@ class Inbox:
                 continue
             assigned = consumer.assignment()
             acknowledge(consumer, [m for m in live if m.tp in assigned])
+
+    def _mark_inbound(self, batch: list[Message]) -> None:
+        """Tell Faust's monitor that a stream took records of these partitions: its
+        stall check reads it, and logs "Stream has not started processing" ERRORs for
+        partitions no Faust stream reads."""
+        monitor = cast(Any, self.app)._monitor
+        if monitor is not None and batch:
+            now = monotonic()
+            monitor.stream_inbound_time.update(dict.fromkeys({m.tp for m in batch}, now))
 
     def drop(self, revoked: set[TP]) -> None:
         """Forget records of revoked partitions (they are not acknowledged)."""
