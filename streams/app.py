@@ -70,7 +70,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         settings.app_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
         store="memory://",
-        datadir=str(settings.data_dir / f"worker-{settings.web_port}"),
+        datadir=str(settings.worker_dir),
         web_host=settings.web_host,
         web_port=settings.web_port,
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",

@@ -95,14 +95,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from faust import Worker
 
-    from streams import gc_tuning
+    from streams import gc_tuning, membership
     from streams.app import create_app
     from streams.kafka_admin import ensure_topics
 
     logging.basicConfig(level=settings.log_level.upper())
+    seat = membership.Seat(settings.worker_dir, settings.app_id)
+    seat.claim()  # held until the process exits
     asyncio.run(ensure_topics(settings))
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # a SIGKILLed predecessor on this directory: its group seat is freed now, not
+    # when its session times out (streams/membership.py)
+    asyncio.run(seat.evict_previous(settings.kafka_bootstrap))
     app = create_app(settings)
+    membership.install(app, seat)
     gc_tuning.install(app.telemetry, settings.gc_gen0_threshold)  # type: ignore[attr-defined]
     Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     return EXIT_OK

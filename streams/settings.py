@@ -170,6 +170,11 @@ class Settings:
         return f"{self.topic_prefix}{name}"
 
     @property
+    def worker_dir(self) -> Path:
+        """One worker's own directory (Faust's datadir, its lock and group seat)."""
+        return self.data_dir / f"worker-{self.web_port}"
+
+    @property
     def message_events_topic(self) -> str:
         """Internal: input events re-keyed by message_id (Faust prefixes nothing here)."""
         return f"{self.app_id}-message-events"
