@@ -416,7 +416,8 @@ def worker_waits(port: int) -> dict[str, float]:
     """From the worker's /metrics: its garbage-collection pauses (count, seconds, the
     longest's bucket) and the input records' age when folded (p50/p99 buckets)."""
     found = _histograms(port, ("campaign_analytics_gc_seconds",
-                               "campaign_analytics_processing_seconds"))
+                               "campaign_analytics_processing_seconds",
+                               "campaign_analytics_handoff_seconds"))
     out: dict[str, float] = {}
     gc_buckets = found.get("campaign_analytics_gc_seconds")
     if gc_buckets:
@@ -426,6 +427,10 @@ def worker_waits(port: int) -> dict[str, float]:
     if folded and folded.get(math.inf):
         out |= {"fold_age_p50_under": _bucket_of(folded, 0.5),
                 "fold_age_p99_under": _bucket_of(folded, 0.99)}
+    handed = found.get("campaign_analytics_handoff_seconds")
+    if handed and handed.get(math.inf):
+        out |= {"handoff_p50_under": _bucket_of(handed, 0.5),
+                "handoff_p99_under": _bucket_of(handed, 0.99)}
     return out
 
 
@@ -656,7 +661,18 @@ async def latency(bench: Bench, rate: float) -> dict[str, Any]:
         "p50": _percentile(latencies, 50), "p95": _percentile(latencies, 95),
         "p99": _percentile(latencies, 99), "max": max(latencies),
         "emit_interval": settings.emit_interval, **pauses,
+        **_gaps([emitted_at for emitted_at, _ in snapshots]),
     }
+
+
+def _gaps(emitted_ms: list[int]) -> dict[str, float]:
+    """Seconds between the probe campaign's consecutive snapshots (the contract allows
+    one per ``CA_EMIT_INTERVAL``; a longer gap is time every covered send waited)."""
+    gaps = [(b - a) / 1000 for a, b in zip(emitted_ms, emitted_ms[1:], strict=False)]
+    if not gaps:
+        return {}
+    return {"gap_p50": _percentile(gaps, 50), "gap_p99": _percentile(gaps, 99),
+            "gap_max": max(gaps)}
 
 
 # --- recovery ------------------------------------------------------------------------
@@ -787,6 +803,9 @@ def report(bench: Bench) -> str:
                   f"{lat['seconds']:.0f} s, {lat['covered']} probe sends, snapshots every "
                   f"{lat['emit_interval']:g} s): p50 {lat['p50']:.2f} s, p95 {lat['p95']:.2f} s, "
                   f"p99 {lat['p99']:.2f} s, max {lat['max']:.2f} s"]
+        if lat.get("gap_max"):
+            lines += [f"  seconds between the probe campaign's snapshots: p50 "
+                      f"{lat['gap_p50']:.2f}, p99 {lat['gap_p99']:.2f}, max {lat['gap_max']:.2f}"]
         if lat.get("gc_count"):
             lines += [f"  the worker's garbage collections: {lat['gc_count']:.0f}, "
                       f"{lat['gc_seconds']:.2f} s in all, the longest under "
@@ -795,6 +814,10 @@ def report(bench: Bench) -> str:
             lines += [f"  input records' age when folded: p50 under "
                       f"{lat['fold_age_p50_under']:g} s, p99 under "
                       f"{lat['fold_age_p99_under']:g} s"]
+        if lat.get("handoff_p50_under"):
+            lines += [f"  message updates' age when aggregated (fold -> aggregation): p50 "
+                      f"under {lat['handoff_p50_under']:g} s, p99 under "
+                      f"{lat['handoff_p99_under']:g} s"]
     if "recovery" in bench.results:
         rec = bench.results["recovery"]
         lines += ["", f"recovery (ours, {rec['messages']} messages of state, built in "

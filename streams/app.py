@@ -21,6 +21,7 @@ Why the numbers stay exact through crashes and redelivery: ``streams/recovery.py
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -49,6 +50,8 @@ from streams.telemetry import Telemetry
 from streams.views import CampaignViews
 
 log = logging.getLogger(__name__)
+
+EMIT_CHECKS_PER_INTERVAL = 20  # how often publish_metrics looks for due snapshots
 
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                        "value_serializer": "raw"}
@@ -107,7 +110,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
     protected = replay_protection_enabled()
     if not protected:
         log.warning("%s is set: replay protection is OFF (tests only)", UNSAFE_ENV)
-    views = CampaignViews(int(settings.window_retention_days * 86_400_000))
+    views = CampaignViews(int(settings.window_retention_days * 86_400_000),
+                          int(settings.emit_interval * 1000))
 
     def restored_messages(values: Iterable[Any]) -> None:
         telemetry.orphan_events.set(sum(len(v["seen"]) for v in map(serde.unless_sent, values)
@@ -282,6 +286,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
     async def aggregate_campaigns() -> None:
         """Step 4 of streams/recovery.py, one table write per message per batch."""
         async for events in inbox_of["aggregate"].batches():
+            now_s = time.time()
+            telemetry.handoff_seconds.observe_many(max(now_s - e.timestamp, 0.0) for e in events)
             newest: dict[str, tuple[int, Any, int]] = {}
             for event in events:
                 try:
@@ -309,10 +315,21 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                     views.move(old, contribution)
             await contributions.send_pending()
 
-    @app.timer(interval=settings.emit_interval)
+    @app.task
     async def publish_metrics() -> None:
-        now = _now_ms()
-        for campaign_id, counts in views.take_dirty():
+        """Snapshots of changed campaigns and windows: each key at most once per
+        ``CA_EMIT_INTERVAL`` and as soon as that allows (looked at every 1/20 of it)."""
+        pruned = 0
+        while True:
+            await asyncio.sleep(settings.emit_interval / EMIT_CHECKS_PER_INTERVAL)
+            now = _now_ms()
+            await publish_due(now)
+            if now - pruned >= settings.emit_interval * 1000:
+                views.prune_windows(now)
+                pruned = now
+
+    async def publish_due(now: int) -> None:
+        for campaign_id, counts in views.take_dirty(now):
             summary = summarize(campaign_id, counts)
             await metrics_topic.send(
                 key=campaign_id.encode(), value=encode_campaign_metrics(summary, now)
@@ -323,7 +340,6 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                 key=window_record_key(campaign_id, key),
                 value=encode_campaign_window(campaign_id, key, counts, now),
             )
-        views.prune_windows(now)
 
     @app.task
     async def run_clickhouse_sinks() -> None:

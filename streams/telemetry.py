@@ -12,6 +12,10 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+# seconds; fine below 1 s, where the event -> metric target lies
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 1, 2.5, 5, 10,
+                   30, 60)
+
 
 class BulkHistogram(Collector):
     """A Prometheus histogram fed a batch of observations at once.
@@ -155,6 +159,12 @@ class Telemetry:
         self.processing_seconds = BulkHistogram(
             "campaign_analytics_processing_seconds",
             "Time from an input record's Kafka timestamp to its processing",
-            (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            LATENCY_BUCKETS,
+            r,
+        )
+        self.handoff_seconds = BulkHistogram(
+            "campaign_analytics_handoff_seconds",
+            "Time from a message update's Kafka timestamp (its fold) to its aggregation",
+            LATENCY_BUCKETS,
             r,
         )

@@ -10,7 +10,8 @@ a crash left half-written (see ``streams/recovery.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
+from typing import Generic, TypeVar
 
 from projections.metrics import (
     CampaignCounts,
@@ -24,10 +25,38 @@ from projections.metrics import (
     window_changes,
 )
 
+K = TypeVar("K", bound=Hashable)
+
+
+class Throttle(Generic[K]):
+    """Lets each changed key out at most once per ``interval_ms``, and as soon as that
+    allows: a key let out at ``t`` is due again at ``t + interval_ms``, not at the next
+    tick of a fixed timer (which waited up to a whole interval more, and ran late
+    whenever the event loop was busy)."""
+
+    def __init__(self, interval_ms: int) -> None:
+        self.interval_ms = interval_ms
+        self._last: dict[K, int] = {}  # keys let out less than an interval ago
+
+    def take(self, dirty: set[K], now_ms: int) -> list[K]:
+        """The keys of ``dirty`` that are due (removed from it), in order; the others
+        stay in ``dirty`` until they are."""
+        horizon = now_ms - self.interval_ms
+        last = self._last
+        for key in [k for k, at in last.items() if at <= horizon]:
+            del last[key]  # long enough ago: no longer holds anything back
+        due = sorted(k for k in dirty if k not in last)  # type: ignore[type-var]
+        for key in due:
+            dirty.discard(key)
+            last[key] = now_ms
+        return due
+
 
 class CampaignViews:
-    def __init__(self, window_retention_ms: int) -> None:
+    def __init__(self, window_retention_ms: int, emit_interval_ms: int = 0) -> None:
         self.window_retention_ms = window_retention_ms
+        self._emitted: Throttle[str] = Throttle(emit_interval_ms)
+        self._emitted_windows: Throttle[tuple[str, str]] = Throttle(emit_interval_ms)
         self.counts: dict[str, CampaignCounts] = {}
         self.contacts: dict[tuple[str, str], ContactActivity] = {}
         self.windows: dict[str, dict[str, CampaignCounts]] = {}
@@ -78,13 +107,15 @@ class CampaignViews:
         self._dirty_windows.clear()
         self._dirty = set(self.counts)  # publish every campaign once after a rebalance
 
-    def take_dirty(self) -> list[tuple[str, CampaignCounts]]:
-        dirty, self._dirty = sorted(self._dirty), set()
-        return [(cid, self.counts.get(cid, CampaignCounts())) for cid in dirty]
+    def take_dirty(self, now_ms: int) -> list[tuple[str, CampaignCounts]]:
+        """Changed campaigns whose last snapshot is at least the emit interval old."""
+        due = self._emitted.take(self._dirty, now_ms)
+        return [(cid, self.counts.get(cid, CampaignCounts())) for cid in due]
 
     def take_dirty_windows(self, now_ms: int) -> list[tuple[str, str, CampaignCounts]]:
-        """Changed windows (empty counts for a window that emptied), within retention."""
-        dirty, self._dirty_windows = sorted(self._dirty_windows), set()
+        """Changed windows (empty counts for a window that emptied), within retention,
+        likewise at most once per emit interval each."""
+        dirty = self._emitted_windows.take(self._dirty_windows, now_ms)
         horizon = now_ms - self.window_retention_ms
         out = []
         for campaign_id, key in dirty:

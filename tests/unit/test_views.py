@@ -8,7 +8,7 @@ from projections.message import MessageState, apply_event
 from projections.metrics import message_contribution, parse_window_key
 from streams.codec import parse_json_line
 from streams.demo import generate_campaign
-from streams.views import CampaignViews
+from streams.views import CampaignViews, Throttle
 from tests.oracle import recount_windows
 
 NOW = 1_800_000_000_000
@@ -91,7 +91,7 @@ def test_rebuild_from_contributions_equals_incremental_views():
     assert rebuilt.counts == views.counts
     assert rebuilt.contacts == views.contacts
     assert rebuilt.windows == views.windows
-    assert [cid for cid, _ in rebuilt.take_dirty()] == ["cw"]
+    assert [cid for cid, _ in rebuilt.take_dirty(0)] == ["cw"]
 
 
 def test_old_windows_are_neither_published_nor_kept():
@@ -170,3 +170,40 @@ def test_a_rebuild_from_stored_dicts_equals_one_from_contributions():
     reference = _moved_one_by_one(contributions)
     assert (from_dicts.counts, from_dicts.contacts, from_dicts.windows) == (
         reference.counts, reference.contacts, reference.windows)
+
+
+def test_each_key_is_let_out_at_most_once_per_interval_and_as_soon_as_due():
+    throttle: Throttle[str] = Throttle(1000)
+    dirty = {"a", "b"}
+    assert throttle.take(dirty, 10_000) == ["a", "b"] and not dirty
+    dirty |= {"a", "c"}  # a changed again right away; c for the first time
+    assert throttle.take(dirty, 10_050) == ["c"]
+    assert throttle.take(dirty, 10_999) == [] and dirty == {"a"}  # held back, kept
+    assert throttle.take(dirty, 11_000) == ["a"] and not dirty  # due exactly then
+    dirty.add("b")  # b's last was at 10_000: due at once
+    assert throttle.take(dirty, 11_001) == ["b"]
+    # what is remembered is only what can still hold a key back
+    assert set(throttle._last) == {"a", "b", "c"}
+    throttle.take(set(), 12_000)
+    assert set(throttle._last) == {"b"}
+
+
+def test_a_campaign_changing_all_the_time_gets_one_snapshot_per_interval():
+    views = CampaignViews(RETENTION, emit_interval_ms=1000)
+    states: dict = {}
+    current: dict = {}
+    emitted: list[int] = []
+    now = 1_000_000
+    for line in _events(60, 2):  # a change every 50 ms, a look every 50 ms
+        _, event, _ = parse_json_line(json.dumps(line), now_ms=NOW)
+        state = apply_event(states.get(event.message_id, MessageState(event.message_id)),
+                            event)
+        states[event.message_id] = state
+        new = message_contribution(state)
+        if new is not None and new != current.get(event.message_id):
+            views.move(current.get(event.message_id), new)
+            current[event.message_id] = new
+        now += 50
+        emitted += [now for _ in views.take_dirty(now)]
+    gaps = [b - a for a, b in zip(emitted, emitted[1:], strict=False)]
+    assert len(emitted) > 5 and all(gap == 1000 for gap in gaps), gaps
