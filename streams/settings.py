@@ -29,7 +29,7 @@
 | ``CA_WINDOWS`` | ``60,3600`` | sizes (seconds) of the event-time tumbling windows |
 | ``CA_WINDOW_RETENTION_DAYS`` | ``30`` | windows older than this are no longer kept or published |
 | ``CA_BATCH_MAX`` | ``2000`` | most events an agent takes into one batch |
-| ``CA_BATCH_SECONDS`` | ``0.05`` | longest an agent waits to fill a batch |
+| ``CA_BATCH_SECONDS`` | ``0.02`` | longest an agent waits to fill a batch |
 | ``CA_STATE_CACHE`` | ``200000`` | decoded message states kept beside the table (memory vs CPU) |
 | ``CA_PRODUCER_LINGER_MS`` | ``5`` | longest the producer waits to fill a request |
 | ``CA_PRODUCER_REQUEST_TIMEOUT`` | ``60`` | seconds a record may take to be delivered; one that |
@@ -153,7 +153,7 @@ class Settings:
     sink_batch_seconds: float = 1.0
     sink_hold_seconds: float = 5.0
     batch_max: int = 2000
-    batch_seconds: float = 0.05
+    batch_seconds: float = 0.02
     producer_linger_ms: int = 5
     producer_request_timeout: float = 60.0
     state_cache_size: int = 200_000
@@ -225,7 +225,7 @@ def load_settings(**overrides: object) -> Settings:
         "sink_batch_seconds": _positive_float("CA_SINK_BATCH_SECONDS", "1.0"),
         "sink_hold_seconds": _non_negative_float("CA_SINK_HOLD_SECONDS", "5.0"),
         "batch_max": _positive_int("CA_BATCH_MAX", "2000"),
-        "batch_seconds": _positive_float("CA_BATCH_SECONDS", "0.05"),
+        "batch_seconds": _positive_float("CA_BATCH_SECONDS", "0.02"),
         "producer_linger_ms": _positive_int("CA_PRODUCER_LINGER_MS", "5"),
         "producer_request_timeout": _positive_float("CA_PRODUCER_REQUEST_TIMEOUT", "60"),
         "state_cache_size": _positive_int("CA_STATE_CACHE", "200000"),
