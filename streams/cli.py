@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from projections.errors import CampaignAnalyticsError, ConfigurationError
 from streams.cli_format import format_summary
@@ -211,13 +212,25 @@ def _sink(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> None:
         sinks = asyncio.ensure_future(run_sinks(settings, telemetry))
-        if args.parent_pid is None:
-            await sinks
+        # SIGTERM (a supervisor, or the kernel when the worker dies) stops the sinks
+        # cleanly: their consumers leave their groups, so the next sinks join at once
+        # instead of after the session timeout
+        terminated = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminated.set)
+        stops: list[asyncio.Future[Any]] = [asyncio.ensure_future(terminated.wait())]
+        if args.parent_pid is not None:
+            stops.append(asyncio.ensure_future(sink_process.watch_parent(args.parent_pid)))
+        try:
+            await asyncio.wait([sinks, *stops], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in stops:
+                task.cancel()
+        if not sinks.done():
+            sinks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sinks
             return
-        await sink_process.watch_parent(args.parent_pid)
-        sinks.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sinks
+        await sinks  # ended by itself: its error, if any, is the command's
 
     asyncio.run(run())
     return EXIT_OK

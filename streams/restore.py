@@ -10,9 +10,10 @@ from that start to its highwater with a plain aiokafka consumer (no group, nothi
 committed; streams/changelog_reader.py), the lazily restored tables' partitions by a
 child process on another core while the worker reads the others. A fetch's records
 are reduced to the newest value per key, decoded once (or kept as bytes) and stored,
-and Faust's start offset for the partition is moved to the last offset applied. Faust then seeks there, finds nothing (or only what arrived since) left to
-read, and its recovery completes as before: ``on_recovery_completed`` rebuilds the
-views from the restored table (streams/recovery.py, step 6).
+and Faust's start offset for the partition is moved to the last offset applied.
+Faust then seeks there, finds nothing (or only what arrived since) left to read, and
+its recovery completes as before: ``on_recovery_completed`` rebuilds the views from
+the restored table (streams/recovery.py, step 6).
 
 Why this restores the same state as Faust's own reading: a changelog value is the
 key's whole state (never a delta), so applying the newest record of each key in

@@ -10,14 +10,17 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.membership import Seat
+from tests.integration.conftest import CLI
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +136,38 @@ def test_the_new_member_joins_once_the_dead_one_is_removed(kafka_bootstrap: str,
         assert asyncio.run(join()) != dead
     finally:
         seat.release()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL],
+                         ids=["terminated", "negative-control-killed"])
+def test_a_terminated_sink_process_leaves_its_groups(deployment: Any, sig: int) -> None:
+    """The worker's sink child gets SIGTERM when the worker dies (streams/sink_process.py):
+    it stops its consumers, which leave their groups, so the restarted worker's sinks do
+    not wait for the session timeout. A SIGKILLed one stays seated."""
+    from streams.kafka_admin import ensure_topics
+
+    settings = deployment.settings()
+    asyncio.run(ensure_topics(settings))
+    groups = [f"{settings.app_id}-clickhouse-sink", f"{settings.app_id}-clickhouse-events-sink"]
+    proc = subprocess.Popen([*CLI, "sink"], env=deployment.env, cwd=deployment.root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while [len(asyncio.run(_members(kafka(deployment), g))) for g in groups] != [1, 1]:
+            assert time.monotonic() < deadline, "the sinks never joined their groups"
+            assert proc.poll() is None, "the sink process exited"
+            time.sleep(0.5)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    seated = [len(asyncio.run(_members(kafka(deployment), g))) for g in groups]
+    assert seated == ([0, 0] if sig == signal.SIGTERM else [1, 1])
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 0
+
+
+def kafka(deployment: Any) -> str:
+    return str(deployment.env["CA_KAFKA_BOOTSTRAP"])
