@@ -7,13 +7,11 @@ messages of state that took ~10 minutes (docs/performance.md, run G). Here, at t
 point where Faust has the highwater of every active changelog partition and its start
 offset (``Recovery._build_offsets``), each partition of a ``RebuildingTable`` is read
 from that start to its highwater with a plain aiokafka consumer (no group, nothing
-committed; streams/changelog_reader.py), the lazily restored tables' partitions by a
-child process on another core while the worker reads the others. A fetch's records
-are reduced to the newest value per key, decoded once (or kept as bytes) and stored,
-and Faust's start offset for the partition is moved to the last offset applied.
-Faust then seeks there, finds nothing (or only what arrived since) left to read, and
-its recovery completes as before: ``on_recovery_completed`` rebuilds the views from
-the restored table (streams/recovery.py, step 6).
+committed). A fetch's records are reduced to the newest value per key, decoded once
+and stored, and Faust's start offset for the partition is moved to the last offset
+applied. Faust then seeks there, finds nothing (or only what arrived since) left to
+read, and its recovery completes as before: ``on_recovery_completed`` rebuilds the
+views from the restored table (streams/recovery.py, step 6).
 
 Why this restores the same state as Faust's own reading: a changelog value is the
 key's whole state (never a delta), so applying the newest record of each key in
@@ -25,24 +23,29 @@ rebalance cancelling it) Faust reads itself, from there.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
-from streams.changelog_reader import Fetched, newest_per_key, read_in_child, read_newest
 from streams.serde import loads
 
-__all__ = ["BulkRestore", "apply_newest", "install", "newest_per_key", "no_collection"]
-
 log = logging.getLogger(__name__)
+
+FETCH_BYTES = 64 * 1024 * 1024
+PARTITION_FETCH_BYTES = 16 * 1024 * 1024
+
+
+def newest_per_key(records: Iterable[Any]) -> dict[bytes, bytes | None]:
+    """The value of each key's last record (records in offset order)."""
+    return {r.key: r.value for r in records}
+
 
 def apply_newest(store: Any, partition: int, newest: Mapping[bytes, bytes | None],
                  decode: bool = True) -> None:
@@ -86,17 +89,14 @@ class BulkRestore:
     """Reads changelog partitions for ``Recovery`` (installed on an app by ``install``).
 
     ``on_restored(records read per table, seconds)`` reports each bulk read (for
-    metrics). With ``reader_process``, the partitions of tables restored lazily (kept
-    as their changelog bytes: the ``messages`` table) are read by a child process
-    while this one reads the others (streams/changelog_reader.py)."""
+    metrics)."""
 
     def __init__(self, bootstrap: str, time_limit: float,
-                 on_restored: Callable[[Mapping[str, int], float], None] | None = None,
-                 reader_process: bool = True) -> None:
+                 on_restored: Callable[[Mapping[str, int], float], None] | None = None
+                 ) -> None:
         self.bootstrap = bootstrap
         self.time_limit = time_limit
         self.on_restored = on_restored
-        self.reader_process = reader_process
 
     async def load(self, tables: Mapping[TP, Any], start: MutableMapping[TP, int],
                    highwaters: Mapping[TP, int]) -> None:
@@ -109,18 +109,14 @@ class BulkRestore:
             return
         began = time.monotonic()
         deadline = began + self.time_limit
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_bytes=FETCH_BYTES,
+            max_partition_fetch_bytes=PARTITION_FETCH_BYTES)
         read: dict[str, int] = {}
         applied: dict[str, int] = {}
-        in_child = {tp: table for tp, table in todo.items()
-                    if self.reader_process and getattr(table, "lazy_restore", False)}
-        here = {tp: table for tp, table in todo.items() if tp not in in_child}
         with no_collection():
-            # a failure (or a rebalance cancelling the restore) stops both readers
-            async with asyncio.TaskGroup() as readers:
-                for reader, part in ((read_in_child, in_child), (read_newest, here)):
-                    if part:
-                        readers.create_task(self._read(reader, part, start, highwaters,
-                                                       deadline, read, applied))
+            await self._read(consumer, todo, start, highwaters, deadline, read, applied)
         seconds = time.monotonic() - began
         for name, n in read.items():
             log.info("bulk restore of table %s: %d changelog records, %d key writes, %.1f s",
@@ -128,30 +124,40 @@ class BulkRestore:
         if self.on_restored is not None:
             self.on_restored(read, seconds)
 
-    async def _read(self, reader: Callable[..., AsyncGenerator[Fetched, None]],
-                    todo: Mapping[TP, Any],
+    async def _read(self, consumer: AIOKafkaConsumer, todo: Mapping[TP, Any],
                     start: MutableMapping[TP, int], highwaters: Mapping[TP, int],
                     deadline: float, read: dict[str, int], applied: dict[str, int]) -> None:
-        by_kafka = {TopicPartition(tp.topic, tp.partition): tp for tp in todo}
-        ranges = {ktp: (max(start.get(tp, -1), -1) + 1, highwaters[tp])
-                  for ktp, tp in by_kafka.items()}
-        done: set[TP] = set()
-        # closed at once when cancelled: stops its consumer, or kills its child
-        async with contextlib.aclosing(reader(self.bootstrap, ranges, deadline)) as fetches:
-            async for ktp, last, count, newest in fetches:
-                tp = by_kafka[ktp]
-                table = todo[tp]
-                apply_newest(table.data, tp.partition, newest,
-                             decode=not getattr(table, "lazy_restore", False))
-                start[tp] = last
-                read[table.name] = read.get(table.name, 0) + count
-                applied[table.name] = applied.get(table.name, 0) + len(newest)
-                if last >= highwaters[tp]:
-                    done.add(tp)
-        if len(done) < len(todo):
-            log.warning("bulk restore stopped after %.0f s with %d partition(s) unread "
-                        "to their end; Faust reads the rest",
-                        time.monotonic() - (deadline - self.time_limit), len(todo) - len(done))
+        await consumer.start()
+        try:
+            by_kafka = {TopicPartition(tp.topic, tp.partition): tp for tp in todo}
+            consumer.assign(list(by_kafka))
+            for ktp, tp in by_kafka.items():
+                consumer.seek(ktp, max(start.get(tp, -1), -1) + 1)
+            remaining = set(by_kafka)
+            while remaining and time.monotonic() < deadline:
+                fetched = await consumer.getmany(*remaining, timeout_ms=500)
+                for ktp, records in fetched.items():
+                    tp = by_kafka[ktp]
+                    if not records:
+                        continue
+                    table = todo[tp]
+                    newest = newest_per_key(records)
+                    apply_newest(table.data, tp.partition, newest,
+                                 decode=not getattr(table, "lazy_restore", False))
+                    start[tp] = records[-1].offset
+                    read[table.name] = read.get(table.name, 0) + len(records)
+                    applied[table.name] = applied.get(table.name, 0) + len(newest)
+                for ktp in list(remaining):
+                    tp = by_kafka[ktp]
+                    if start.get(tp, -1) >= highwaters[tp] or \
+                            await consumer.position(ktp) > highwaters[tp]:
+                        remaining.discard(ktp)
+            if remaining:
+                log.warning("bulk restore stopped after %.0f s with %d partition(s) unread "
+                            "to their end; Faust reads the rest", self.time_limit,
+                            len(remaining))
+        finally:
+            await consumer.stop()
 
 
 _original_build_offsets = Recovery._build_offsets

@@ -67,24 +67,3 @@ def test_only_states_without_their_send_are_decoded_for_the_orphan_count() -> No
     assert serde.unless_sent(dumps(orphan)) == serde.loads(dumps(orphan))
     assert serde.unless_sent(dumps(whole)) is None
     assert serde.unless_sent(whole) is whole  # decoded values pass as they are
-
-
-def test_a_reader_process_that_fails_leaves_everything_to_faust():
-    """The child cannot reach a broker and exits: nothing applied, start offsets kept
-    (Faust's own restore then reads those partitions)."""
-    import asyncio
-    import time
-    from types import SimpleNamespace
-
-    from faust.types import TP
-
-    from streams.restore import BulkRestore
-
-    table = SimpleNamespace(name="messages", lazy_restore=True,
-                            data=SimpleNamespace(data={}, _key_partition={}))
-    tp = TP("some-changelog", 0)
-    start = {tp: -1}
-    began = time.monotonic()
-    asyncio.run(BulkRestore("127.0.0.1:1", 60).load({tp: table}, start, {tp: 5}))
-    assert start == {tp: -1} and table.data.data == {}
-    assert time.monotonic() - began < 30  # it gave up; it did not wait out its time limit
