@@ -93,8 +93,12 @@ async def _seek_to_committed(self: Any) -> Mapping[TopicPartition, int | None]:
 
     async def seek() -> Mapping[TopicPartition, int | None]:
         assigned = consumer.assignment()
+        # one OffsetFetch request for all partitions (``consumer.committed`` sends one
+        # per partition: 33 round trips on a worker here, at every rebalance)
+        stored = await consumer._coordinator.fetch_committed_offsets(list(assigned))
         committed: dict[TopicPartition, int | None] = {
-            tp: await consumer.committed(tp) for tp in assigned}
+            tp: (None if tp not in stored or stored[tp].offset == -1 else stored[tp].offset)
+            for tp in assigned}
         unset = [tp for tp, offset in committed.items()
                  if offset is None and tp.topic not in changelogs]
         edges: Mapping[TopicPartition, int] = {}
