@@ -134,6 +134,19 @@ class WorkerProcess:
             self.proc.wait(10)
 
 
+async def new_topic(bootstrap: str, name: str, partitions: int = 2) -> str:
+    """Create ``name`` on the broker (for tests that need a bare topic) and return it."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+    return name
+
+
 def settings_of(env: dict[str, str]) -> Settings:
     """The settings a process started with ``env`` reads."""
     saved = dict(os.environ)

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.membership import Seat
-from tests.integration.conftest import CLI
+from tests.integration.conftest import CLI, new_topic
 
 pytestmark = pytest.mark.integration
 
@@ -50,14 +50,7 @@ MEMBER = textwrap.dedent("""
 
 
 async def _topic(bootstrap: str) -> str:
-    topic = f"seat-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 2, 1)])
-    finally:
-        await admin.close()
-    return topic
+    return await new_topic(bootstrap, f"seat-{uuid.uuid4().hex[:8]}")
 
 
 async def _members(bootstrap: str, group: str) -> list[str]:

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.types import TP
 
 from streams.restore import BulkRestore
 from streams.serde import dumps
+from tests.integration.conftest import new_topic
 
 pytestmark = pytest.mark.integration
 
@@ -46,13 +46,7 @@ def _replay(records: list[tuple[int, str, Any]]) -> dict[str, Any]:
 
 async def _changelog(bootstrap: str) -> tuple[str, dict[TP, int]]:
     """A 2-partition topic holding RECORDS; returns it and each partition's last offset."""
-    topic = f"restore-{uuid.uuid4().hex[:8]}-changelog"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 2, 1)])
-    finally:
-        await admin.close()
+    topic = await new_topic(bootstrap, f"restore-{uuid.uuid4().hex[:8]}-changelog")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     last: dict[TP, int] = {}
