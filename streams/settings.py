@@ -28,7 +28,7 @@
 |   |   | go while rows keep coming (0: open it per insert round) |
 | ``CA_WINDOWS`` | ``60,3600`` | sizes (seconds) of the event-time tumbling windows |
 | ``CA_WINDOW_RETENTION_DAYS`` | ``30`` | windows older than this are no longer kept or published |
-| ``CA_BATCH_MAX`` | ``2000`` | most events an agent takes into one batch |
+| ``CA_BATCH_MAX`` | ``10000`` | most events an agent takes into one batch |
 | ``CA_BATCH_SECONDS`` | ``0.02`` | longest an agent waits to fill a batch |
 | ``CA_STATE_CACHE`` | ``200000`` | decoded message states kept beside the table (memory vs CPU) |
 | ``CA_PRODUCER_LINGER_MS`` | ``5`` | longest the producer waits to fill a request |
@@ -152,7 +152,7 @@ class Settings:
     sink_batch_rows: int = 5000
     sink_batch_seconds: float = 1.0
     sink_hold_seconds: float = 5.0
-    batch_max: int = 2000
+    batch_max: int = 10000
     batch_seconds: float = 0.02
     producer_linger_ms: int = 5
     producer_request_timeout: float = 60.0
@@ -224,7 +224,7 @@ def load_settings(**overrides: object) -> Settings:
         "sink_batch_rows": _positive_int("CA_SINK_BATCH_ROWS", "5000"),
         "sink_batch_seconds": _positive_float("CA_SINK_BATCH_SECONDS", "1.0"),
         "sink_hold_seconds": _non_negative_float("CA_SINK_HOLD_SECONDS", "5.0"),
-        "batch_max": _positive_int("CA_BATCH_MAX", "2000"),
+        "batch_max": _positive_int("CA_BATCH_MAX", "10000"),
         "batch_seconds": _positive_float("CA_BATCH_SECONDS", "0.02"),
         "producer_linger_ms": _positive_int("CA_PRODUCER_LINGER_MS", "5"),
         "producer_request_timeout": _positive_float("CA_PRODUCER_REQUEST_TIMEOUT", "60"),
