@@ -35,7 +35,7 @@ from typing import IO, Any
 import faust
 from aiokafka import AIOKafkaClient
 from aiokafka.client import ConnectionGroup
-from aiokafka.errors import for_code
+from aiokafka.errors import UnknownMemberIdError, for_code
 from aiokafka.protocol.group import LeaveGroupRequest
 
 from projections.errors import CampaignAnalyticsError
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 MEMBER_FILE = "group-member"
 LOCK_FILE = "worker.lock"
-UNKNOWN_MEMBER_ID = 25
 
 
 class DirectoryInUseError(CampaignAnalyticsError):
@@ -134,7 +133,7 @@ async def leave_group(bootstrap: str, group: str, member_id: str) -> str:
     code = response.error_code
     if code == 0:
         return "removed"
-    if code == UNKNOWN_MEMBER_ID:
+    if code == UnknownMemberIdError.errno:
         return "unknown"
     return str(for_code(code).__name__)
 
