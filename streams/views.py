@@ -104,8 +104,11 @@ class CampaignViews:
     def rebuild_fields(self, contributions: Iterable[ContributionFields]) -> None:
         """``rebuild`` from contributions' fields (a recovery reads them from stored dicts)."""
         self.counts, self.contacts, self.windows = aggregate_fields(contributions)
-        self._dirty_windows.clear()
-        self._dirty = set(self.counts)  # publish every campaign once after a rebalance
+        # publish every campaign and window once after a rebalance: a change held back
+        # by the throttle (or not yet published when a worker died) is not lost
+        self._dirty = set(self.counts)
+        self._dirty_windows = {(cid, key) for cid, windows in self.windows.items()
+                               for key in windows}
 
     def take_dirty(self, now_ms: int) -> list[tuple[str, CampaignCounts]]:
         """Changed campaigns whose last snapshot is at least the emit interval old."""
