@@ -39,6 +39,7 @@ from projections.message_log import message_log_row
 from projections.metrics import message_contribution, summarize
 from streams import bulk, delivery, faust_fixes, restore, serde, watchdog
 from streams.codec import decode_event
+from streams.outbox import Outbox
 from streams.outputs import encode_campaign_metrics, encode_campaign_window, window_record_key
 from streams.positions import positions_of
 from streams.recovery import UNSAFE_ENV, fold, rebuilding_table, replay_protection_enabled
@@ -103,8 +104,9 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
     metrics_topic = app.topic(settings.campaign_metrics_topic, **RAW)
     windows_topic = app.topic(settings.window_metrics_topic, **RAW)
 
-    if delivery.guard_enabled():
-        delivery.DeliveryGuard().install(app.producer)
+    guard = delivery.DeliveryGuard() if delivery.guard_enabled() else None
+    if guard is not None:
+        guard.install(app.producer)
     else:
         log.warning("%s is set: failed deliveries are ignored (tests only)", delivery.UNSAFE_ENV)
     protected = replay_protection_enabled()
@@ -223,9 +225,27 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
             state_cache.clear()
         state_cache[key] = (value, state)
 
+    def outbox() -> Outbox:
+        producer: Any = app.producer
+        return Outbox(producer._ensure_producer, guard.done if guard is not None else None)
+
+    message_updates_name = message_updates.get_topic_name()
+    update_partition: dict[str, int] = {}  # campaign id -> its message-updates partition
+
+    def campaign_partition(campaign_id: str) -> int:
+        """Where the default partitioner puts a record keyed by ``campaign_id``."""
+        partition = update_partition.get(campaign_id)
+        if partition is None:
+            count = consumer.topic_partitions(message_updates_name)
+            partition = message_partition(campaign_id.encode(), count or settings.partitions)
+            if count:
+                update_partition[campaign_id] = partition
+        return partition
+
     @app.task
     async def fold_messages() -> None:
         """Steps 2 and 3 of streams/recovery.py, one table write per message per batch."""
+        out = outbox()
         async for events in inbox_of["fold"].batches():
             touched: dict[str, tuple[MessageState, bool, int]] = {}
             duplicates = 0
@@ -273,18 +293,20 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                     row = message_log_row(state, updated_at=now)
                     if row is not None:
                         contribution = message_contribution(state, settings.window_sizes_s)
-                        await produce(message_updates, row.campaign_id.encode(),
-                                      serde.encode_message_update(state.version, row,
-                                                                  contribution))
+                        out.add(message_updates_name, campaign_partition(row.campaign_id),
+                                row.campaign_id.encode(),
+                                serde.encode_message_update(state.version, row, contribution))
                 except Exception:
                     telemetry.processing_errors.labels("fold_messages").inc()
                     log.exception("fold failed for a message in partition %s", partition)
-            await messages.send_pending()
+            messages.pending_to(out)
+            await out.send()
             telemetry.orphan_events.inc(orphans)
 
     @app.task
     async def aggregate_campaigns() -> None:
         """Step 4 of streams/recovery.py, one table write per message per batch."""
+        out = outbox()
         async for events in inbox_of["aggregate"].batches():
             now_s = time.time()
             telemetry.handoff_seconds.observe_many(max(now_s - e.timestamp, 0.0) for e in events)
@@ -313,7 +335,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                 })
                 if old != contribution:
                     views.move(old, contribution)
-            await contributions.send_pending()
+            contributions.pending_to(out)
+            await out.send()
 
     @app.task
     async def publish_metrics() -> None:

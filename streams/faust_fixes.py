@@ -41,7 +41,7 @@ and which test shows it.
    records still waiting. A SIGKILL then loses table writes whose input is
    already committed. (The same flush also returned while the last record
    taken from the buffer was still on its way to the client.) Our tables no
-   longer write through that buffer (``RebuildingTable.send_pending``), and
+   longer write through that buffer (``RebuildingTable.pending_to``), and
    the flush now returns only when the buffer is empty and nothing taken
    from it is still being handed over; ``tests/unit/test_faust_fixes.py``
    shows both behaviours on Faust's own buffer.

@@ -25,7 +25,8 @@ event on its own:
    writes each changed state *once* to the ``messages`` table, with the
    changelog record sent explicitly to the message's own partition
    (``RebuildingTable.put``; Faust would use the batch's last event's) and
-   handed straight to the producer client (``send_pending``), not to Faust's
+   handed straight to the producer client in record batches
+   (``pending_to`` an ``Outbox``, streams/outbox.py), not to Faust's
    producer buffer. An ``event_id`` already in the state's ``seen`` set
    changes nothing.
 3. ``fold_messages`` produces each touched message's *whole* current
@@ -83,6 +84,7 @@ from faust.types import TP
 
 from projections.events import Event
 from projections.message import MessageState, apply_event
+from streams.outbox import Outbox
 from streams.restore import no_collection
 from streams.serde import dumps, loads
 from streams.settings import unsafe_switch_on
@@ -131,7 +133,7 @@ class RebuildingTable(faust.Table):
         return value
 
     def put(self, partition: int, key: str, value: dict[str, Any]) -> None:
-        """Store ``value``; its changelog record goes out with ``send_pending``.
+        """Store ``value``; its changelog record goes out with ``pending_to``.
 
         Faust's ``table[key] = value`` takes the partition from the *current*
         event, which in a batch is the last one taken, not the key's own; a
@@ -143,20 +145,21 @@ class RebuildingTable(faust.Table):
         self.data[key] = value
         self._pending.append((partition, key, value))
 
-    async def send_pending(self) -> None:
-        """Send the changelog records of the values ``put`` since the last call.
+    def pending_to(self, outbox: Outbox) -> None:
+        """Queue the changelog records of the values ``put`` since the last call.
 
-        They go straight to the producer, in the JSON Faust reads back on
-        recovery (orjson, which Faust's own JSON codec uses too when installed):
-        Faust's own path (``send_changelog``: a pending-message object, its
-        serializer registry, its producer buffer) cost more than the write
-        itself. Faust flushes the producer before every commit (step 5), so they
-        are as durable as Faust's own changelog writes (the memory store keeps
+        They go to the caller's outbox (streams/outbox.py, sent as record batches
+        straight to the producer client), in the JSON Faust reads back on recovery
+        (orjson, which Faust's own JSON codec uses too when installed): Faust's own
+        path (``send_changelog``: a pending-message object, its serializer
+        registry, its producer buffer, one send per record) cost more than the
+        write itself. Faust flushes the producer before every commit (step 5), so
+        they are as durable as Faust's own changelog writes (the memory store keeps
         no changelog offsets, so nothing else is skipped)."""
         pending, self._pending = self._pending, []
-        send, topic = self.app.producer.send, self.changelog_topic.get_topic_name()
+        topic = self.changelog_topic.get_topic_name()
         for partition, key, value in pending:
-            await send(topic, dumps(key), dumps(value), partition, None, None)
+            outbox.add(topic, partition, dumps(key), dumps(value))
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)

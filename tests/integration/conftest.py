@@ -134,14 +134,15 @@ class WorkerProcess:
             self.proc.wait(10)
 
 
-async def new_topic(bootstrap: str, name: str, partitions: int = 2) -> str:
+async def new_topic(bootstrap: str, name: str, partitions: int = 2,
+                    configs: dict[str, str] | None = None) -> str:
     """Create ``name`` on the broker (for tests that need a bare topic) and return it."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
     finally:
         await admin.close()
     return name
