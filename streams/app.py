@@ -96,6 +96,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         key_serializer="raw",
         value_serializer="raw",
     )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms  # type: ignore[attr-defined]  # fix 6
     kind_of_topic = {name: kind for kind, name in settings.input_topics.items()}
     inputs = app.topic(*settings.input_topics.values(), **RAW)
     dead_letters = app.topic(settings.dead_letter_topic, **RAW)

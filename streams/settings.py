@@ -32,6 +32,8 @@
 | ``CA_BATCH_SECONDS`` | ``0.02`` | longest an agent waits to fill a batch |
 | ``CA_STATE_CACHE`` | ``200000`` | decoded message states kept beside the table (memory vs CPU) |
 | ``CA_PRODUCER_LINGER_MS`` | ``5`` | longest the producer waits to fill a request |
+| ``CA_FETCH_MAX_WAIT_MS`` | ``100`` | longest the broker holds a fetch with nothing new (Faust: |
+|   |   | 1500); see fix 6 in ``streams/faust_fixes.py`` |
 | ``CA_PRODUCER_REQUEST_TIMEOUT`` | ``60`` | seconds a record may take to be delivered; one that |
 |   |   | fails stops the worker (``streams/delivery.py``) |
 | ``CA_SESSION_TIMEOUT`` | ``10`` | seconds before the group gives a dead worker's partitions away |
@@ -155,6 +157,7 @@ class Settings:
     batch_max: int = 10000
     batch_seconds: float = 0.02
     producer_linger_ms: int = 5
+    fetch_max_wait_ms: int = 100
     producer_request_timeout: float = 60.0
     state_cache_size: int = 200_000
     session_timeout: float = 10.0
@@ -227,6 +230,7 @@ def load_settings(**overrides: object) -> Settings:
         "batch_max": _positive_int("CA_BATCH_MAX", "10000"),
         "batch_seconds": _positive_float("CA_BATCH_SECONDS", "0.02"),
         "producer_linger_ms": _positive_int("CA_PRODUCER_LINGER_MS", "5"),
+        "fetch_max_wait_ms": _positive_int("CA_FETCH_MAX_WAIT_MS", "100"),
         "producer_request_timeout": _positive_float("CA_PRODUCER_REQUEST_TIMEOUT", "60"),
         "state_cache_size": _positive_int("CA_STATE_CACHE", "200000"),
         "session_timeout": _positive_float("CA_SESSION_TIMEOUT", "10"),

@@ -346,6 +346,7 @@ class _PartitionSink:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=self._settings.sink_batch_rows,
+                fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
                 session_timeout_ms=int(self._settings.session_timeout * 1000),
                 heartbeat_interval_ms=int(min(3.0, self._settings.session_timeout / 5) * 1000),
             )

@@ -10,6 +10,7 @@ when every record was handed over.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -64,3 +65,37 @@ def test_fixed_flush_returns_only_when_everything_was_handed_over() -> None:
 
 
 _ORIGINAL_FLUSH = faust_fixes._original_flush
+
+
+def _worker_consumer_wait(app_wait: int | None, fixed: bool, data_dir: Path) -> int:
+    """``fetch_max_wait_ms`` of the consumer Faust's consumer thread creates."""
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    from streams.app import create_app
+    from streams.settings import Settings
+
+    async def create() -> int:
+        app = create_app(Settings(data_dir=data_dir))
+        if app_wait is None:
+            del app.fetch_max_wait_ms
+        else:
+            app.fetch_max_wait_ms = app_wait
+        thread = app.consumer._thread
+        create_consumer = (faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+                           if fixed else faust_fixes._create_worker_consumer)
+        consumer = create_consumer(thread, app.transport)
+        await consumer.stop()  # never started: nothing to close but its object
+        return consumer._fetch_max_wait_ms
+
+    return asyncio.run(create())
+
+
+def test_the_worker_consumer_waits_as_long_as_the_settings_say(tmp_path: Path) -> None:
+    """Fix 6: ``CA_FETCH_MAX_WAIT_MS`` (here 37), not Faust's hard-coded 1500."""
+    assert _worker_consumer_wait(37, True, tmp_path) == 37
+    assert _worker_consumer_wait(None, True, tmp_path) == faust_fixes.FAUST_FETCH_MAX_WAIT_MS
+
+
+def test_faust_creates_its_consumer_with_a_fixed_wait(tmp_path: Path) -> None:
+    """Negative control: Faust's own method ignores the app's setting."""
+    assert _worker_consumer_wait(37, False, tmp_path) == faust_fixes.FAUST_FETCH_MAX_WAIT_MS
