@@ -197,76 +197,6 @@ def _uniques(activity: ContactActivity) -> dict[str, set[str]]:
     return out
 
 
-def _move(per_variant: Mapping[str, int], key: str, delta: int) -> dict[str, int]:
-    return add_counts(per_variant, {key: delta})
-
-
-def apply_contribution_change(
-    campaign: CampaignCounts,
-    activity: ContactActivity,
-    old: MessageContribution | None,
-    new: MessageContribution | None,
-) -> tuple[CampaignCounts, ContactActivity]:
-    """Move a campaign's counts and one contact's activity from ``old`` to ``new``.
-
-    ``old`` and ``new`` are the same message's contributions (same campaign and
-    contact; either may be None).
-    """
-    total = campaign.total
-    variants = dict(campaign.variants)
-    clicked, replied = dict(activity.clicked), dict(activity.replied)
-    before = _uniques(activity)
-    for sign, contrib in ((-1, old), (1, new)):
-        if contrib is None:
-            continue
-        total = add_counts(total, contrib.counts, sign)
-        key = _variant_key(contrib.variant)
-        if key:
-            variants[key] = add_counts(variants.get(key, {}), contrib.counts, sign)
-        if contrib.clicked:
-            clicked = _move(clicked, key, sign)
-        if contrib.replied:
-            replied = _move(replied, key, sign)
-    new_activity = ContactActivity(clicked=clicked, replied=replied)
-    after = _uniques(new_activity)
-    for metric in UNIQUE_METRICS:
-        for group in before[metric] ^ after[metric]:
-            sign = 1 if group in after[metric] else -1
-            if group == "*":
-                total = add_counts(total, {metric: sign})
-            else:
-                variants[group] = add_counts(variants.get(group, {}), {metric: sign})
-    variants = {name: counts for name, counts in variants.items() if counts}
-    return CampaignCounts(total=total, variants=variants), new_activity
-
-
-def window_changes(
-    windows: Mapping[str, CampaignCounts],
-    old: MessageContribution | None,
-    new: MessageContribution | None,
-) -> dict[str, CampaignCounts | None]:
-    """The windows of a campaign that move when a message's contribution goes from
-    ``old`` to ``new``: their new counts, or ``None`` for a window left empty. Only
-    the windows either contribution touches (a campaign may have thousands)."""
-    out: dict[str, CampaignCounts | None] = {}
-    for sign, contrib in ((-1, old), (1, new)):
-        if contrib is None:
-            continue
-        variant = _variant_key(contrib.variant)
-        for key, delta in contrib.windows.items():
-            current = out[key] if key in out else windows.get(key)
-            if current is None:
-                current = CampaignCounts()
-            variants = dict(current.variants)
-            if variant:
-                variants[variant] = add_counts(variants.get(variant, {}), delta, sign)
-                if not variants[variant]:
-                    del variants[variant]
-            moved = CampaignCounts(add_counts(current.total, delta, sign), variants)
-            out[key] = moved if moved.total or moved.variants else None
-    return out
-
-
 def metric_view(counts: Counts) -> dict[str, float | int]:
     """The summary's metric keys (with rates as fractions 0..1) from a bag of counts."""
     view: dict[str, float | int] = {
@@ -334,9 +264,8 @@ Aggregates = tuple[
 
 def aggregate_fields(contributions: Iterable[ContributionFields]) -> Aggregates:
     """Campaign counts, contact activity (only contacts with some) and window counts
-    of a set of current contributions, summed in one pass: what applying
-    ``apply_contribution_change(None -> c)`` and ``window_changes`` for each ``c``
-    gives, without copying a campaign's counts per message (a recovery rebuilds
+    of a set of current contributions, summed in one pass: what ``apply_changes``
+    gives for the changes ``None -> c``, built from nothing (a recovery rebuilds
     the views of a million messages at once)."""
     totals: dict[str, dict[str, int]] = {}
     variants: dict[str, dict[str, dict[str, int]]] = {}
@@ -396,3 +325,103 @@ def aggregate_fields(contributions: Iterable[ContributionFields]) -> Aggregates:
                 kept[window] = moved
         window_counts[campaign] = kept
     return counts, contacts, window_counts
+
+
+Change = tuple[ContributionFields | None, ContributionFields | None]
+
+
+def _bump_signed(bag: dict[str, int], delta: Counts, sign: int) -> None:
+    for key, value in delta.items():
+        bag[key] = bag.get(key, 0) + sign * value
+
+
+def _plus(base: Counts, delta: Mapping[str, int]) -> dict[str, int]:
+    out = dict(base)
+    _bump_signed(out, delta, 1)
+    return _nonzero(out)
+
+
+def _counts_plus(base: CampaignCounts, total: Mapping[str, int],
+                 variants: Mapping[str, Mapping[str, int]]) -> CampaignCounts:
+    moved = {name: bag for name in base.variants.keys() | variants.keys()
+             if (bag := _plus(base.variants.get(name, {}), variants.get(name, {})))}
+    return CampaignCounts(total=_plus(base.total, total), variants=moved)
+
+
+# What a batch of changes moves: campaign counts, contact activity (None: none
+# left), window counts per (campaign, window key) (None: the window is empty).
+Moved = tuple[
+    dict[str, CampaignCounts],
+    dict[tuple[str, str], ContactActivity | None],
+    dict[tuple[str, str], CampaignCounts | None],
+]
+
+
+def apply_changes(
+    counts: Mapping[str, CampaignCounts],
+    contacts: Mapping[tuple[str, str], ContactActivity],
+    windows: Mapping[str, Mapping[str, CampaignCounts]],
+    changes: Iterable[Change],
+) -> Moved:
+    """The views' entries that a batch of messages' contribution changes (old, new)
+    moves, and their new values. Each change takes ``old`` out of, and puts ``new``
+    into, its campaign's counts, its contact's activity (unique clickers and
+    repliers follow from it) and its windows; the changes are summed first and
+    applied once per campaign, contact and window, so a campaign's counts are
+    copied once per batch, not once per message. Every campaign, contact and
+    window a change touches is in the result, moved or not."""
+    total: dict[str, dict[str, int]] = {}
+    by_variant: dict[str, dict[str, dict[str, int]]] = {}
+    clicks: dict[tuple[str, str], dict[str, int]] = {}
+    replies: dict[tuple[str, str], dict[str, int]] = {}
+    in_windows: dict[tuple[str, str], tuple[dict[str, int], dict[str, dict[str, int]]]] = {}
+    for old, new in changes:
+        # Each side counts where its own fields say: two different sends for one
+        # message (a data error) still count in one place only.
+        for sign, contrib in ((-1, old), (1, new)):
+            if contrib is None:
+                continue
+            campaign, variant, contact_id, own, clicked, replied, own_windows = contrib
+            key = _variant_key(variant)
+            _bump_signed(total.setdefault(campaign, {}), own, sign)
+            variants = by_variant.setdefault(campaign, {})
+            if key:
+                _bump_signed(variants.setdefault(key, {}), own, sign)
+            contact = (campaign, contact_id)
+            bag = clicks.setdefault(contact, {})
+            if clicked:
+                bag[key] = bag.get(key, 0) + sign
+            bag = replies.setdefault(contact, {})
+            if replied:
+                bag[key] = bag.get(key, 0) + sign
+            for window, delta in own_windows.items():
+                entry = in_windows.get((campaign, window))
+                if entry is None:
+                    entry = in_windows[campaign, window] = ({}, {})
+                _bump_signed(entry[0], delta, sign)
+                if key:
+                    _bump_signed(entry[1].setdefault(key, {}), delta, sign)
+    moved_contacts: dict[tuple[str, str], ContactActivity | None] = {}
+    for contact, clicked_delta in clicks.items():
+        before = contacts.get(contact, ContactActivity())
+        after = ContactActivity(clicked=_plus(before.clicked, clicked_delta),
+                                replied=_plus(before.replied, replies[contact]))
+        moved_contacts[contact] = after if after.clicked or after.replied else None
+        was, now = _uniques(before), _uniques(after)
+        campaign = contact[0]
+        for metric in UNIQUE_METRICS:
+            for group in was[metric] ^ now[metric]:
+                sign = 1 if group in now[metric] else -1
+                bag = total[campaign] if group == "*" else \
+                    by_variant[campaign].setdefault(group, {})
+                bag[metric] = bag.get(metric, 0) + sign
+    moved_counts = {campaign: _counts_plus(counts.get(campaign, CampaignCounts()), delta,
+                                           by_variant[campaign])
+                    for campaign, delta in total.items()}
+    moved_windows: dict[tuple[str, str], CampaignCounts | None] = {}
+    for (campaign, window), (delta, variant_deltas) in in_windows.items():
+        base = windows.get(campaign, {}).get(window, CampaignCounts())
+        after_window = _counts_plus(base, delta, variant_deltas)
+        moved_windows[campaign, window] = \
+            after_window if after_window.total or after_window.variants else None
+    return moved_counts, moved_contacts, moved_windows

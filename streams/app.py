@@ -36,7 +36,7 @@ from projections.errors import InvalidEventError
 from projections.events import EVENT_TYPES, Event
 from projections.message import MessageState
 from projections.message_log import message_log_row
-from projections.metrics import message_contribution, summarize
+from projections.metrics import Change, ContributionFields, message_contribution, summarize
 from streams import bulk, delivery, faust_fixes, restore, serde, watchdog
 from streams.codec import decode_event
 from streams.outbox import Outbox
@@ -311,11 +311,13 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         async for events in inbox_of["aggregate"].batches():
             now_s = time.time()
             telemetry.handoff_seconds.observe_many(max(now_s - e.timestamp, 0.0) for e in events)
-            newest: dict[str, tuple[int, Any, int]] = {}
+            newest: dict[str, tuple[int, Any, ContributionFields | None, int]] = {}
+            fields_of = serde.contribution_fields_of
             for event in events:
                 try:
-                    message_id, version, contribution = serde.decode_update_contribution(
+                    message_id, version, contribution = serde.decode_update_head(
                         event.value or b"")
+                    fields = None if contribution is None else fields_of(contribution)
                 except Exception:
                     telemetry.processing_errors.labels("aggregate_campaigns").inc()
                     log.exception("undecodable update at %s[%s]@%s", event.topic,
@@ -324,18 +326,18 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                     continue
                 seen = newest.get(message_id)
                 if seen is None or seen[0] < version:
-                    newest[message_id] = (version, contribution, event.partition)
-            for key, (version, contribution, partition) in newest.items():
+                    newest[message_id] = (version, contribution, fields, event.partition)
+            changes: list[Change] = []
+            for key, (version, contribution, fields, partition) in newest.items():
                 previous = contributions.peek(key)
                 if previous is not None and previous["version"] >= version:
                     continue
-                old = serde.contribution_from_dict(previous["contribution"]) if previous else None
-                contributions.put(partition, key, {
-                    "version": version,
-                    "contribution": serde.contribution_to_dict(contribution),
-                })
+                old = previous["contribution"] if previous else None
+                contributions.put(partition, key, {"version": version,
+                                                   "contribution": contribution})
                 if old != contribution:
-                    views.move(old, contribution)
+                    changes.append((None if old is None else fields_of(old), fields))
+            views.move_all(changes)
             contributions.pending_to(out)
             await out.send()
 

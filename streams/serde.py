@@ -177,11 +177,18 @@ def decode_update_row(data: bytes) -> tuple[int, MessageLogRow]:
 
 
 def decode_update_contribution(data: bytes) -> tuple[str, int, MessageContribution | None]:
-    """What the campaign stage needs of an update: message id, version, contribution."""
+    """Message id, version and contribution of an update."""
+    message_id, version, contribution = decode_update_head(data)
+    return message_id, version, contribution_from_dict(contribution)
+
+
+def decode_update_head(data: bytes) -> tuple[str, int, dict[str, Any] | None]:
+    """What the campaign stage needs of an update: message id, version and the
+    contribution as its dict (``contribution_to_dict``'s form, which the
+    ``contributions`` table stores as it is)."""
     parts = _split(data)
     if parts is None:  # written before the two-line form: one JSON object
         payload = loads(data)
-        return (payload["row"]["message_id"], payload["version"],
-                contribution_from_dict(payload["contribution"]))
+        return payload["row"]["message_id"], payload["version"], payload["contribution"]
     version, message_id, contribution = loads(parts[0])
-    return message_id, version, contribution_from_dict(contribution)
+    return message_id, version, contribution

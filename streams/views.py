@@ -15,14 +15,14 @@ from typing import Generic, TypeVar
 
 from projections.metrics import (
     CampaignCounts,
+    Change,
     ContactActivity,
     ContributionFields,
     MessageContribution,
     aggregate_fields,
-    apply_contribution_change,
+    apply_changes,
     contribution_fields,
     parse_window_key,
-    window_changes,
 )
 
 K = TypeVar("K", bound=Hashable)
@@ -65,37 +65,28 @@ class CampaignViews:
 
     def move(self, old: MessageContribution | None, new: MessageContribution | None) -> None:
         """Apply one message's change of contribution to its campaign's views."""
-        if old is not None and new is not None and (
-            old.campaign_id != new.campaign_id or old.contact_id != new.contact_id
-        ):
-            self.move(old, None)  # two different sends for one message: a data error,
-            self.move(None, new)  # still counted in one place only
-            return
-        some = new or old
-        if some is None:
-            return
-        campaign_id = some.campaign_id
-        contact = (campaign_id, some.contact_id)
-        counts, activity = apply_contribution_change(
-            self.counts.get(campaign_id, CampaignCounts()),
-            self.contacts.get(contact, ContactActivity()),
-            old,
-            new,
-        )
-        self.counts[campaign_id] = counts
-        if activity.clicked or activity.replied:
-            self.contacts[contact] = activity
-        else:
-            self.contacts.pop(contact, None)
-        if (old and old.windows) or (new and new.windows):
-            windows = self.windows.setdefault(campaign_id, {})
-            for key, moved in window_changes(windows, old, new).items():
-                if moved is None:
-                    windows.pop(key, None)
-                else:
-                    windows[key] = moved
-                self._dirty_windows.add((campaign_id, key))
-        self._dirty.add(campaign_id)
+        self.move_all([(None if old is None else contribution_fields(old),
+                        None if new is None else contribution_fields(new))])
+
+    def move_all(self, changes: Iterable[Change]) -> None:
+        """Apply a batch of messages' contribution changes (as fields), summed per
+        campaign, contact and window first (``projections.metrics.apply_changes``)."""
+        counts, contacts, windows = apply_changes(self.counts, self.contacts, self.windows,
+                                                  changes)
+        self.counts.update(counts)
+        self._dirty.update(counts)
+        for contact, activity in contacts.items():
+            if activity is None:
+                self.contacts.pop(contact, None)
+            else:
+                self.contacts[contact] = activity
+        for (campaign_id, key), moved in windows.items():
+            in_campaign = self.windows.setdefault(campaign_id, {})
+            if moved is None:
+                in_campaign.pop(key, None)
+            else:
+                in_campaign[key] = moved
+        self._dirty_windows.update(windows)
 
     def rebuild(self, contributions: Iterable[MessageContribution]) -> None:
         """Forget everything and recompute from the given (current) contributions."""

@@ -10,7 +10,8 @@ from projections.metrics import (
     BASE_METRICS,
     CampaignCounts,
     ContactActivity,
-    apply_contribution_change,
+    apply_changes,
+    contribution_fields,
     message_contribution,
     sum_counts,
     summarize,
@@ -39,13 +40,13 @@ def stream_fold(lines):
         if contribution is None:
             continue
         old = contributions.get(event.message_id)
-        key = (contribution.campaign_id, contribution.contact_id)
-        campaigns[contribution.campaign_id], contacts[key] = apply_contribution_change(
-            campaigns.get(contribution.campaign_id, CampaignCounts()),
-            contacts.get(key, ContactActivity()),
-            old,
-            contribution,
-        )
+        moved_counts, moved_contacts, _ = apply_changes(
+            campaigns, contacts, {},
+            [(old and contribution_fields(old), contribution_fields(contribution))])
+        campaigns.update(moved_counts)
+        contacts.update({k: a for k, a in moved_contacts.items() if a is not None})
+        for gone in [k for k, a in moved_contacts.items() if a is None]:
+            contacts.pop(gone, None)
         contributions[event.message_id] = contribution
     return states, campaigns
 
