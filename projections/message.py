@@ -14,7 +14,7 @@ into the state like any other; they count nowhere until ``sent`` is there
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from projections.events import (
     TERMINAL_STATUSES,
@@ -108,39 +108,33 @@ def _max_receipt(
 
 
 def apply_event(state: MessageState, event: Event) -> MessageState:
-    """Fold one event into a message's state. Duplicates (same event_id) change nothing."""
+    """Fold one event into a message's state. Duplicates (same event_id) change nothing.
+
+    Builds the new state in one constructor call (``dataclasses.replace``, twice per
+    event, was a fifth of the fold's time)."""
     if event.event_id in state.seen:
         return state
-    return _merge(replace(state, seen=state.seen | {event.event_id}, version=state.version + 1),
-                  event)
-
-
-def _merge(state: MessageState, event: Event) -> MessageState:
+    seen = state.seen | {event.event_id}
+    version = state.version + 1
+    sent, receipt, error_receipt, carrier_receipt = (
+        state.sent, state.receipt, state.error_receipt, state.carrier_receipt)
+    replies, clicks = state.replies, state.clicks
     match event:
         case MessageSent():
-            return replace(state, sent=_first_sent(state.sent, event))
+            sent = _first_sent(sent, event)
         case ReceiptReceived():
-            return replace(
-                state,
-                receipt=_max_receipt(state.receipt, event),
-                error_receipt=(
-                    _max_receipt(state.error_receipt, event)
-                    if event.error_code is not None
-                    else state.error_receipt
-                ),
-                carrier_receipt=(
-                    _max_receipt(state.carrier_receipt, event)
-                    if event.carrier is not None
-                    else state.carrier_receipt
-                ),
-            )
+            receipt = _max_receipt(receipt, event)
+            if event.error_code is not None:
+                error_receipt = _max_receipt(error_receipt, event)
+            if event.carrier is not None:
+                carrier_receipt = _max_receipt(carrier_receipt, event)
         case ReplyReceived():
-            reply = (event.occurred_at, is_opt_out(event.body))
-            return replace(state, replies=tuple(sorted((*state.replies, reply))))
+            replies = tuple(sorted((*replies, (event.occurred_at, is_opt_out(event.body)))))
         case LinkClicked():
-            return replace(state, clicks=tuple(sorted((*state.clicks, event.occurred_at))))
-
-
+            clicks = tuple(sorted((*clicks, event.occurred_at)))
+    return MessageState(message_id=state.message_id, seen=seen, sent=sent, receipt=receipt,
+                        error_receipt=error_receipt, carrier_receipt=carrier_receipt,
+                        replies=replies, clicks=clicks, version=version)
 
 
 def message_status(state: MessageState) -> str | None:

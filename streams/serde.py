@@ -143,8 +143,8 @@ def encode_message_update(
     JSON documents on two lines, ``[version, message_id, contribution]`` and the
     row, so that each reader parses only its own part (JSON text has no raw
     newline)."""
-    head = dumps([version, row.message_id, contribution_to_dict(contribution)])
-    return head + b"\n" + dumps(_fields(row))
+    # orjson writes a dataclass as the object of its fields, as ``_fields`` gives them
+    return dumps([version, row.message_id, contribution]) + b"\n" + dumps(row)
 
 
 def _split(data: bytes) -> tuple[bytes, bytes] | None:

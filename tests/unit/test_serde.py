@@ -35,6 +35,10 @@ def test_each_reader_decodes_its_part_of_the_same_record() -> None:
     assert data.count(b"\n") == 1  # the name's newline is escaped inside the JSON
     assert serde.decode_update_row(data) == (state.version, row)
     assert serde.decode_update_contribution(data) == ("m-1", state.version, contribution)
+    # the documented form: the dataclasses written as the JSON objects of their fields
+    head, body = data.split(b"\n")
+    assert json.loads(head) == [state.version, "m-1", asdict(contribution)]
+    assert json.loads(body) == asdict(row)
 
 
 def test_a_record_without_a_contribution() -> None:
