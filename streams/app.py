@@ -121,11 +121,13 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                                         if v is not None and v["sent"] is None))
 
     def restored_contributions(values: Iterable[Any]) -> None:
-        views.rebuild_fields(serde.contribution_fields_of(v["contribution"]) for v in values
+        views.rebuild_fields(serde.contribution_fields_of(v["contribution"])
+                             for v in map(serde.as_dict, values)
                              if v["contribution"] is not None)
 
     messages = rebuilding_table(app, "messages", restored_messages, lazy_restore=True)
-    contributions = rebuilding_table(app, "contributions", restored_contributions)
+    contributions = rebuilding_table(app, "contributions", restored_contributions,
+                                     lazy_restore=True)
     if settings.bulk_restore_seconds > 0:
         def bulk_restored(records: Mapping[str, int], seconds: float) -> None:
             for table, n in records.items():
@@ -208,20 +210,22 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
             return None
         return decoded
 
-    # Decoded states of recently written messages, beside the table's dicts:
-    # decoding a stored dict again cost more than folding an event into it.
-    # An entry counts only while the table still holds the very dict it was
+    # Decoded states of recently written messages, beside the table's bytes:
+    # decoding a stored state again cost more than folding an event into it.
+    # An entry counts only while the table still holds the very bytes it was
     # made from, so a recovery's restored values are always decoded afresh.
-    state_cache: dict[str, tuple[dict[str, Any], MessageState]] = {}
+    state_cache: dict[str, tuple[bytes, MessageState]] = {}
 
     def stored_state(key: str) -> MessageState:
-        stored = messages.peek(key)
+        stored = messages.raw(key)
         if stored is None:
             return MessageState(key)
         hit = state_cache.get(key)
-        return hit[1] if hit is not None and hit[0] is stored else serde.state_from_dict(stored)
+        if hit is not None and hit[0] is stored:
+            return hit[1]
+        return serde.state_from_dict(serde.as_dict(stored))
 
-    def remember(key: str, value: dict[str, Any], state: MessageState) -> None:
+    def remember(key: str, value: bytes, state: MessageState) -> None:
         if len(state_cache) >= settings.state_cache_size:
             state_cache.clear()
         state_cache[key] = (value, state)
@@ -248,7 +252,9 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         """Steps 2 and 3 of streams/recovery.py, one table write per message per batch."""
         out = outbox()
         async for events in inbox_of["fold"].batches():
-            touched: dict[str, tuple[MessageState, bool, int]] = {}
+            # per message: its state now, whether the batch changed it, its partition,
+            # its state before the batch
+            touched: dict[str, tuple[MessageState, bool, int, MessageState]] = {}
             duplicates = 0
             consumed: Counter[tuple[str, str]] = Counter()
             ages: list[float] = []
@@ -266,13 +272,13 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                         ages.append(max(now_s - event.timestamp, 0.0))
                     key = decoded.message_id
                     if key in touched:
-                        state, changed, _ = touched[key]
+                        state, changed, _, before = touched[key]
                     else:
-                        state = stored_state(key)
+                        state = before = stored_state(key)
                         changed = False
                     new = fold(state, decoded, protected)
                     duplicates += new is state
-                    touched[key] = (new, changed or new is not state, event.partition)
+                    touched[key] = (new, changed or new is not state, event.partition, before)
                 except InvalidEventError as exc:  # forwarded records were valid; never crash
                     await dead_letter(event, exc.reason)
             telemetry.duplicate_events.inc(duplicates)
@@ -281,16 +287,13 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                 telemetry.events_consumed.labels(topic, kind).inc(n)
             orphans = 0
             now = _now_ms()
-            for key, (state, changed, partition) in touched.items():
+            for key, (state, changed, partition, before) in touched.items():
                 try:
                     if changed:
-                        before = messages.peek(key)
-                        held_before = (len(before["seen"]) if before and before["sent"] is None
-                                       else 0)
-                        value = serde.state_to_dict(state)
+                        value = serde.encode_state(state, partition)
                         messages.put(partition, key, value)
                         remember(key, value, state)
-                        orphans += held_events(state) - held_before
+                        orphans += held_events(state) - held_events(before)
                     row = message_log_row(state, updated_at=now)
                     if row is not None:
                         contribution = message_contribution(state, settings.window_sizes_s)
@@ -333,8 +336,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                 if previous is not None and previous["version"] >= version:
                     continue
                 old = previous["contribution"] if previous else None
-                contributions.put(partition, key, {"version": version,
-                                                   "contribution": contribution})
+                contributions.put(partition, key, serde.dumps(
+                    {"version": version, "contribution": contribution, "p": partition}))
                 if old != contribution:
                     changes.append((None if old is None else fields_of(old), fields))
             views.move_all(changes)

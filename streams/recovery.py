@@ -112,37 +112,44 @@ class RebuildingTable(faust.Table):
     """A table that calls ``on_restored(values of the active partitions)`` after
     every recovery (step 6). Values carry their partition as ``"p"``.
 
-    With ``lazy_restore`` the bulk restore (``streams/restore.py``) stores each value
-    as its changelog bytes, decoded by ``peek`` when first read: only the states of
-    messages that get another event are ever decoded. ``on_restored`` then gets such
-    values as bytes too."""
+    The worker stores each value as the JSON bytes of its changelog record
+    (``put``) and decodes it when read (``peek``). Bytes are not tracked by the
+    garbage collector: as nested dicts, the values of a few hundred thousand
+    messages made every collection walk millions of objects, and the longer
+    pauses showed in every record's latency. With ``lazy_restore`` the bulk
+    restore (``streams/restore.py``) stores the restored values as bytes too;
+    Faust's own restore stores dicts. ``on_restored`` gets either."""
 
     on_restored: Restored | None = None
     lazy_restore = False
-    _pending: list[tuple[int, str, dict[str, Any]]]
+    _pending: list[tuple[int, str, bytes]]
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._pending = []
 
-    def peek(self, key: str) -> Any:
-        """The stored value (``None`` if absent), without Faust's per-read sensors."""
-        value = self.data.get(key)
-        if value.__class__ is bytes:  # restored lazily: decode once, keep the dict
-            value = self.data.data[key] = loads(value)
-        return value
+    def raw(self, key: str) -> Any:
+        """The stored value as stored (bytes, or a dict from Faust's restore), or ``None``."""
+        return self.data.get(key)
 
-    def put(self, partition: int, key: str, value: dict[str, Any]) -> None:
-        """Store ``value``; its changelog record goes out with ``pending_to``.
+    def peek(self, key: str) -> Any:
+        """The stored value, decoded (``None`` if absent), without Faust's per-read
+        sensors."""
+        value = self.data.get(key)
+        return loads(value) if value.__class__ is bytes else value
+
+    def put(self, partition: int, key: str, value: bytes) -> None:
+        """Store ``value`` (the JSON of a dict with the partition as ``"p"``, for the
+        views and the restore); its changelog record goes out with ``pending_to``.
 
         Faust's ``table[key] = value`` takes the partition from the *current*
         event, which in a batch is the last one taken, not the key's own; a
         changelog record in the wrong partition would be restored by the wrong
-        worker. The value carries its partition as ``"p"`` (for the views).
-        Storing is synchronous, so a batch's table and view updates cannot
+        worker. Storing is synchronous, so a batch's table and view updates cannot
         interleave with a recovery's rebuild (step 6)."""
-        value["p"] = partition
-        self.data[key] = value
+        store: Any = self.data
+        store.data[key] = value
+        store._key_partition[key] = partition
         self._pending.append((partition, key, value))
 
     def pending_to(self, outbox: Outbox) -> None:
@@ -159,7 +166,7 @@ class RebuildingTable(faust.Table):
         pending, self._pending = self._pending, []
         topic = self.changelog_topic.get_topic_name()
         for partition, key, value in pending:
-            outbox.add(topic, partition, dumps(key), dumps(value))
+            outbox.add(topic, partition, dumps(key), value)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         await super().on_recovery_completed(active_tps, standby_tps)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from projections.events import DeliveryStatus, MessageSent, ReceiptReceived, SendOutcome
+from projections.events import (
+    DeliveryStatus,
+    MessageSent,
+    ReceiptReceived,
+    ReplyReceived,
+    SendOutcome,
+)
 from projections.message import MessageState, apply_event
 from projections.message_log import message_log_row
 from projections.metrics import message_contribution
@@ -84,3 +90,12 @@ def test_identity_of_the_one_object_form() -> None:
     assert row is not None
     old = json.dumps({"version": 3, "row": asdict(row), "contribution": None}).encode()
     assert serde.update_identity(old) == ("m-1", 3)
+
+
+def test_a_stored_state_is_the_json_of_its_dict_with_its_partition() -> None:
+    state = apply_event(_state(), ReplyReceived("e3", "m-1", T0 + 9_000, "k-1",
+                                                "+15550000001", "STOP"))
+    data = serde.encode_state(state, 3)
+    assert json.loads(data) == serde.state_to_dict(state) | {"p": 3}
+    assert serde.state_from_dict(serde.as_dict(data)) == state
+    assert serde.as_dict(serde.state_to_dict(state)) == serde.state_to_dict(state)
