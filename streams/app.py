@@ -235,17 +235,16 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         return Outbox(producer._ensure_producer, guard.done if guard is not None else None)
 
     message_updates_name = message_updates.get_topic_name()
-    update_partition: dict[str, int] = {}  # campaign id -> its message-updates partition
 
-    def campaign_partition(campaign_id: str) -> int:
-        """Where the default partitioner puts a record keyed by ``campaign_id``."""
-        partition = update_partition.get(campaign_id)
-        if partition is None:
-            count = consumer.topic_partitions(message_updates_name)
-            partition = message_partition(campaign_id.encode(), count or settings.partitions)
-            if count:
-                update_partition[campaign_id] = partition
-        return partition
+    async def partition_count(topic: str) -> int:
+        """The topic's partitions, from the producer's metadata (fetched if missing,
+        as ``producer.send`` does before it partitions a record)."""
+        client = app.producer._ensure_producer().client  # type: ignore[attr-defined]
+        partitions = client.cluster.partitions_for_topic(topic)
+        if not partitions:
+            await client._wait_on_metadata(topic)
+            partitions = client.cluster.partitions_for_topic(topic)
+        return len(partitions)
 
     @app.task
     async def fold_messages() -> None:
@@ -287,6 +286,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                 telemetry.events_consumed.labels(topic, kind).inc(n)
             orphans = 0
             now = _now_ms()
+            # the default partitioner's choice for a record keyed by campaign id
+            updates_in = await partition_count(message_updates_name) if touched else 0
             for key, (state, changed, partition, before) in touched.items():
                 try:
                     if changed:
@@ -297,8 +298,9 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                     row = message_log_row(state, updated_at=now)
                     if row is not None:
                         contribution = message_contribution(state, settings.window_sizes_s)
-                        out.add(message_updates_name, campaign_partition(row.campaign_id),
-                                row.campaign_id.encode(),
+                        campaign_key = row.campaign_id.encode()
+                        out.add(message_updates_name,
+                                message_partition(campaign_key, updates_in), campaign_key,
                                 serde.encode_message_update(state.version, row, contribution))
                 except Exception:
                     telemetry.processing_errors.labels("fold_messages").inc()
