@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from projections.events import DeliveryStatus, SendOutcome
 from projections.message import MessageState, terminal_receipt
@@ -235,11 +236,6 @@ def sum_counts(bags: Iterable[Counts]) -> dict[str, int]:
     return out
 
 
-def _bump(bag: dict[str, int], delta: Counts) -> None:
-    for key, value in delta.items():
-        bag[key] = bag.get(key, 0) + value
-
-
 def _nonzero(bag: Mapping[str, int]) -> dict[str, int]:
     return {key: value for key, value in bag.items() if value}
 
@@ -254,85 +250,24 @@ def contribution_fields(c: MessageContribution) -> ContributionFields:
     return (c.campaign_id, c.variant, c.contact_id, c.counts, c.clicked, c.replied, c.windows)
 
 
-# Campaign counts, contact activity, window counts per campaign (streams/views.py).
-Aggregates = tuple[
-    dict[str, CampaignCounts],
-    dict[tuple[str, str], ContactActivity],
-    dict[str, dict[str, CampaignCounts]],
-]
-
-
-def aggregate_fields(contributions: Iterable[ContributionFields]) -> Aggregates:
-    """Campaign counts, contact activity (only contacts with some) and window counts
-    of a set of current contributions, summed in one pass: what ``apply_changes``
-    gives for the changes ``None -> c``, built from nothing (a recovery rebuilds
-    the views of a million messages at once)."""
-    totals: dict[str, dict[str, int]] = {}
-    variants: dict[str, dict[str, dict[str, int]]] = {}
-    clicked: dict[tuple[str, str], dict[str, int]] = {}
-    replied: dict[tuple[str, str], dict[str, int]] = {}
-    windows: dict[str, dict[str, tuple[dict[str, int], dict[str, dict[str, int]]]]] = {}
-    for campaign, variant, contact_id, own, was_clicked, was_replied, in_windows \
-            in contributions:
-        key = _variant_key(variant)
-        total = totals.get(campaign)
-        if total is None:
-            total = totals[campaign] = {}
-            variants[campaign] = {}
-        _bump(total, own)
-        if key:
-            _bump(variants[campaign].setdefault(key, {}), own)
-        if was_clicked:
-            bag = clicked.setdefault((campaign, contact_id), {})
-            bag[key] = bag.get(key, 0) + 1
-        if was_replied:
-            bag = replied.setdefault((campaign, contact_id), {})
-            bag[key] = bag.get(key, 0) + 1
-        if in_windows:
-            per_key = windows.setdefault(campaign, {})
-            for window, delta in in_windows.items():
-                entry = per_key.get(window)
-                if entry is None:
-                    entry = per_key[window] = ({}, {})
-                _bump(entry[0], delta)
-                if key:
-                    _bump(entry[1].setdefault(key, {}), delta)
-    contacts: dict[tuple[str, str], ContactActivity] = {}
-    for contact in clicked.keys() | replied.keys():
-        activity = ContactActivity(clicked=_nonzero(clicked.get(contact, {})),
-                                   replied=_nonzero(replied.get(contact, {})))
-        if not (activity.clicked or activity.replied):
-            continue
-        contacts[contact] = activity
-        campaign = contact[0]
-        for metric, groups in _uniques(activity).items():
-            for group in groups:
-                bag = totals[campaign] if group == "*" else \
-                    variants[campaign].setdefault(group, {})
-                bag[metric] = bag.get(metric, 0) + 1
-    counts = {campaign: CampaignCounts(
-        total=_nonzero(total),
-        variants={name: bag for name, raw in variants[campaign].items()
-                  if (bag := _nonzero(raw))})
-        for campaign, total in totals.items()}
-    window_counts: dict[str, dict[str, CampaignCounts]] = {}
-    for campaign, per_key in windows.items():
-        kept: dict[str, CampaignCounts] = {}
-        for window, (total, by_variant) in per_key.items():
-            moved = CampaignCounts(_nonzero(total), {
-                name: bag for name, raw in by_variant.items() if (bag := _nonzero(raw))})
-            if moved.total or moved.variants:
-                kept[window] = moved
-        window_counts[campaign] = kept
-    return counts, contacts, window_counts
-
-
 Change = tuple[ContributionFields | None, ContributionFields | None]
 
 
 def _bump_signed(bag: dict[str, int], delta: Counts, sign: int) -> None:
     for key, value in delta.items():
         bag[key] = bag.get(key, 0) + sign * value
+
+
+K = TypeVar("K")
+
+
+def _bag(bags: dict[K, dict[str, int]], key: K) -> dict[str, int]:
+    """``bags[key]``, a new empty one if missing (``setdefault`` would build an empty
+    dict on every call)."""
+    bag = bags.get(key)
+    if bag is None:
+        bag = bags[key] = {}
+    return bag
 
 
 def _plus(base: Counts, delta: Mapping[str, int]) -> dict[str, int]:
@@ -368,8 +303,9 @@ def apply_changes(
     into, its campaign's counts, its contact's activity (unique clickers and
     repliers follow from it) and its windows; the changes are summed first and
     applied once per campaign, contact and window, so a campaign's counts are
-    copied once per batch, not once per message. Every campaign, contact and
-    window a change touches is in the result, moved or not."""
+    copied once per batch, not once per message. Every campaign and window a
+    change touches is in the result, moved or not, and every contact whose clicks
+    or replies it touches (None: no activity left)."""
     total: dict[str, dict[str, int]] = {}
     by_variant: dict[str, dict[str, dict[str, int]]] = {}
     clicks: dict[tuple[str, str], dict[str, int]] = {}
@@ -383,16 +319,18 @@ def apply_changes(
                 continue
             campaign, variant, contact_id, own, clicked, replied, own_windows = contrib
             key = _variant_key(variant)
-            _bump_signed(total.setdefault(campaign, {}), own, sign)
-            variants = by_variant.setdefault(campaign, {})
+            bag = total.get(campaign)
+            if bag is None:
+                bag = total[campaign] = {}
+                by_variant[campaign] = {}
+            _bump_signed(bag, own, sign)
             if key:
-                _bump_signed(variants.setdefault(key, {}), own, sign)
-            contact = (campaign, contact_id)
-            bag = clicks.setdefault(contact, {})
+                _bump_signed(_bag(by_variant[campaign], key), own, sign)
             if clicked:
+                bag = _bag(clicks, (campaign, contact_id))
                 bag[key] = bag.get(key, 0) + sign
-            bag = replies.setdefault(contact, {})
             if replied:
+                bag = _bag(replies, (campaign, contact_id))
                 bag[key] = bag.get(key, 0) + sign
             for window, delta in own_windows.items():
                 entry = in_windows.get((campaign, window))
@@ -400,12 +338,12 @@ def apply_changes(
                     entry = in_windows[campaign, window] = ({}, {})
                 _bump_signed(entry[0], delta, sign)
                 if key:
-                    _bump_signed(entry[1].setdefault(key, {}), delta, sign)
+                    _bump_signed(_bag(entry[1], key), delta, sign)
     moved_contacts: dict[tuple[str, str], ContactActivity | None] = {}
-    for contact, clicked_delta in clicks.items():
+    for contact in clicks.keys() | replies.keys():
         before = contacts.get(contact, ContactActivity())
-        after = ContactActivity(clicked=_plus(before.clicked, clicked_delta),
-                                replied=_plus(before.replied, replies[contact]))
+        after = ContactActivity(clicked=_plus(before.clicked, clicks.get(contact, {})),
+                                replied=_plus(before.replied, replies.get(contact, {})))
         moved_contacts[contact] = after if after.clicked or after.replied else None
         was, now = _uniques(before), _uniques(after)
         campaign = contact[0]
@@ -425,3 +363,27 @@ def apply_changes(
         moved_windows[campaign, window] = \
             after_window if after_window.total or after_window.variants else None
     return moved_counts, moved_contacts, moved_windows
+
+
+# Campaign counts, contact activity, window counts per campaign (streams/views.py).
+Aggregates = tuple[
+    dict[str, CampaignCounts],
+    dict[tuple[str, str], ContactActivity],
+    dict[str, dict[str, CampaignCounts]],
+]
+
+
+def aggregate_fields(contributions: Iterable[ContributionFields]) -> Aggregates:
+    """Campaign counts, contact activity (only contacts with some) and window counts
+    of a set of current contributions: ``apply_changes`` of ``None -> c`` for each,
+    from nothing, in one batch (a recovery rebuilds the views of a million messages
+    at once)."""
+    counts, moved_contacts, moved_windows = apply_changes(
+        {}, {}, {}, ((None, c) for c in contributions))
+    windows: dict[str, dict[str, CampaignCounts]] = {}
+    for (campaign, window), moved in moved_windows.items():
+        kept = windows.setdefault(campaign, {})
+        if moved is not None:
+            kept[window] = moved
+    contacts = {c: a for c, a in moved_contacts.items() if a is not None}
+    return counts, contacts, windows
