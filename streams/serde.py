@@ -18,8 +18,6 @@ from projections.events import (
 from projections.message import MessageState
 from projections.message_log import MessageLogRow
 from projections.metrics import (
-    CampaignCounts,
-    ContactActivity,
     ContributionFields,
     MessageContribution,
 )
@@ -111,26 +109,6 @@ def contribution_fields_of(data: dict[str, Any]) -> ContributionFields:
     """The views' fields of a stored contribution dict, without building the object."""
     return (data["campaign_id"], data["variant"], data["contact_id"], data["counts"],
             data["clicked"], data["replied"], data["windows"])
-
-
-def activity_to_dict(a: ContactActivity) -> dict[str, Any]:
-    return {"clicked": dict(a.clicked), "replied": dict(a.replied)}
-
-
-def activity_from_dict(data: dict[str, Any] | None) -> ContactActivity:
-    if not data:
-        return ContactActivity()
-    return ContactActivity(clicked=data["clicked"], replied=data["replied"])
-
-
-def counts_to_dict(c: CampaignCounts) -> dict[str, Any]:
-    return {"total": dict(c.total), "variants": {k: dict(v) for k, v in c.variants.items()}}
-
-
-def counts_from_dict(data: dict[str, Any] | None) -> CampaignCounts:
-    if not data:
-        return CampaignCounts()
-    return CampaignCounts(total=data["total"], variants=data["variants"])
 
 
 _KEYS = orjson.OPT_NON_STR_KEYS  # int keys become strings, as with ``json``
