@@ -37,7 +37,7 @@ from projections.events import EVENT_TYPES, Event
 from projections.message import MessageState
 from projections.message_log import message_log_row
 from projections.metrics import Change, ContributionFields, message_contribution, summarize
-from streams import bulk, delivery, faust_fixes, restore, serde, watchdog
+from streams import bulk, delivery, faust_fixes, gc_tuning, restore, serde, watchdog
 from streams.codec import decode_event
 from streams.outbox import Outbox
 from streams.outputs import encode_campaign_metrics, encode_campaign_window, window_record_key
@@ -354,23 +354,29 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         while True:
             await asyncio.sleep(settings.emit_interval / EMIT_CHECKS_PER_INTERVAL)
             now = _now_ms()
-            await publish_due(now)
+            if await publish_due(now):
+                gc_tuning.collect_when_quiet()  # what is in flight has an interval to go
             if now - pruned >= settings.emit_interval * 1000:
                 views.prune_windows(now)
                 pruned = now
 
-    async def publish_due(now: int) -> None:
+    async def publish_due(now: int) -> int:
+        """Publish the due snapshots; how many."""
+        published = 0
         for campaign_id, counts in views.take_dirty(now):
             summary = summarize(campaign_id, counts)
             await metrics_topic.send(
                 key=campaign_id.encode(), value=encode_campaign_metrics(summary, now)
             )
             telemetry.metric_snapshots.inc()
+            published += 1
         for campaign_id, key, counts in views.take_dirty_windows(now):
             await windows_topic.send(
                 key=window_record_key(campaign_id, key),
                 value=encode_campaign_window(campaign_id, key, counts, now),
             )
+            published += 1
+        return published
 
     @app.task
     async def run_clickhouse_sinks() -> None:

@@ -69,3 +69,42 @@ def test_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CA_GC_GEN0", "many")
     with pytest.raises(ConfigurationError, match="CA_GC_GEN0 must be an integer"):
         load_settings()
+
+
+def test_collect_when_quiet_runs_the_collection_that_is_due(restore_gc: None) -> None:
+    gc.collect()
+    gc.set_threshold(1_000_000, 10, 10)  # no automatic collection during the test
+    kept = [[] for _ in range(20_000)]
+    assert gc_tuning.collect_when_quiet(0.5) is None  # 20,000 of 1,000,000: not due
+    assert gc.get_count()[0] >= 20_000
+    gc.set_threshold(30_000, 10, 10)
+    assert gc_tuning.collect_when_quiet(0.5) == 0  # over half of 30,000: young
+    assert gc.get_count()[0] < 1_000
+    assert gc.get_count()[1] == 1  # counted for the middle generation, as CPython does
+    for _ in range(10):
+        gc.collect(0)
+    kept += [[] for _ in range(20_000)]
+    assert gc.get_count()[1] == 11
+    assert gc_tuning.collect_when_quiet(0.5) == 1  # the middle generation is over 10
+    assert gc.get_count()[1] == 0
+    assert gc.get_count()[2] == 1
+    gc.set_threshold(30_000, 0, 0)
+    kept += [[] for _ in range(20_000)]
+    assert gc_tuning.collect_when_quiet(0.5) == 0  # the middle count, 0, is not over 0
+    kept += [[] for _ in range(20_000)]
+    assert gc.get_count()[1:] == (1, 1)
+    assert gc_tuning.collect_when_quiet(0.5) == 2  # both older counts are over theirs
+    assert gc.get_count()[1:] == (0, 0)
+    assert len(kept) == 80_000
+
+
+def test_collect_when_quiet_leaves_a_disabled_collector_alone(restore_gc: None) -> None:
+    gc.set_threshold(1_000, 10, 10)
+    gc.disable()
+    try:
+        kept = [[] for _ in range(5_000)]
+        assert gc_tuning.collect_when_quiet(0.5) is None
+        assert gc.get_count()[0] >= 5_000
+    finally:
+        gc.enable()
+    assert kept
