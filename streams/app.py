@@ -39,6 +39,7 @@ from projections.message_log import message_log_row
 from projections.metrics import Change, ContributionFields, message_contribution, summarize
 from streams import bulk, delivery, faust_fixes, gc_tuning, restore, serde, watchdog
 from streams.codec import decode_event
+from streams.dead_letters import dead_letter as dead_letter_record
 from streams.outbox import Outbox
 from streams.outputs import encode_campaign_metrics, encode_campaign_window, window_record_key
 from streams.positions import positions_of
@@ -146,12 +147,9 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         telemetry.rejected_records.labels(topic).inc()
         log.warning("dead-lettered %s[%s]@%s: %s", topic, message.partition, message.offset,
                     reason)
-        await produce(dead_letters, message.key or b"", message.value or b"", {
-            "reason": reason.encode(),
-            "source-topic": topic.encode(),
-            "source-partition": str(message.partition).encode(),
-            "source-offset": str(message.offset).encode(),
-        })
+        await produce(dead_letters, *dead_letter_record(
+            message.key or b"", message.value or b"", reason, topic, message.partition,
+            message.offset, app.conf.producer_max_request_size))
 
     inbox_of = {name: bulk.Inbox(app, topics, settings.batch_max, settings.batch_seconds)
                 for name, topics in (("fold", [inputs, message_events]),

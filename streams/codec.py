@@ -86,13 +86,17 @@ def decode_event(data: bytes, now_ms: int | None = None) -> Event:
     schema = BY_FINGERPRINT.get(data[2:10])
     if schema is None:
         raise InvalidEventError(f"unknown schema fingerprint {data[2:10].hex()}")
+    body = io.BytesIO(data[10:])
     try:
-        record = fastavro.schemaless_reader(
-            io.BytesIO(data[10:]), schema.plain, CURRENT[schema.name].plain
-        )
+        record = fastavro.schemaless_reader(body, schema.plain, CURRENT[schema.name].plain)
     except Exception as exc:  # fastavro raises many kinds on corrupt bytes
         reason = f"{schema.name} record does not decode: {type(exc).__name__}"
         raise InvalidEventError(reason) from exc
+    # Bytes after the record are not part of any event (and would let a record of any
+    # size through: valid events are small, their fields bounded).
+    if body.tell() != len(data) - 10:
+        raise InvalidEventError(
+            f"{schema.name} record has {len(data) - 10 - body.tell()} bytes after its end")
     if not isinstance(record, dict):
         raise InvalidEventError(f"{schema.name} record is not a record")
     return record_to_event(schema.name, record, now_ms)

@@ -86,6 +86,13 @@ def test_truncated_record_raises_invalid_event():
         codec.decode_event(data[:-5], now_ms=NOW)
 
 
+def test_bytes_after_the_record_raise_invalid_event():
+    _, _, data = codec.parse_json_line(_sent(), now_ms=NOW)
+    assert codec.decode_event(data, now_ms=NOW).message_id == "m1"
+    with pytest.raises(InvalidEventError, match="has 1000000 bytes after its end"):
+        codec.decode_event(data + b"\x00" * 1_000_000, now_ms=NOW)
+
+
 texts = st.text(min_size=1, max_size=40).filter(lambda s: s.strip())
 times = st.integers(min_value=codec.MIN_OCCURRED_AT, max_value=NOW)
 
