@@ -236,10 +236,6 @@ def sum_counts(bags: Iterable[Counts]) -> dict[str, int]:
     return out
 
 
-def _nonzero(bag: Mapping[str, int]) -> dict[str, int]:
-    return {key: value for key, value in bag.items() if value}
-
-
 # The fields of a contribution that the views sum: campaign_id, variant, contact_id,
 # counts, clicked, replied, windows (a tuple, so a recovery need not build a
 # MessageContribution per stored message).
@@ -270,17 +266,11 @@ def _bag(bags: dict[K, dict[str, int]], key: K) -> dict[str, int]:
     return bag
 
 
-def _plus(base: Counts, delta: Mapping[str, int]) -> dict[str, int]:
-    out = dict(base)
-    _bump_signed(out, delta, 1)
-    return _nonzero(out)
-
-
 def _counts_plus(base: CampaignCounts, total: Mapping[str, int],
                  variants: Mapping[str, Mapping[str, int]]) -> CampaignCounts:
     moved = {name: bag for name in base.variants.keys() | variants.keys()
-             if (bag := _plus(base.variants.get(name, {}), variants.get(name, {})))}
-    return CampaignCounts(total=_plus(base.total, total), variants=moved)
+             if (bag := add_counts(base.variants.get(name, {}), variants.get(name, {})))}
+    return CampaignCounts(total=add_counts(base.total, total), variants=moved)
 
 
 # What a batch of changes moves: campaign counts, contact activity (None: none
@@ -342,16 +332,15 @@ def apply_changes(
     moved_contacts: dict[tuple[str, str], ContactActivity | None] = {}
     for contact in clicks.keys() | replies.keys():
         before = contacts.get(contact, ContactActivity())
-        after = ContactActivity(clicked=_plus(before.clicked, clicks.get(contact, {})),
-                                replied=_plus(before.replied, replies.get(contact, {})))
+        after = ContactActivity(clicked=add_counts(before.clicked, clicks.get(contact, {})),
+                                replied=add_counts(before.replied, replies.get(contact, {})))
         moved_contacts[contact] = after if after.clicked or after.replied else None
         was, now = _uniques(before), _uniques(after)
         campaign = contact[0]
         for metric in UNIQUE_METRICS:
             for group in was[metric] ^ now[metric]:
                 sign = 1 if group in now[metric] else -1
-                bag = total[campaign] if group == "*" else \
-                    by_variant[campaign].setdefault(group, {})
+                bag = total[campaign] if group == "*" else _bag(by_variant[campaign], group)
                 bag[metric] = bag.get(metric, 0) + sign
     moved_counts = {campaign: _counts_plus(counts.get(campaign, CampaignCounts()), delta,
                                            by_variant[campaign])
