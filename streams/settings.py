@@ -46,6 +46,16 @@
 | ``CA_GC_GEN0`` | ``200000`` | allocations between two young garbage collections (0: |
 |   |   | CPython's 700); see ``streams/gc_tuning.py`` |
 | ``CA_LOG_LEVEL`` | ``info`` | log level of the worker |
+| ``CA_API_HOST`` | ``127.0.0.1`` | address the API service (``campaign-analytics api``) binds |
+| ``CA_API_PORT`` | ``8080`` | port of the API service (``--port`` wins) |
+| ``CA_API_TOKEN`` | (empty) | when set, every ``/api`` route needs ``Authorization: Bearer`` it |
+| ``CA_SQL_HOST`` | ``127.0.0.1`` | address of the embedded engine's read-only SQL endpoint |
+| ``CA_SQL_PORT`` | ``8124`` | its port (ClickHouse HTTP interface; served by the engine's owner) |
+| ``CA_AB_ALPHA`` | ``0.05`` | significance level of the A/B verdict (always-valid test) |
+| ``CA_AB_LEVEL`` | ``0.95`` | confidence level of the A/B intervals |
+| ``CA_AB_CONTROL`` | (empty) | the control variant; empty = the first variant by name |
+| ``CA_AB_SPLIT`` | (empty) | planned split for the sample-ratio check, e.g. ``A=50,B=50``; |
+|   |   | empty = even |
 """
 
 from __future__ import annotations
@@ -134,6 +144,29 @@ def _window_sizes(raw: str) -> tuple[int, ...]:
     return sizes
 
 
+def _fraction(name: str, default: str) -> float:
+    value = _positive_float(name, default)
+    if value >= 1:
+        raise ConfigurationError(f"{name} must be within (0, 1), got {value:g}")
+    return value
+
+
+def _split(raw: str) -> dict[str, float]:
+    """``A=50,B=50`` -> ``{"A": 50.0, "B": 50.0}`` (weights, any positive scale)."""
+    split: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        name, sep, weight = part.partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = -1.0
+        if not sep or not name.strip() or value <= 0:
+            raise ConfigurationError(
+                f"CA_AB_SPLIT must look like A=50,B=50 (positive weights); got {raw!r}")
+        split[name.strip()] = value
+    return split
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -167,6 +200,15 @@ class Settings:
     window_sizes_s: tuple[int, ...] = (60, 3600)
     window_retention_days: float = 30.0
     log_level: str = "info"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_token: str = ""
+    sql_host: str = "127.0.0.1"
+    sql_port: int = 8124
+    ab_alpha: float = 0.05
+    ab_level: float = 0.95
+    ab_control: str = ""
+    ab_split: dict[str, float] = field(default_factory=dict)
     input_topics: dict[str, str] = field(default_factory=dict)
 
     def topic(self, name: str) -> str:
@@ -240,6 +282,15 @@ def load_settings(**overrides: object) -> Settings:
         "window_sizes_s": _window_sizes(_env("CA_WINDOWS", "60,3600")),
         "window_retention_days": _positive_float("CA_WINDOW_RETENTION_DAYS", "30"),
         "log_level": _env("CA_LOG_LEVEL", "info"),
+        "api_host": _env("CA_API_HOST", "127.0.0.1"),
+        "api_port": _positive_int("CA_API_PORT", "8080"),
+        "api_token": _env("CA_API_TOKEN", ""),
+        "sql_host": _env("CA_SQL_HOST", "127.0.0.1"),
+        "sql_port": _positive_int("CA_SQL_PORT", "8124"),
+        "ab_alpha": _fraction("CA_AB_ALPHA", "0.05"),
+        "ab_level": _fraction("CA_AB_LEVEL", "0.95"),
+        "ab_control": _env("CA_AB_CONTROL", ""),
+        "ab_split": _split(_env("CA_AB_SPLIT", "")),
         "input_topics": {kind: prefix + name for kind, name in INPUT_TOPICS.items()},
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
