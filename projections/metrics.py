@@ -216,15 +216,37 @@ def breakdown(counts: Counts, prefix: str) -> dict[str, int]:
     return {key[len(head) :]: n for key, n in counts.items() if key.startswith(head)}
 
 
+# Summary key -> the prefix of its sub-counts in a bag of counts.
+BREAKDOWNS: tuple[tuple[str, str], ...] = (
+    ("by_error_code", "error_code"),
+    ("by_carrier", "carrier"),
+    ("time_to_deliver", "time_to_deliver"),
+    ("time_to_first_click", "time_to_first_click"),
+)
+_BREAKDOWN_OF_PREFIX: dict[str, str] = {prefix: name for name, prefix in BREAKDOWNS}
+
+
+def breakdowns(counts: Counts) -> dict[str, dict[str, int]]:
+    """Every breakdown of ``BREAKDOWNS`` from a bag of counts, in one pass over it
+    (a snapshot takes them for the campaign and for each of its variants)."""
+    out: dict[str, dict[str, int]] = {name: {} for name, _ in BREAKDOWNS}
+    for key, n in counts.items():
+        prefix, colon, sub = key.partition(":")
+        name = _BREAKDOWN_OF_PREFIX.get(prefix) if colon else None
+        if name is not None:
+            out[name][sub] = n
+    return out
+
+
 def summarize(campaign_id: str, campaign: CampaignCounts) -> dict[str, object]:
-    """The campaign summary of the CLI and the metrics topic."""
-    summary: dict[str, object] = {"campaign_id": campaign_id, **metric_view(campaign.total)}
-    summary["by_error_code"] = breakdown(campaign.total, "error_code")
-    summary["by_carrier"] = breakdown(campaign.total, "carrier")
-    summary["time_to_deliver"] = breakdown(campaign.total, "time_to_deliver")
-    summary["time_to_first_click"] = breakdown(campaign.total, "time_to_first_click")
+    """The campaign summary of the CLI and the metrics topic: the metrics and
+    breakdowns of the campaign, and the same for each variant (its bag holds the
+    same prefixed sub-counts as the total)."""
+    summary: dict[str, object] = {"campaign_id": campaign_id, **metric_view(campaign.total),
+                                  **breakdowns(campaign.total)}
     summary["variants"] = {
-        name: metric_view(counts) for name, counts in sorted(campaign.variants.items())
+        name: {**metric_view(counts), **breakdowns(counts)}
+        for name, counts in sorted(campaign.variants.items())
     }
     return summary
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -61,11 +62,19 @@ def encode_single_object(schema: SchemaVersion, record: dict[str, Any]) -> bytes
     return out.getvalue()
 
 
-def decode_single_object(schema: SchemaVersion, data: bytes) -> dict[str, Any]:
-    """The record of a single-object-encoded value written with exactly ``schema``."""
-    if data[:2] != MAGIC or data[2:10] != schema.fingerprint:
-        raise ValueError(f"not a {schema.name} v{schema.version} record")
-    record = fastavro.schemaless_reader(io.BytesIO(data[10:]), schema.plain, schema.plain)
+def decode_single_object(reader: SchemaVersion, data: bytes,
+                         writers: Mapping[bytes, SchemaVersion]) -> dict[str, Any]:
+    """The record of a single-object-encoded value, read as ``reader``.
+
+    Its fingerprint picks the writer's version among ``writers``; a record written
+    with an older version of the same schema is resolved into ``reader`` (new
+    fields take their defaults). Anything else is refused: no marker, an unknown
+    fingerprint, or another schema's record.
+    """
+    writer = writers.get(data[2:10]) if data[:2] == MAGIC else None
+    if writer is None or writer.name != reader.name:
+        raise ValueError(f"not a {reader.name} record of a known version")
+    record = fastavro.schemaless_reader(io.BytesIO(data[10:]), writer.plain, reader.plain)
     if not isinstance(record, dict):
-        raise ValueError(f"{schema.name} did not decode to a record")
+        raise ValueError(f"{reader.name} did not decode to a record")
     return record

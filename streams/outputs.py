@@ -1,11 +1,23 @@
-"""Avro encoding of the metric snapshots published for downstream services."""
+"""Avro encoding of the metric snapshots published for downstream services.
+
+Readers resolve: a record's fingerprint names the schema version it was written
+with, and it is read into the newest version of that schema (new fields take
+their defaults), so snapshots written before an upgrade still decode from the
+compacted topics (docs/consumers.md).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from projections.metrics import WINDOW_METRICS, CampaignCounts, parse_window_key
-from schemas import decode_single_object, encode_single_object, latest, load_schemas
+from projections.metrics import BREAKDOWNS, WINDOW_METRICS, CampaignCounts, parse_window_key
+from schemas import (
+    SchemaVersion,
+    decode_single_object,
+    encode_single_object,
+    latest,
+    load_schemas,
+)
 
 _METRIC_KEYS = (
     "sent",
@@ -21,11 +33,15 @@ _METRIC_KEYS = (
     "reply_rate",
     "link_click_rate",
 )
-_BREAKDOWNS = ("by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click")
+_BREAKDOWNS = tuple(name for name, _ in BREAKDOWNS)
+# A Metrics record (v2): the flat metrics and the breakdowns of the same bag.
+_METRICS_FIELDS = _METRIC_KEYS + _BREAKDOWNS
 
 _SCHEMAS = load_schemas()
 _SCHEMA = latest(_SCHEMAS, "campaign_metrics")
 _WINDOW_SCHEMA = latest(_SCHEMAS, "campaign_windows")
+_BY_FINGERPRINT: dict[bytes, SchemaVersion] = {
+    s.fingerprint: s for s in _SCHEMAS if s.name in ("campaign_metrics", "campaign_windows")}
 
 
 def encode_campaign_metrics(summary: dict[str, Any], emitted_at: int) -> bytes:
@@ -33,23 +49,25 @@ def encode_campaign_metrics(summary: dict[str, Any], emitted_at: int) -> bytes:
     record = {
         "campaign_id": summary["campaign_id"],
         "emitted_at": emitted_at,
-        "metrics": {key: summary[key] for key in _METRIC_KEYS},
+        "metrics": {key: summary[key] for key in _METRICS_FIELDS},
         "variants": {
-            name: {key: values[key] for key in _METRIC_KEYS}
+            name: {key: values[key] for key in _METRICS_FIELDS}
             for name, values in summary["variants"].items()
         },
-        **{name: summary[name] for name in _BREAKDOWNS},
+        **{name: summary[name] for name in _BREAKDOWNS},  # the campaign's, as in v1
     }
     return encode_single_object(_SCHEMA, record)
 
 
 def decode_campaign_metrics(data: bytes) -> dict[str, Any]:
-    """Back to the summary shape of the CLI: flat metrics, ``variants``, breakdowns."""
-    record = decode_single_object(_SCHEMA, data)
-    summary: dict[str, Any] = {"campaign_id": record["campaign_id"], **record["metrics"]}
-    summary["variants"] = dict(sorted(record["variants"].items()))
+    """Back to the summary shape of the CLI: flat metrics, breakdowns, ``variants``
+    (each with its breakdowns; empty in a record written with v1)."""
+    record = decode_single_object(_SCHEMA, data, _BY_FINGERPRINT)
+    summary: dict[str, Any] = {"campaign_id": record["campaign_id"]}
+    summary.update((key, record["metrics"][key]) for key in _METRIC_KEYS)
     for name in _BREAKDOWNS:
         summary[name] = record[name]
+    summary["variants"] = dict(sorted(record["variants"].items()))
     summary["emitted_at"] = record["emitted_at"]
     return summary
 
@@ -78,4 +96,4 @@ def encode_campaign_window(
 
 
 def decode_campaign_window(data: bytes) -> dict[str, Any]:
-    return decode_single_object(_WINDOW_SCHEMA, data)
+    return decode_single_object(_WINDOW_SCHEMA, data, _BY_FINGERPRINT)

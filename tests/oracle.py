@@ -38,8 +38,12 @@ def _first_sent(msg_events: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(sends, key=lambda e: (e["occurred_at"], e["event_id"])) if sends else None
 
 
+BREAKDOWN_KEYS = ("by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click")
+
+
 def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Summary per campaign id, in the shape of ``summary --json`` (without breakdowns)."""
+    """Summary per campaign id, in the shape of ``summary --json``: the metrics and
+    breakdowns of each campaign and of each of its variants."""
     by_message = _by_message(events)
 
     groups: dict[tuple[str, str | None], dict[str, Any]] = {}
@@ -49,7 +53,8 @@ def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             (campaign, variant),
             {k: 0 for k in ("sent", "delivered", "failed", "pending", "replies",
                             "opt_outs", "link_clicks")}
-            | {"clickers": set(), "repliers": set()},
+            | {"clickers": set(), "repliers": set()}
+            | {k: defaultdict(int) for k in BREAKDOWN_KEYS},
         )
 
     for msg_events in by_message.values():
@@ -80,9 +85,12 @@ def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 g["clickers"].add(sent["contact_id"])
             if replies:
                 g["repliers"].add(sent["contact_id"])
+            for name, sub in _breakdown_entries(sent, msg_events):
+                g[name][sub] += 1
 
     def view(g: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in g.items() if k not in ("clickers", "repliers")}
+        out.update((k, dict(g[k])) for k in BREAKDOWN_KEYS)
         out["unique_link_clicks"] = len(g["clickers"])
         out["unique_repliers"] = len(g["repliers"])
         sent = out["sent"]
@@ -183,39 +191,41 @@ def _bucket(millis: int) -> str:
     return next((f"le_{b}s" for b in BUCKETS_S if seconds <= b), "gt_86400s")
 
 
-def recount_breakdowns(events: list[dict[str, Any]], campaign_id: str) -> dict[str, dict]:
-    """by_error_code (failed messages), by_carrier (accepted messages whose receipts
-    name one: the carrier of the winning such receipt), time_to_deliver and
-    time_to_first_click histograms."""
-    by_message = _by_message(events)
-    out: dict[str, dict[str, int]] = {k: defaultdict(int) for k in (
-        "by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click")}
+def _breakdown_entries(sent: dict[str, Any], msg_events: list[dict[str, Any]]
+                       ) -> list[tuple[str, str]]:
+    """(breakdown, sub-key) pairs one message counts once in: by_error_code (failed
+    messages), by_carrier (accepted messages whose receipts name one: the carrier
+    of the winning such receipt), time_to_deliver and time_to_first_click."""
+    out: list[tuple[str, str]] = []
+    receipts = [e for e in msg_events if e["type"] == "delivery"]
+    clicks = sorted(e["occurred_at"] for e in msg_events if e["type"] == "click")
 
     def order(r: dict[str, Any]) -> tuple[int, int, str]:
         return (RANK[r["status"]], r["occurred_at"], r["event_id"])
 
-    for msg_events in by_message.values():
-        sent = _first_sent(msg_events)
-        if sent is None or sent["campaign_id"] != campaign_id:
-            continue
-        receipts = [e for e in msg_events if e["type"] == "delivery"]
-        clicks = sorted(e["occurred_at"] for e in msg_events if e["type"] == "click")
-        if clicks:
-            out["time_to_first_click"][_bucket(clicks[0] - sent["occurred_at"])] += 1
-        if sent["outcome"] == "REJECTED":
-            if sent.get("error_code"):
-                out["by_error_code"][sent["error_code"]] += 1
-            continue
-        with_carrier = [r for r in receipts if r.get("carrier")]
-        if with_carrier:
-            out["by_carrier"][max(with_carrier, key=order)["carrier"]] += 1
-        final = _final_status(receipts)
-        if final is None:
-            continue
-        if final["status"] == "DELIVERED":
-            out["time_to_deliver"][_bucket(final["occurred_at"] - sent["occurred_at"])] += 1
-        else:
-            with_error = [r for r in receipts if r.get("error_code")]
-            if with_error:
-                out["by_error_code"][max(with_error, key=order)["error_code"]] += 1
-    return {k: dict(v) for k, v in out.items()}
+    if clicks:
+        out.append(("time_to_first_click", _bucket(clicks[0] - sent["occurred_at"])))
+    if sent["outcome"] == "REJECTED":
+        if sent.get("error_code"):
+            out.append(("by_error_code", sent["error_code"]))
+        return out
+    with_carrier = [r for r in receipts if r.get("carrier")]
+    if with_carrier:
+        out.append(("by_carrier", max(with_carrier, key=order)["carrier"]))
+    final = _final_status(receipts)
+    if final is None:
+        return out
+    if final["status"] == "DELIVERED":
+        out.append(("time_to_deliver", _bucket(final["occurred_at"] - sent["occurred_at"])))
+    else:
+        with_error = [r for r in receipts if r.get("error_code")]
+        if with_error:
+            out.append(("by_error_code", max(with_error, key=order)["error_code"]))
+    return out
+
+
+def recount_breakdowns(events: list[dict[str, Any]], campaign_id: str) -> dict[str, dict]:
+    """The campaign's breakdowns (``_breakdown_entries``); empty ones for a campaign
+    with no sent message."""
+    summary = recount(events).get(campaign_id, {})
+    return {k: summary.get(k, {}) for k in BREAKDOWN_KEYS}
