@@ -6,15 +6,24 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 BIN=.venv/bin
 WEB_PORT="${CA_WEB_PORT:-6066}"
+API_HOST="${CA_API_HOST:-127.0.0.1}"
+API_PORT="${CA_API_PORT:-8080}"
 mkdir -p .run
 started_broker=0
 worker_pid=""
+api_pid=""
 
 cleanup() {
     trap '' INT TERM HUP  # a second Ctrl-C must not cut the clean-up short
     trap - EXIT
     set +e  # clean up as much as possible, even if the terminal is gone
     echo
+    if [[ -n "$api_pid" ]] && kill -0 "$api_pid" 2>/dev/null; then
+        echo "stopping the API (pid $api_pid)"
+        kill -TERM "$api_pid" 2>/dev/null || true
+        for _ in $(seq 1 20); do kill -0 "$api_pid" 2>/dev/null || break; sleep 0.5; done
+        kill -KILL "$api_pid" 2>/dev/null || true
+    fi
     if [[ -n "$worker_pid" ]] && kill -0 "$worker_pid" 2>/dev/null; then
         echo "stopping the worker (pid $worker_pid)"
         kill -TERM -- "-$worker_pid" 2>/dev/null || kill -TERM "$worker_pid" 2>/dev/null || true
@@ -43,5 +52,17 @@ for _ in $(seq 1 120); do
     sleep 0.5
 done
 echo "worker up; Prometheus metrics at http://127.0.0.1:$WEB_PORT/metrics"
+
+echo "starting the API (log: .run/api.log)"
+"$BIN/campaign-analytics" api --port "$API_PORT" >.run/api.log 2>&1 &
+api_pid=$!
+for _ in $(seq 1 60); do
+    if curl -fsS "http://$API_HOST:$API_PORT/healthz" >/dev/null 2>&1; then break; fi
+    kill -0 "$api_pid" 2>/dev/null || { tail -n 20 .run/api.log; exit 1; }
+    sleep 0.5
+done
+echo "API at http://$API_HOST:$API_PORT/api/v1/campaigns (OpenAPI: /api/v1/openapi.json;"
+echo "  SQL on the embedded engine: campaign-analytics sql \"SELECT ...\" or" \
+     "http://${CA_SQL_HOST:-127.0.0.1}:${CA_SQL_PORT:-8124}/)"
 echo "press Ctrl-C to stop"
 "$BIN/campaign-analytics" demo "$@"

@@ -79,6 +79,13 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         web_host=settings.web_host,
         web_port=settings.web_port,
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+        # Faust serves table contents (a message's phone and contact name) at /table
+        # and the cluster layout at /router to anyone who reaches the port; the API
+        # service (streams/api) is the read side, so both stay off.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
         # A standby copy costs its worker Faust's record-by-record changelog reading

@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int, default=7)
     generate.add_argument("--output", "-o", default="-", help="file to write (- = stdout)")
 
+    api = sub.add_parser("api", help="serve the HTTP API (campaigns, A/B statistics, "
+                         "message logs, live updates; /api/v1/openapi.json)")
+    api.add_argument("--port", type=int, default=None,
+                     help="port to listen on (default CA_API_PORT or 8080; host CA_API_HOST)")
+
     demo = sub.add_parser("demo", help="publish a demo campaign and watch its summary")
     demo.add_argument("--campaign-id", default="demo-campaign")
     demo.add_argument("--messages", type=int, default=2000)
@@ -183,6 +188,20 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _api(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.api.server import serve
+
+    logging.basicConfig(level=settings.log_level.upper())
+    port = settings.api_port if args.port is None else args.port
+    try:
+        asyncio.run(serve(settings, port))
+    except OSError as exc:  # the port is taken, or the host is not ours
+        print(f"error: cannot serve the API on {settings.api_host}:{port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return EXIT_OK
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demo_runner import run_demo
 
@@ -244,6 +263,7 @@ _COMMANDS = {
     "export": _export,
     "generate": _generate,
     "demo": _demo,
+    "api": _api,
 }
 
 if __name__ == "__main__":

@@ -1,0 +1,232 @@
+"""The API's OpenAPI 3.1 document (``GET /api/v1/openapi.json``).
+
+Written by hand beside the routes (``streams/api/app.py``) rather than generated:
+schemathesis runs every operation against the live service in the tests, so a
+route and its description cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from projections.ab import AB_RESULT_SCHEMA
+from projections.message_log import MESSAGE_STATUSES
+from projections.metrics import WINDOW_METRICS
+from streams.settings import Settings
+
+_COUNT = {"type": "integer", "minimum": 0}
+_RATE = {"type": "number", "minimum": 0, "maximum": 1}
+_TIME = {"type": "string", "format": "date-time"}
+_MAYBE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_MAYBE_TEXT = {"type": ["string", "null"]}
+_TEXT = {"type": "string"}
+_COUNTS_BY_NAME = {"type": "object", "additionalProperties": _COUNT}
+_AS_OF_STORE = {**_MAYBE_TIME, "description": "newest message update the ClickHouse sinks "
+                "have written for this campaign (null: none yet); a log that trails the "
+                "metrics shows an older as_of"}
+_NEXT = {"type": ["string", "null"], "description": "opaque; pass as cursor for the next "
+         "page; null on the last page"}
+
+_METRICS = ("sent", "delivered", "failed", "pending", "replies", "unique_repliers", "opt_outs",
+            "link_clicks", "unique_link_clicks")
+_RATES = ("delivery_rate", "reply_rate", "link_click_rate")
+_BREAKDOWNS = ("by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click")
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None,
+            **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties,
+            "required": list(properties) if required is None else required, **extra}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _metrics() -> dict[str, Any]:
+    return {**{m: _COUNT for m in _METRICS}, **{r: _RATE for r in _RATES}}
+
+
+def _schemas() -> dict[str, Any]:
+    variant = _object({**_metrics(), **{b: _COUNTS_BY_NAME for b in _BREAKDOWNS}},
+                      required=[*_METRICS, *_RATES])
+    summary = _object({
+        "campaign_id": _TEXT, **_metrics(), **{b: _COUNTS_BY_NAME for b in _BREAKDOWNS},
+        "variants": {"type": "object", "additionalProperties": _ref("VariantMetrics")},
+        "as_of": {**_TIME, "description": "when the worker published this snapshot"},
+    })
+    ab, defs = _hoisted(AB_RESULT_SCHEMA)
+    ab["properties"] = {"campaign_id": _TEXT, "as_of": _TIME, **ab.get("properties", {})}
+    ab["required"] = ["campaign_id", "as_of", *ab.get("required", [])]
+    message = _object({
+        "message_id": _TEXT, "contact_id": _TEXT, "contact_name": _MAYBE_TEXT, "phone": _TEXT,
+        "variant": _MAYBE_TEXT, "status": {"type": "string", "enum": list(MESSAGE_STATUSES)},
+        "sent_at": _TIME, "delivered_at": _MAYBE_TIME, "failed_at": _MAYBE_TIME,
+        "error_code": _MAYBE_TEXT, "error_description": _MAYBE_TEXT, "carrier": _MAYBE_TEXT,
+        "segments": _COUNT, "clicks": _COUNT, "first_click_at": _MAYBE_TIME,
+        "last_click_at": _MAYBE_TIME, "replies": _COUNT, "last_reply_at": _MAYBE_TIME,
+        "updated_at": _TIME,
+    })
+    reply = _object({
+        "event_id": _TEXT, "message_id": _TEXT, "contact_id": _TEXT, "contact_name": _MAYBE_TEXT,
+        "phone": _TEXT, "variant": _MAYBE_TEXT, "body": _TEXT, "received_at": _TIME,
+    })
+    contact_clicks = _object({
+        "contact_id": _TEXT, "contact_name": _MAYBE_TEXT, "phone": _TEXT, "clicks": _COUNT,
+        "first_click_at": _TIME, "last_click_at": _TIME,
+    })
+    click = _object({"event_id": _TEXT, "message_id": _TEXT, "link_id": _TEXT,
+                     "clicked_at": _TIME, "user_agent": _MAYBE_TEXT})
+
+    def page(item: str, **more: Any) -> dict[str, Any]:
+        return _object({"campaign_id": _TEXT, **more, "as_of": _AS_OF_STORE,
+                        "items": {"type": "array", "items": _ref(item)}, "next_cursor": _NEXT})
+
+    return {
+        **defs,
+        "Error": _object({"error": _TEXT, "detail": _TEXT}),
+        "VariantMetrics": variant,
+        "Summary": summary,
+        "AbStatistics": ab,
+        "CampaignList": _object({"campaigns": {"type": "array", "items": _object({
+            "campaign_id": _TEXT, "sent": _COUNT, "delivery_rate": _RATE, "as_of": _TIME})}}),
+        "TimeSeries": _object({
+            "campaign_id": _TEXT, "window": {"type": "integer"}, "variant": _MAYBE_TEXT,
+            "as_of": _TIME,
+            "points": {"type": "array", "items": _object(
+                {"start": _TIME, **{m: _COUNT for m in WINDOW_METRICS}})},
+        }),
+        "Message": message,
+        "MessagePage": page("Message"),
+        "Reply": reply,
+        "ReplyPage": page("Reply"),
+        "ContactClicks": contact_clicks,
+        "ContactClicksPage": page("ContactClicks"),
+        "Click": click,
+        "ClickPage": page("Click", contact_id=_TEXT),
+        "Health": _object({"status": _TEXT}),
+        "Ready": _object({"status": _TEXT, "campaigns": _COUNT}),
+    }
+
+
+def _hoisted(schema: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A JSON Schema's ``$defs`` moved to ``components/schemas`` (a ``#/$defs/...``
+    reference inside an OpenAPI document would point at the document's root)."""
+    text = json.dumps(copy.deepcopy(schema)).replace('"#/$defs/', '"#/components/schemas/')
+    moved = json.loads(text)
+    defs = moved.pop("$defs", {})
+    moved.pop("$schema", None)
+    return moved, defs
+
+
+def _json_response(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    texts = {400: "bad parameters", 401: "missing or wrong bearer token (CA_API_TOKEN set)",
+             404: "unknown campaign", 503: "a backend cannot answer now; see Retry-After"}
+    out: dict[str, Any] = {}
+    for status in statuses:
+        out[str(status)] = _json_response(texts[status], "Error")
+        if status == 503:
+            out[str(status)]["headers"] = {
+                "Retry-After": {"schema": {"type": "string"}, "required": True,
+                                "description": "seconds"}}
+    return out
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema}
+
+
+_CAMPAIGN = {"name": "campaign_id", "in": "path", "required": True,
+             "schema": {"type": "string", "minLength": 1}}
+_LIMIT = _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 500,
+                                       "default": 100})
+_CURSOR = _query("cursor", "next_cursor of the previous page", {"type": "string"})
+
+
+def _operation(summary: str, schema: str | None, *, params: list[dict[str, Any]] | None = None,
+               store: bool = False, content: dict[str, Any] | None = None) -> dict[str, Any]:
+    ok = (_json_response(summary, schema) if schema is not None
+          else {"description": summary, "content": content})
+    parameters = [_CAMPAIGN, *(params or [])]
+    statuses = (400, 401, 404, 503)
+    return {"get": {"summary": summary, "parameters": parameters,
+                    "responses": {"200": ok, **_errors(*statuses)},
+                    **({"description": "Answered from ClickHouse; as_of says how current."}
+                       if store else {})}}
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    windows = list(settings.window_sizes_s)
+    base = "/api/v1/campaigns/{campaign_id}"
+    paths: dict[str, Any] = {
+        "/api/v1/campaigns": {"get": {
+            "summary": "every campaign with metrics: id, sent, delivery rate, last snapshot",
+            "responses": {"200": _json_response("campaigns", "CampaignList"),
+                          **_errors(401, 503)}}},
+        base: _operation("the campaign's summary (summary --json keys) and as_of", "Summary"),
+        base + "/ab": _operation("A/B statistics per variant, against the control", "AbStatistics"),
+        base + "/timeseries": _operation("counts per event-time window", "TimeSeries", params=[
+            _query("window", "window size in seconds", {"type": "integer", "enum": windows}),
+            _query("variant", "one variant's counts", {"type": "string"}),
+            _query("from", "first window start (ISO-8601 or epoch ms)", {"type": "string"}),
+            _query("to", "windows starting before this (ISO-8601 or epoch ms)",
+                   {"type": "string"})]),
+        base + "/messages": _operation("the message log, by message_id", "MessagePage", params=[
+            _query("status", "only messages with this status",
+                   {"type": "string", "enum": list(MESSAGE_STATUSES)}),
+            _LIMIT, _CURSOR], store=True),
+        base + "/replies": _operation("replies, newest first", "ReplyPage",
+                                      params=[_LIMIT, _CURSOR], store=True),
+        base + "/clicks": _operation(
+            "link clicks per contact; with contact_id, each click of that contact",
+            "ContactClicksPage", params=[
+                _query("contact_id", "one contact's clicks (a ClickPage)", {"type": "string"}),
+                _LIMIT, _CURSOR], store=True),
+        base + "/export.csv": _operation(
+            "the message log as CSV (contact name, phone, variant, status, sent at, "
+            "delivered at, error code, error description), streamed", None,
+            content={"text/csv": {"schema": {"type": "string"}}}, store=True),
+        base + "/events": _operation(
+            "server-sent events: `summary` events (data: the Summary JSON, id: increasing); "
+            "reconnect with Last-Event-ID to get what was missed; a comment at least every "
+            "15 s", None, params=[{"name": "Last-Event-ID", "in": "header", "required": False,
+                                   "schema": {"type": "string"}}],
+            content={"text/event-stream": {"schema": {"type": "string"}}}),
+        "/api/v1/openapi.json": {"get": {
+            "summary": "this document",
+            "responses": {"200": {"description": "OpenAPI 3.1",
+                                  "content": {"application/json": {
+                                      "schema": {"type": "object"}}}},
+                          **_errors(401)}}},
+        "/healthz": {"get": {"summary": "the process is alive", "security": [],
+                             "responses": {"200": _json_response("alive", "Health")}}},
+        "/readyz": {"get": {
+            "summary": "metric topics read to their end at start, and ClickHouse answers",
+            "security": [],
+            "responses": {"200": _json_response("ready", "Ready"), **_errors(503)}}},
+    }
+    # The clicks route answers a ClickPage when contact_id is given.
+    paths[base + "/clicks"]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"] = {"anyOf": [_ref("ContactClicksPage"), _ref("ClickPage")]}
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "campaign-analytics", "version": "1",
+                 "description": "Campaign metrics, A/B statistics, message logs, replies, "
+                 "link clicks and live updates. Timestamps are ISO-8601 UTC; rates are "
+                 "fractions 0..1; errors are {error, detail}."},
+        "paths": paths,
+        "components": {"schemas": _schemas()},
+    }
+    if settings.api_token:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http",
+                                                                "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}]
+    return document
