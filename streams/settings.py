@@ -53,6 +53,8 @@
 | ``CA_SQL_PORT`` | ``8124`` | its port (ClickHouse HTTP interface; served by the engine's owner) |
 | ``CA_AB_ALPHA`` | ``0.05`` | significance level of the A/B verdict (always-valid test) |
 | ``CA_AB_LEVEL`` | ``0.95`` | confidence level of the A/B intervals |
+| ``CA_AB_METRIC`` | ``click_rate`` | the metric the A/B verdict is on (``delivery_rate``, |
+|   |   | ``unique_reply_rate``, ``click_rate``) |
 | ``CA_AB_CONTROL`` | (empty) | the control variant; empty = the first variant by name |
 | ``CA_AB_SPLIT`` | (empty) | planned split for the sample-ratio check, e.g. ``A=50,B=50``; |
 |   |   | empty = even |
@@ -207,6 +209,7 @@ class Settings:
     sql_port: int = 8124
     ab_alpha: float = 0.05
     ab_level: float = 0.95
+    ab_metric: str = "click_rate"
     ab_control: str = ""
     ab_split: dict[str, float] = field(default_factory=dict)
     input_topics: dict[str, str] = field(default_factory=dict)
@@ -289,6 +292,7 @@ def load_settings(**overrides: object) -> Settings:
         "sql_port": _positive_int("CA_SQL_PORT", "8124"),
         "ab_alpha": _fraction("CA_AB_ALPHA", "0.05"),
         "ab_level": _fraction("CA_AB_LEVEL", "0.95"),
+        "ab_metric": _env("CA_AB_METRIC", "click_rate"),
         "ab_control": _env("CA_AB_CONTROL", ""),
         "ab_split": _split(_env("CA_AB_SPLIT", "")),
         "input_topics": {kind: prefix + name for kind, name in INPUT_TOPICS.items()},

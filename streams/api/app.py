@@ -29,7 +29,7 @@ import orjson
 from aiohttp import web
 
 from projections.ab import AbConfig, ab_statistics
-from projections.errors import SinkError
+from projections.errors import ConfigurationError, SinkError
 from projections.message_log import MESSAGE_STATUSES, MessageLogRow
 from projections.metrics import WINDOW_METRICS
 from sinks.export import write_csv
@@ -54,6 +54,7 @@ STATE: web.AppKey[LiveState] = web.AppKey("state", LiveState)
 FOLLOWER: web.AppKey[MetricsFollower | None] = web.AppKey("follower")
 STORE: web.AppKey[ClickHouseStore] = web.AppKey("store")
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
+AB_CONFIG: web.AppKey[AbConfig] = web.AppKey("ab_config", AbConfig)
 STREAMS = web.AppKey("streams", set[web.StreamResponse])
 
 
@@ -203,10 +204,7 @@ async def summary(request: web.Request) -> web.Response:
 async def ab(request: web.Request) -> web.Response:
     _only(request)
     snapshot = _snapshot(request)
-    settings = request.app[SETTINGS]
-    config = AbConfig(alpha=settings.ab_alpha, level=settings.ab_level,
-                      control=settings.ab_control or None, split=settings.ab_split or None)
-    result = ab_statistics(snapshot.body["variants"], config)
+    result = ab_statistics(snapshot.body["variants"], request.app[AB_CONFIG])
     return _json({"campaign_id": snapshot.campaign_id, "as_of": snapshot.body["as_of"],
                   **result})
 
@@ -440,6 +438,16 @@ async def _close_streams(app: web.Application) -> None:
             await response.write_eof()
 
 
+def ab_config(settings: Settings) -> AbConfig:
+    """The A/B settings; ``ConfigurationError`` for values the statistics refuse."""
+    try:
+        return AbConfig(alpha=settings.ab_alpha, level=settings.ab_level,
+                        primary=settings.ab_metric, control=settings.ab_control or None,
+                        split=settings.ab_split or None)
+    except ValueError as exc:
+        raise ConfigurationError(f"A/B settings (CA_AB_*): {exc}") from exc
+
+
 def create_api(settings: Settings, state: LiveState, store: ClickHouseStore,
                follower: MetricsFollower | None) -> web.Application:
     """The aiohttp application; the caller runs ``follower`` (None: ``state`` is fed
@@ -449,6 +457,7 @@ def create_api(settings: Settings, state: LiveState, store: ClickHouseStore,
         middlewares.insert(0, _auth(settings.api_token))
     app = web.Application(middlewares=middlewares)
     app[STATE], app[STORE], app[FOLLOWER], app[SETTINGS] = state, store, follower, settings
+    app[AB_CONFIG] = ab_config(settings)
     streams: set[web.StreamResponse] = set()
     app[STREAMS] = streams
     app.on_shutdown.append(_close_streams)
