@@ -166,7 +166,11 @@ def wilson_interval(successes: int, trials: int, level: float) -> tuple[float, f
     denom = 1.0 + crit2 / trials
     center = (q + crit2 / (2.0 * trials)) / denom
     dist = crit * math.sqrt(q * (1.0 - q) / trials + crit2 / (4.0 * trials * trials)) / denom
-    return center - dist, center + dist
+    # The bounds are exactly 0 at no successes and 1 at all successes; rounding
+    # would leave them a few ulps off (and outside [0, 1] at worst).
+    low = 0.0 if successes == 0 else max(0.0, center - dist)
+    high = 1.0 if successes == trials else min(1.0, center + dist)
+    return low, high
 
 
 def newcombe_interval(
@@ -182,7 +186,7 @@ def newcombe_interval(
     diff = p1 - p2
     d_low = math.hypot(p1 - w1[0], w2[1] - p2)
     d_upp = math.hypot(p2 - w2[0], w1[1] - p1)
-    return diff - d_low, diff + d_upp
+    return max(-1.0, diff - d_low), min(1.0, diff + d_upp)
 
 
 def pooled_z_test(s1: int, n1: int, s2: int, n2: int) -> tuple[float, float] | None:
