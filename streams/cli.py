@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, default=None,
                      help="port to listen on (default CA_API_PORT or 8080; host CA_API_HOST)")
 
+    sql = sub.add_parser("sql", help="run a read-only SQL query: the sink process's SQL "
+                         "endpoint (CA_SQL_HOST:CA_SQL_PORT), or CA_CLICKHOUSE_URL")
+    sql.add_argument("query", help="one SELECT, WITH, SHOW, DESCRIBE, EXPLAIN or EXISTS")
+    sql.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                     help="aligned columns (default), CSV with a header, or one JSON array")
+
     demo = sub.add_parser("demo", help="publish a demo campaign and watch its summary")
     demo.add_argument("--campaign-id", default="demo-campaign")
     demo.add_argument("--messages", type=int, default=2000)
@@ -255,6 +261,91 @@ def _sink(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _sql(args: argparse.Namespace, settings: Settings) -> int:
+    """One query through clickhouse-connect; a ClickHouse error is one line, exit 2."""
+    import clickhouse_connect
+    from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
+
+    if settings.clickhouse_url:
+        dsn, where, hint = settings.clickhouse_url, _url_origin(settings.clickhouse_url), ""
+    else:
+        dsn = where = f"http://{settings.sql_host}:{settings.sql_port}"
+        hint = ": is a worker (its sink process) running?"
+    try:
+        client = clickhouse_connect.get_client(
+            dsn=dsn, database=settings.clickhouse_database, connect_timeout=5,
+            autogenerate_session_id=False, show_clickhouse_errors="scrub",
+        )
+        try:
+            result = client.query(args.query)
+        finally:
+            client.close()
+    except ClickHouseError as exc:
+        code = getattr(exc, "code", None)
+        if isinstance(exc, DatabaseError) and code is not None and code != 202:
+            print(f"error: {_clickhouse_message(str(exc))}", file=sys.stderr)
+            return EXIT_USAGE
+        # no answer, or 202 TOO_MANY_SIMULTANEOUS_QUERIES: try again later
+        detail = _clickhouse_message(str(exc)) if code is not None else "no answer"
+        print(f"error: cannot query ClickHouse SQL at {where} ({detail}){hint}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    names = list(result.column_names)
+    rows = [list(row) for row in result.result_rows]
+    if args.format == "json":
+        print(json.dumps([dict(zip(names, row, strict=True)) for row in rows],
+                         default=_json_value, ensure_ascii=False))
+    elif args.format == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows([["" if v is None else _text_value(v) for v in row] for row in rows])
+    else:
+        cells = [[_text_value(v).replace("\n", "\\n") for v in row] for row in rows]
+        widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
+        # numbers right-aligned, as ClickHouse's own pretty formats do
+        numeric = [bool(rows) and all(isinstance(r[i], (int, float)) or r[i] is None
+                                      for r in rows) for i in range(len(names))]
+        for line in [names, ["-" * w for w in widths], *cells]:
+            print("  ".join(c.rjust(w) if num else c.ljust(w)
+                            for c, w, num in zip(line, widths, numeric, strict=True)).rstrip())
+    return EXIT_OK
+
+
+def _clickhouse_message(text: str) -> str:
+    """ClickHouse's own message out of clickhouse-connect's, on one line."""
+    _, found, message = text.partition("server response: ")
+    return " ".join((message if found else text).split())
+
+
+def _url_origin(url: str) -> str:
+    """scheme://host:port of ``url``: never its password."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        return "CA_CLICKHOUSE_URL"
+
+
+def _text_value(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    return str(value)
+
+
+def _json_value(value: object) -> object:
+    """JSON for what clickhouse-connect returns beyond JSON's types (dates, Decimal, UUID...)."""
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return _text_value(value)
+
+
 _COMMANDS = {
     "worker": _worker,
     "sink": _sink,
@@ -263,6 +354,7 @@ _COMMANDS = {
     "export": _export,
     "generate": _generate,
     "demo": _demo,
+    "sql": _sql,
     "api": _api,
 }
 
