@@ -24,6 +24,9 @@ class SchemaVersion:
     parsed: Any  # fastavro's parsed schema (for writing)
     plain: Any  # the same without logical types (for reading: timestamps stay ints)
     fingerprint: bytes  # 8 bytes, little endian, as single-object encoding writes it
+    # The same bytes reversed: what versions before the fix wrote, still on the
+    # topics (compacted ones keep them for ever), so readers accept both.
+    legacy_fingerprint: bytes
 
 
 def _strip_logical_types(node: Any) -> Any:
@@ -44,10 +47,19 @@ def load_schemas() -> list[SchemaVersion]:
         raw = json.loads(entry.read_text("utf-8"))
         parsed = fastavro.parse_schema(copy.deepcopy(raw))
         canonical = to_parsing_canonical_form(parsed)
-        fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))[::-1]
+        # fastavro's hex digest is already the little-endian byte order of the spec
+        fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
         plain = fastavro.parse_schema(_strip_logical_types(copy.deepcopy(raw)))
-        out.append(SchemaVersion(name, int(version), parsed, plain, fp))
+        out.append(SchemaVersion(name, int(version), parsed, plain, fp, fp[::-1]))
     return out
+
+
+def by_fingerprint(schemas: list[SchemaVersion]) -> dict[bytes, SchemaVersion]:
+    """Each version under its fingerprint and under the reversed bytes that earlier
+    versions of this project wrote."""
+    table = {s.legacy_fingerprint: s for s in schemas}
+    table.update({s.fingerprint: s for s in schemas})
+    return table
 
 
 def latest(schemas: list[SchemaVersion], name: str) -> SchemaVersion:

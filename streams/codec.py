@@ -32,7 +32,7 @@ from projections.events import (
     ReplyReceived,
     SendOutcome,
 )
-from schemas import MAGIC, SchemaVersion, latest, load_schemas
+from schemas import MAGIC, SchemaVersion, by_fingerprint, latest, load_schemas
 
 EVENT_KINDS: tuple[str, ...] = ("sent", "delivery", "reply", "click")
 
@@ -45,7 +45,7 @@ MAX_FUTURE_SKEW_MS = 7 * 24 * 3600 * 1000
 
 _ALL_SCHEMAS = [s for s in load_schemas() if s.name in EVENT_KINDS]
 CURRENT: dict[str, SchemaVersion] = {kind: latest(_ALL_SCHEMAS, kind) for kind in EVENT_KINDS}
-BY_FINGERPRINT: dict[bytes, SchemaVersion] = {s.fingerprint: s for s in _ALL_SCHEMAS}
+BY_FINGERPRINT: dict[bytes, SchemaVersion] = by_fingerprint(_ALL_SCHEMAS)
 
 KIND_OF_CLASS: dict[type, str] = EVENT_TYPES
 

@@ -13,6 +13,7 @@ from typing import Any
 from projections.metrics import BREAKDOWNS, WINDOW_METRICS, CampaignCounts, parse_window_key
 from schemas import (
     SchemaVersion,
+    by_fingerprint,
     decode_single_object,
     encode_single_object,
     latest,
@@ -40,8 +41,8 @@ _METRICS_FIELDS = _METRIC_KEYS + _BREAKDOWNS
 _SCHEMAS = load_schemas()
 _SCHEMA = latest(_SCHEMAS, "campaign_metrics")
 _WINDOW_SCHEMA = latest(_SCHEMAS, "campaign_windows")
-_BY_FINGERPRINT: dict[bytes, SchemaVersion] = {
-    s.fingerprint: s for s in _SCHEMAS if s.name in ("campaign_metrics", "campaign_windows")}
+_BY_FINGERPRINT: dict[bytes, SchemaVersion] = by_fingerprint(
+    [s for s in _SCHEMAS if s.name in ("campaign_metrics", "campaign_windows")])
 
 
 def encode_campaign_metrics(summary: dict[str, Any], emitted_at: int) -> bytes:

@@ -112,3 +112,39 @@ times = st.integers(min_value=codec.MIN_OCCURRED_AT, max_value=NOW)
 )
 def test_avro_round_trip_property(event):
     assert codec.decode_event(codec.encode_event(event), now_ms=NOW) == event
+
+
+def _spec_fingerprint(canonical: str) -> bytes:
+    """CRC-64-AVRO exactly as the Avro specification gives it, little-endian."""
+    empty = 0xC15D213AA4D7A795
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (empty & -(fp & 1))
+        table.append(fp)
+    fp = empty
+    for byte in canonical.encode():
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp.to_bytes(8, "little")
+
+
+def test_fingerprints_are_written_in_the_specifications_byte_order():
+    from fastavro.schema import to_parsing_canonical_form
+
+    from schemas import load_schemas
+
+    for schema in load_schemas():
+        want = _spec_fingerprint(to_parsing_canonical_form(schema.parsed))
+        assert schema.fingerprint == want, schema.name
+        assert schema.legacy_fingerprint == want[::-1] != want  # the negative control
+    _, _, data = codec.parse_json_line(_sent(), now_ms=NOW)
+    assert data[2:10] == codec.CURRENT["sent"].fingerprint
+
+
+def test_records_written_with_the_old_reversed_fingerprint_still_decode():
+    _, event, data = codec.parse_json_line(_sent(), now_ms=NOW)
+    legacy = data[:2] + data[2:10][::-1] + data[10:]
+    assert codec.decode_event(legacy, now_ms=NOW) == event
+    with pytest.raises(InvalidEventError):
+        codec.decode_event(data[:2] + bytes(8) + data[10:], now_ms=NOW)
