@@ -19,15 +19,16 @@ pins it):
 - The deduplication log lives on disk with the table: a token is remembered
   across close and reopen.
 
-So by default (``hold_open=False``) every call opens the directory, does its
-work and closes it again: the worker's inserts and the CLI's ``export`` take
-turns on the directory. A call that finds it held by another live process
-retries with backoff for up to ``lock_timeout`` seconds, then raises
-``SinkError`` with ``retry_after`` (the sink pauses and tries again). An export
-holds the directory while it streams, so inserts wait for it (and back off if
-it takes longer than ``lock_timeout``). ``hold_open=True`` keeps one connection
-for the store's lifetime: no per-call opening cost, but no other process can
-open the directory until ``close()``.
+So in this project one process owns the directory for its whole life: the sink
+process holding ``<chdb dir>.sink.lock`` opens it with ``hold_open=True`` (one
+connection for the store's lifetime, no per-call opening cost) and serves every
+other reader through its read-only SQL endpoint (``sinks.sql_endpoint``,
+``sinks.open_reader``); nothing else opens the directory while it runs.
+
+``hold_open=False`` (the default) opens the directory per call and closes it
+again, for tools and tests that run while no owner does. A call that finds it
+held by another live process retries with backoff for up to ``lock_timeout``
+seconds, then raises ``SinkError`` with ``retry_after``.
 
 Inserts go through ``send_insert(... FORMAT ArrowStream)``: rows become typed
 Arrow columns (epoch ms as ``timestamp[ms, UTC]``). Measured here: about

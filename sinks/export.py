@@ -8,13 +8,20 @@ Timestamps are ISO-8601 in UTC with millisecond precision and a ``Z``
 
 Cells are written as they are: no spreadsheet-formula escaping, because phone
 numbers in E.164 begin with ``+`` and must survive unchanged.
+
+``write_csv_file`` writes to a temporary file beside the target and renames it
+only when every row is written, so an export that fails (the store stops
+answering halfway) leaves no partial file, and an earlier export stays as it was.
 """
 
 from __future__ import annotations
 
 import csv
+import os
+import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TextIO
 
 from projections.message_log import CSV_EXPORT_COLUMNS
@@ -53,3 +60,18 @@ def write_csv(rows: Iterable[tuple[object, ...]], out: TextIO) -> int:
         writer.writerow([_cell(i, value) for i, value in enumerate(row)])
         written += 1
     return written
+
+
+def write_csv_file(rows: Iterable[tuple[object, ...]], path: Path) -> int:
+    """``write_csv`` into ``path``, all or nothing; returns the rows written."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    # os.open with 0o666: the file gets the user's umask, as open(path, "w") would.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as out:
+            count = write_csv(rows, out)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return count

@@ -69,6 +69,17 @@ class ReplyRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ClickRow:
+    """One link click (deduplicated) of a contact."""
+
+    event_id: str
+    message_id: str
+    link_id: str
+    clicked_at: int
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ContactClicks:
     """One contact's clicks on a campaign's links (over all their messages)."""
 
@@ -126,18 +137,25 @@ def _campaign_ids(database: str) -> str:
 
 
 def replies_query(
-    database: str, campaign_id: str, limit: int, after: tuple[int, str] | None
+    database: str,
+    campaign_id: str,
+    limit: int,
+    after: tuple[int, str] | None,
+    *,
+    newest_first: bool = False,
 ) -> tuple[str, dict[str, object]]:
-    """A page of a campaign's replies by (replied_at, event_id); keyset ``after``."""
+    """A page of a campaign's replies by (replied_at, event_id), oldest first; with
+    ``newest_first``, descending, and the keyset ``after`` is the bound rows come before."""
     _check_limit(limit)
     params: dict[str, object] = {"campaign_id": campaign_id}
     keyset = ""
     if after is not None:
         keyset = (
-            " AND (r.replied_at, r.event_id) > "
+            f" AND (r.replied_at, r.event_id) {'<' if newest_first else '>'} "
             "(fromUnixTimestamp64Milli({after_ms:Int64}, 'UTC'), {after_id:String})"
         )
         params |= {"after_ms": after[0], "after_id": after[1]}
+    order = " DESC" if newest_first else ""
     log = qualified(database, MESSAGE_LOG_TABLE)
     sql = (
         "SELECT r.event_id, r.message_id, r.contact_id, l.contact_name, r.phone, l.variant,"  # noqa: S608
@@ -147,7 +165,48 @@ def replies_query(
         f" FROM {log} FINAL WHERE campaign_id = {{campaign_id:String}}) AS l"
         " ON r.message_id = l.message_id"
         f" WHERE r.message_id IN ({_campaign_ids(database)}){keyset}"
-        f" ORDER BY r.replied_at, r.event_id LIMIT {int(limit)}"
+        f" ORDER BY r.replied_at{order}, r.event_id{order} LIMIT {int(limit)}"
+    )
+    return sql, params
+
+
+def contact_click_events_query(
+    database: str, campaign_id: str, contact_id: str, limit: int, after: tuple[int, str] | None
+) -> tuple[str, dict[str, object]]:
+    """A page of one contact's clicks over all their messages of the campaign, by
+    (clicked_at, event_id); keyset ``after``."""
+    _check_limit(limit)
+    params: dict[str, object] = {"campaign_id": campaign_id, "contact_id": contact_id}
+    keyset = ""
+    if after is not None:
+        keyset = (
+            " AND (clicked_at, event_id) > "
+            "(fromUnixTimestamp64Milli({after_ms:Int64}, 'UTC'), {after_id:String})"
+        )
+        params |= {"after_ms": after[0], "after_id": after[1]}
+    # A message's contact never changes between its versions: no FINAL needed there.
+    messages = (
+        f"SELECT message_id FROM {qualified(database, MESSAGE_LOG_TABLE)}"  # noqa: S608
+        " WHERE campaign_id = {campaign_id:String} AND contact_id = {contact_id:String}"
+    )
+    sql = (
+        "SELECT event_id, message_id, link_id, toUnixTimestamp64Milli(clicked_at),"  # noqa: S608
+        f" user_agent FROM {qualified(database, LINK_CLICKS_TABLE)} FINAL"
+        f" WHERE message_id IN ({messages}){keyset}"
+        f" ORDER BY clicked_at, event_id LIMIT {int(limit)}"
+    )
+    return sql, params
+
+
+def as_of_query(database: str, campaign_id: str | None) -> tuple[str, dict[str, object]]:
+    """The newest ``updated_at`` (epoch ms) in ``message_log``, of a campaign or of all;
+    NULL when there is none. Without FINAL: every version the sinks wrote counts."""
+    where, params = "", dict[str, object]()
+    if campaign_id is not None:
+        where, params = " WHERE campaign_id = {campaign_id:String}", {"campaign_id": campaign_id}
+    sql = (
+        "SELECT toUnixTimestamp64Milli(maxOrNull(updated_at))"  # noqa: S608
+        f" FROM {qualified(database, MESSAGE_LOG_TABLE)}{where}"
     )
     return sql, params
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sinks import queries
-from sinks.queries import CampaignSqlMetrics, ContactClicks, ReplyRow, RowCounts
+from sinks.queries import CampaignSqlMetrics, ClickRow, ContactClicks, ReplyRow, RowCounts
 
 
 class SqlReads:
@@ -22,6 +22,14 @@ class SqlReads:
         sql, params = queries.replies_query(self._database, campaign_id, limit, after)
         return [ReplyRow(*values) for values in self._select(sql, params)]
 
+    def replies_page(
+        self, campaign_id: str, limit: int = 100, before: tuple[int, str] | None = None
+    ) -> list[ReplyRow]:
+        sql, params = queries.replies_query(
+            self._database, campaign_id, limit, before, newest_first=True
+        )
+        return [ReplyRow(*values) for values in self._select(sql, params)]
+
     def contact_clicks(
         self, campaign_id: str, limit: int = 100, after_contact_id: str | None = None
     ) -> list[ContactClicks]:
@@ -29,6 +37,23 @@ class SqlReads:
             self._database, campaign_id, limit, after_contact_id
         )
         return [ContactClicks(*values) for values in self._select(sql, params)]
+
+    def contact_click_events(
+        self,
+        campaign_id: str,
+        contact_id: str,
+        limit: int = 100,
+        after: tuple[int, str] | None = None,
+    ) -> list[ClickRow]:
+        sql, params = queries.contact_click_events_query(
+            self._database, campaign_id, contact_id, limit, after
+        )
+        return [ClickRow(*values) for values in self._select(sql, params)]
+
+    def as_of(self, campaign_id: str | None = None) -> int | None:
+        sql, params = queries.as_of_query(self._database, campaign_id)
+        ((value,),) = self._select(sql, params)
+        return None if value is None else int(value)
 
     def campaign_metrics(self, campaign_id: str) -> CampaignSqlMetrics | None:
         sql, params = queries.campaign_metrics_query(self._database, campaign_id)

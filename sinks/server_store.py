@@ -6,6 +6,9 @@ clickhouse-connect never retries an insert by itself: the sink does, with the
 same plan and so the same ``insert_deduplication_token``.
 
 Error messages never contain the URL (it may carry a password).
+
+A reader's store (``read_only=True``, ``sinks.open_reader``) refuses ``migrate``
+and ``insert``: the tables, their TTLs included, are the sinks' to change.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from urllib.parse import urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
-from projections.errors import SinkError
+from projections.errors import CampaignAnalyticsError, SinkError
 from projections.message_log import MessageLogRow
 from sinks.errors import RETRY_AFTER_SECONDS, retry_after_for
 from sinks.migrations import apply_migrations
@@ -36,8 +39,16 @@ from sinks.sql import (
 )
 
 
+class ReadOnlyStoreError(CampaignAnalyticsError):
+    """A reader's store was asked to change the tables (a bug in its caller)."""
+
+
 class ClickHouseServerStore(SqlReads):
-    """The ``ClickHouseStore`` on a ClickHouse server reached over HTTP(S)."""
+    """The ``ClickHouseStore`` on a ClickHouse server reached over HTTP(S).
+
+    ``read_only``: refuse ``migrate`` and ``insert``. ``where``: how error messages
+    name the server (default: the URL's scheme, host and port).
+    """
 
     def __init__(
         self,
@@ -47,10 +58,13 @@ class ClickHouseServerStore(SqlReads):
         connect_timeout: float = 10.0,
         send_receive_timeout: float = 300.0,
         retention: Retention | None = None,
+        read_only: bool = False,
+        where: str | None = None,
     ) -> None:
         self._retention = retention or Retention()
         self._url = url
-        self._where = _redacted(url)
+        self._where = where or _redacted(url)
+        self._read_only = read_only
         self._database = validate_identifier(database)
         self._connect_timeout = connect_timeout
         self._send_receive_timeout = send_receive_timeout
@@ -83,13 +97,19 @@ class ClickHouseServerStore(SqlReads):
 
     # -- ClickHouseStore ---------------------------------------------------
 
+    def _refuse_if_read_only(self, what: str) -> None:
+        if self._read_only:
+            raise ReadOnlyStoreError(f"a reader's store does not {what} ({self._where})")
+
     def migrate(self) -> list[int]:
+        self._refuse_if_read_only("migrate")
         target = _ServerMigrationTarget(self)
         applied = apply_migrations(target, self._database)
         apply_retention(target, self._database, self._retention)
         return applied
 
     def insert(self, plan: InsertPlan) -> int:
+        self._refuse_if_read_only("insert")
         if not plan.rows:
             return 0
         settings = {
@@ -169,7 +189,20 @@ class _ServerMigrationTarget:
 def _sink_error(message: str, exc: BaseException) -> SinkError:
     transient = isinstance(exc, OperationalError | OSError)
     retry_after = RETRY_AFTER_SECONDS if transient else retry_after_for(str(exc))
-    return SinkError(f"{message}: {type(exc).__name__}: {_first_line(exc)}", retry_after)
+    return SinkError(f"{message}: {_reason(exc)}", retry_after)
+
+
+def _reason(exc: BaseException) -> str:
+    """The socket error under clickhouse-connect's and urllib3's wrappers (``Connection
+    refused``), whose own messages run to several hundred characters; else the first line."""
+    cause: BaseException | None = exc
+    for _ in range(10):
+        if cause is None:
+            break
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"{type(cause).__name__}: {cause.strerror}"
+        cause = cause.__cause__ or cause.__context__
+    return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -6,6 +6,11 @@ directory) and ``sinks.server_store.ClickHouseServerStore`` (clickhouse-connect)
 
 Every method raises ``SinkError`` for an engine failure (``retry_after`` set
 when trying again later makes sense) and ``ValueError`` for a bad argument.
+
+Writers (the sinks) get theirs from ``sinks.open_store``; readers (the CLI's
+``export``, the API) from ``sinks.open_reader``, whose store refuses ``migrate``
+and ``insert`` with ``sinks.server_store.ReadOnlyStoreError``: a reader's settings (its TTLs, say)
+never change the tables.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Protocol, runtime_checkable
 
 from projections.message_log import MessageLogRow
 from sinks.plan import InsertPlan
-from sinks.queries import CampaignSqlMetrics, ContactClicks, ReplyRow, RowCounts
+from sinks.queries import CampaignSqlMetrics, ClickRow, ContactClicks, ReplyRow, RowCounts
 
 
 @runtime_checkable
@@ -68,11 +73,35 @@ class ClickHouseStore(Protocol):
         pass the last reply's ``(replied_at, event_id)`` as ``after`` for the next page."""
         ...
 
+    def replies_page(
+        self, campaign_id: str, limit: int = 100, before: tuple[int, str] | None = None
+    ) -> list[ReplyRow]:
+        """``replies`` newest first, by ``(replied_at, event_id)`` descending; pass the
+        last reply's ``(replied_at, event_id)`` as ``before`` for the next page."""
+        ...
+
     def contact_clicks(
         self, campaign_id: str, limit: int = 100, after_contact_id: str | None = None
     ) -> list[ContactClicks]:
         """One page of per-contact link clicks of a campaign (count, first and last
         click over all the contact's messages), by ``contact_id``; keyset pagination."""
+        ...
+
+    def contact_click_events(
+        self,
+        campaign_id: str,
+        contact_id: str,
+        limit: int = 100,
+        after: tuple[int, str] | None = None,
+    ) -> list[ClickRow]:
+        """One page of a contact's link clicks (deduplicated) over all their messages of
+        the campaign, oldest first by ``(clicked_at, event_id)``; pass the last click's
+        ``(clicked_at, event_id)`` as ``after`` for the next page."""
+        ...
+
+    def as_of(self, campaign_id: str | None = None) -> int | None:
+        """The newest ``updated_at`` (epoch ms) the sinks wrote to ``message_log``, for
+        the campaign or for the whole table; None when there is nothing."""
         ...
 
     def campaign_metrics(self, campaign_id: str) -> CampaignSqlMetrics | None:

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from aiokafka.errors import KafkaError
+
 from projections.errors import CampaignAnalyticsError, ConfigurationError
 from streams.cli_format import format_summary
 from streams.settings import Settings, load_settings
@@ -89,19 +91,37 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    kafka = "Kafka"
     try:
         settings = load_settings(web_port=getattr(args, "web_port", None),
                                  log_level=getattr(args, "loglevel", None))
+        kafka = f"Kafka at {settings.kafka_bootstrap}"
+        if args.command in _ONE_SHOT:
+            _quiet_libraries()
         handler = _COMMANDS[args.command]
         return handler(args, settings)
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KafkaError as exc:  # aiokafka's errors are neither OSError nor ours
+        print(f"error: cannot use {kafka}: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except (OSError, TimeoutError, CampaignAnalyticsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         return 130
+
+
+# Commands that answer and exit: a failure is their one line on stderr, not also the
+# client libraries' own log records of it (aiokafka's "Unable connect", clickhouse-
+# connect's "Unexpected Http Driver Exception", asyncio's "Unclosed AIOKafkaConsumer").
+_ONE_SHOT = frozenset({"publish", "summary", "export", "generate", "demo"})
+
+
+def _quiet_libraries() -> None:
+    for name in ("aiokafka", "clickhouse_connect", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -161,21 +181,26 @@ def _summary(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks import open_store
-    from sinks.export import write_csv
+    """Through ``open_reader``: the ClickHouse server, or the SQL endpoint of the process
+    that owns the embedded engine. It changes nothing (no migration, no TTL)."""
+    from sinks import open_reader
+    from sinks.export import write_csv, write_csv_file
 
-    store = open_store(settings)
+    if args.output != "-" and not Path(args.output).parent.is_dir():
+        raise ConfigurationError(f"no such directory: {Path(args.output).parent}")
+    store = open_reader(settings)
     try:
-        store.migrate()
         if store.count_message_log(args.campaign_id) == 0:
             print(f"error: no messages for campaign {args.campaign_id!r}", file=sys.stderr)
             return EXIT_UNKNOWN
         rows = store.iter_export_rows(args.campaign_id)
-        if args.output == "-":
-            count = write_csv(rows, sys.stdout)
-        else:
-            with open(args.output, "w", encoding="utf-8", newline="") as out:
-                count = write_csv(rows, out)
+        try:
+            if args.output == "-":
+                count = write_csv(rows, sys.stdout)
+            else:
+                count = write_csv_file(rows, Path(args.output))
+        finally:
+            rows.close()
     finally:
         store.close()
     print(f"exported {count} message(s) to {args.output}", file=sys.stderr)

@@ -24,8 +24,6 @@
 |   |   | see ``streams/sink_process.py`` |
 | ``CA_SINK_BATCH_ROWS`` | ``5000`` | rows per ClickHouse insert (at most) |
 | ``CA_SINK_BATCH_SECONDS`` | ``1.0`` | longest a row waits before its batch is inserted |
-| ``CA_SINK_HOLD_SECONDS`` | ``5.0`` | longest the sinks keep the embedded engine open in one |
-|   |   | go while rows keep coming (0: open it per insert round) |
 | ``CA_WINDOWS`` | ``60,3600`` | sizes (seconds) of the event-time tumbling windows |
 | ``CA_WINDOW_RETENTION_DAYS`` | ``30`` | windows older than this are no longer kept or published |
 | ``CA_BATCH_MAX`` | ``10000`` | most events an agent takes into one batch |
@@ -188,7 +186,6 @@ class Settings:
     sink_child: bool = True
     sink_batch_rows: int = 5000
     sink_batch_seconds: float = 1.0
-    sink_hold_seconds: float = 5.0
     batch_max: int = 10000
     batch_seconds: float = 0.02
     producer_linger_ms: int = 5
@@ -271,7 +268,6 @@ def load_settings(**overrides: object) -> Settings:
         "sink_child": _env("CA_SINK_CHILD", "1") not in ("0", "false", "no", "off"),
         "sink_batch_rows": _positive_int("CA_SINK_BATCH_ROWS", "5000"),
         "sink_batch_seconds": _positive_float("CA_SINK_BATCH_SECONDS", "1.0"),
-        "sink_hold_seconds": _non_negative_float("CA_SINK_HOLD_SECONDS", "5.0"),
         "batch_max": _positive_int("CA_BATCH_MAX", "10000"),
         "batch_seconds": _positive_float("CA_BATCH_SECONDS", "0.02"),
         "producer_linger_ms": _positive_int("CA_PRODUCER_LINGER_MS", "5"),

@@ -31,10 +31,12 @@ defence. A failed commit raises, and the caller restarts the sink from the
 committed offsets (``run_restarting``).
 
 The embedded engine (chdb) can be opened by one process at a time, so with it
-only the worker holding ``<chdb dir>.sink.lock`` runs the sinks (both of them,
-sharing the lock); the others wait for it (a worker that dies releases it).
-With a ClickHouse server every worker runs the sinks and each group splits
-the partitions.
+only the process holding ``<chdb dir>.sink.lock`` runs the sinks (both of them);
+the others wait for it (a process that dies releases it). That process owns the
+engine for its life: it keeps it open and serves every reader through the
+read-only SQL endpoint (``_EngineOwner``, ``sinks.open_reader``). With a
+ClickHouse server every worker runs the sinks, each group splits the partitions,
+and readers go to the server.
 """
 
 from __future__ import annotations
@@ -42,13 +44,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import functools
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -70,6 +70,9 @@ from streams.codec import decode_event
 from streams.settings import Settings
 from streams.sink_batches import PartitionBatches, intent_metadata, parse_intent
 from streams.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from sinks.sql_endpoint import SqlEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -162,106 +165,77 @@ def plan_message_events(records: Records, token: str | None, kind_of_topic: dict
     return plan_event_inserts(sourced, token)
 
 
-class _SharedFlock:
-    """One exclusive ``flock`` per path and process, shared by the sinks of the process."""
-
-    _held: dict[Path, tuple[IO[str], int]] = {}  # process-wide on purpose: one lock each
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def hold(cls, path: Path) -> AsyncIterator[None]:
-        while path not in cls._held:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle: IO[str] = path.open("a")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                await asyncio.sleep(2.0)  # another worker sinks; take over if it dies
-                continue
-            cls._held[path] = (handle, 0)
-            log.info("this worker (pid %d) runs the ClickHouse sinks", os.getpid())
-        handle, users = cls._held[path]
-        cls._held[path] = (handle, users + 1)
+async def _take_flock(path: Path) -> IO[str]:
+    """An exclusive ``flock`` on ``path``, waited for; closing the handle releases it
+    (and so does the process's death, ``kill -9`` included)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        handle: IO[str] = path.open("a")
         try:
-            yield
-        finally:
-            handle, users = cls._held[path]
-            if users == 1:
-                del cls._held[path]
-                handle.close()  # releases the lock
-            else:
-                cls._held[path] = (handle, users - 1)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            handle.close()
+        await asyncio.sleep(2.0)  # another process owns the engine; take over if it dies
 
 
-@contextlib.asynccontextmanager
-async def _sink_ownership(settings: Settings) -> AsyncIterator[None]:
-    """With chdb, hold the sink lock for as long as this worker runs a sink."""
-    if settings.clickhouse_url:
-        yield
-        return
-    async with _SharedFlock.hold(
-        settings.chdb_path.with_name(settings.chdb_path.name + ".sink.lock")
-    ):
-        yield
+def sink_lock_path(settings: Settings) -> Path:
+    """``<chdb dir>.sink.lock``: held by the one process that owns the embedded engine."""
+    return settings.chdb_path.with_name(settings.chdb_path.name + ".sink.lock")
 
 
-def _insert_all(store: ClickHouseStore, plans: list[InsertPlan]) -> None:
-    for plan in plans:
-        store.insert(plan)
+async def _insist(name: str, telemetry: Telemetry, work: Callable[[], object]) -> None:
+    """Run ``work`` in a thread until it succeeds; never give up, never skip."""
+    delay = 0.5
+    while True:
+        try:
+            await asyncio.to_thread(work)
+            return
+        except SinkError as exc:
+            telemetry.sink_errors.inc()
+            wait = exc.retry_after or delay
+            log.warning("%s: ClickHouse call failed (%s); retrying in %.1fs", name, exc, wait)
+            await asyncio.sleep(wait)
+            delay = min(delay * 2, 30.0)
 
 
-def _migrate(store: ClickHouseStore) -> None:
-    store.migrate()
+async def _serve_sql(settings: Settings) -> SqlEndpoint | None:
+    """The read-only SQL endpoint on the owned engine, or None if it cannot serve.
+    Readers then fail (exit 4, 503), but the sinks go on: restarting them would find
+    the port taken again, and the message log would stop."""
+    from sinks.sql_endpoint import SqlEndpoint
+
+    endpoint = SqlEndpoint(settings.chdb_path, settings.clickhouse_database)
+    try:
+        port = await endpoint.start(settings.sql_host, settings.sql_port)
+    except (OSError, SinkError) as exc:
+        log.error("cannot serve the read-only SQL endpoint on %s:%d (%s); the sinks go on, "
+                  "but export and the API cannot read the embedded engine until this "
+                  "process restarts", settings.sql_host, settings.sql_port, exc)
+        return None
+    log.info("read-only SQL endpoint of the embedded engine on http://%s:%d",
+             settings.sql_host, port)
+    return endpoint
 
 
-class _StoreLease:
-    """One store for the process's sinks, kept open across insert rounds.
+class _EngineOwner:
+    """The process's one store for its sinks (both share it) and, with chdb, its
+    ownership of the engine directory.
 
-    Opening the embedded engine costs 50-200 ms, and each sink inserts about once
-    a second, so opening it per round took ~7 % of a busy worker's CPU. But while
-    it is open no other process (the CLI's ``export``) can open the directory.
-    So the store stays open while rounds keep coming (closed after ``_IDLE_S``
-    without one), at most ``CA_SINK_HOLD_SECONDS`` in one go, and after such a
-    close it is not opened again for ``_GAP_S`` (the export retries every 0.5 s
-    at most, for 10 s). A failed round closes it (the next one opens afresh), and
-    so does the end of the last running sink (``session``).
+    With chdb the first sink to start takes ``<chdb dir>.sink.lock`` (waiting while
+    another process holds it), opens the store with ``hold_open=True``, runs the
+    migrations and starts the read-only SQL endpoint on ``CA_SQL_HOST:CA_SQL_PORT``;
+    every reader goes through that endpoint, so nothing else opens the directory.
+    ``run_sinks`` holds it for the process's life; when the last holder lets go,
+    the endpoint stops, the store closes and the lock is released, in that order.
+    With a server there is no lock and no endpoint: every process migrates and writes.
     """
 
-    _IDLE_S = 1.5
-    _GAP_S = 1.0
-
     def __init__(self) -> None:
-        self._store: ClickHouseStore | None = None
         self._users = 0
-        self._opened_at = 0.0
-        self._reopen_at = 0.0
-        self._broken = False
+        self._store: ClickHouseStore | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
-        self._idle: asyncio.TimerHandle | None = None
-        self._closing: asyncio.Task[None] | None = None
-        self._sessions = 0
-
-    @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[None]:
-        """Around a sink's run: the store is closed when the last sink stops."""
-        self._sessions += 1
-        try:
-            yield
-        finally:
-            self._sessions -= 1
-            if self._sessions == 0:
-                self._cancel_idle()
-                await self._close(gap=0.0)
-
-    def _cancel_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-
-    def _close_when_idle(self) -> None:
-        self._idle = None
-        self._closing = asyncio.ensure_future(self._close(gap=0.0))  # (a reference kept)
 
     def _guard(self) -> asyncio.Lock:
         """The lock of the running loop (a process may run several loops in turn)."""
@@ -271,41 +245,47 @@ class _StoreLease:
         return self._lock[1]
 
     @contextlib.asynccontextmanager
-    async def lease(self, settings: Settings) -> AsyncIterator[ClickHouseStore]:
+    async def hold(self, settings: Settings, telemetry: Telemetry
+                   ) -> AsyncIterator[ClickHouseStore]:
         async with self._guard():
-            self._cancel_idle()
             if self._store is None:
-                await asyncio.sleep(max(self._reopen_at - time.monotonic(), 0))
-                # Opening starts the embedded engine (70-190 ms): not on the loop.
-                self._store = await asyncio.to_thread(open_store, settings, hold_open=True)
-                self._opened_at = time.monotonic()
+                self._store, self._stack = await self._open(settings, telemetry)
             store = self._store
             self._users += 1
         try:
             yield store
-        except BaseException:
-            self._broken = True
-            raise
         finally:
-            self._users -= 1
-            if self._users == 0:
-                held = time.monotonic() - self._opened_at
-                if self._broken or held >= settings.sink_hold_seconds:
-                    await self._close(gap=self._GAP_S if settings.sink_hold_seconds else 0.0)
-                else:
-                    self._idle = asyncio.get_running_loop().call_later(
-                        self._IDLE_S, self._close_when_idle)
+            async with self._guard():
+                self._users -= 1
+                if self._users == 0 and self._stack is not None:
+                    stack, self._stack, self._store = self._stack, None, None
+                    await stack.aclose()
 
-    async def _close(self, gap: float) -> None:
-        async with self._guard():
-            if self._users or self._store is None:
-                return
-            store, self._store, self._broken = self._store, None, False
-            self._reopen_at = time.monotonic() + gap
-            await asyncio.to_thread(store.close)
+    @staticmethod
+    async def _open(settings: Settings, telemetry: Telemetry
+                    ) -> tuple[ClickHouseStore, contextlib.AsyncExitStack]:
+        stack = contextlib.AsyncExitStack()
+        try:
+            if not settings.clickhouse_url:
+                lock = await _take_flock(sink_lock_path(settings))
+                stack.callback(lock.close)
+                log.info("this process (pid %d) owns the embedded ClickHouse engine and "
+                         "runs the sinks", os.getpid())
+            # Opening starts the embedded engine (70-190 ms): not on the loop.
+            store = await asyncio.to_thread(open_store, settings, hold_open=True)
+            stack.push_async_callback(asyncio.to_thread, store.close)
+            await _insist("clickhouse_sinks", telemetry, store.migrate)
+            if not settings.clickhouse_url:
+                endpoint = await _serve_sql(settings)
+                if endpoint is not None:
+                    stack.push_async_callback(endpoint.stop)
+        except BaseException:
+            await stack.aclose()
+            raise
+        return store, stack
 
 
-_STORE = _StoreLease()  # process-wide on purpose: the engine is too
+_OWNER = _EngineOwner()  # process-wide on purpose: the engine is too
 
 
 class _PartitionSink:
@@ -323,6 +303,7 @@ class _PartitionSink:
         self._batches: PartitionBatches[TopicPartition, ConsumerRecord] = PartitionBatches(
             settings.sink_batch_rows, settings.sink_batch_seconds
         )
+        self._store: ClickHouseStore | None = None
 
     @property
     def group_id(self) -> str:
@@ -338,8 +319,8 @@ class _PartitionSink:
         if not self._dedup:
             log.warning("%s is set: %s sends no dedup token (tests only)",
                         UNSAFE_NO_DEDUP_ENV, self.name)
-        async with _sink_ownership(self._settings), _STORE.session():
-            await self._insist(_migrate)
+        async with _OWNER.hold(self._settings, self._telemetry) as store:
+            self._store = store
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self._settings.kafka_bootstrap,
                 group_id=self.group_id,
@@ -391,28 +372,20 @@ class _PartitionSink:
         await consumer.commit({tp: (last + 1, "") for tp, (_, last) in bounds.items()})  # step 4
 
     async def _write(self, plans: list[InsertPlan]) -> None:
-        """All inserts of a round through the process's shared store (``_StoreLease``)."""
+        """Step 3: all inserts of a round through the process's one store (``_EngineOwner``),
+        retried until they succeed."""
+        store = self._store
+        if store is None:
+            raise RuntimeError("a sink writes only while run() holds the store")
+
+        def insert_all() -> None:
+            for plan in plans:
+                store.insert(plan)
+
         with self._telemetry.sink_batch_seconds.time():
-            await self._insist(functools.partial(_insert_all, plans=plans))
+            await _insist(self.name, self._telemetry, insert_all)
         for plan in plans:
             self._telemetry.sink_rows.labels(plan.table).inc(len(plan.rows))
-
-    async def _insist(self, work: Callable[[ClickHouseStore], object]) -> None:
-        """Step 3: run ``work`` on the shared store (``_StoreLease``) in a thread until it
-        succeeds; never give up, never skip."""
-        delay = 0.5
-        while True:
-            try:
-                async with _STORE.lease(self._settings) as store:
-                    await asyncio.to_thread(work, store)
-                return
-            except SinkError as exc:
-                self._telemetry.sink_errors.inc()
-                wait = exc.retry_after or delay
-                log.warning("%s: ClickHouse call failed (%s); retrying in %.1fs",
-                            self.name, exc, wait)
-                await asyncio.sleep(wait)
-                delay = min(delay * 2, 30.0)
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -498,6 +471,10 @@ async def run_restarting(sink: _PartitionSink, telemetry: Telemetry, pause: floa
 
 async def run_sinks(settings: Settings, telemetry: Telemetry) -> None:
     """Every ClickHouse sink, each restarted on failure: ``message_log``; ``events``,
-    ``replies``, ``link_clicks``. Run by a worker, or alone by ``campaign-analytics sink``."""
+    ``replies``, ``link_clicks``. Run by a worker's child, by a worker itself, or alone by
+    ``campaign-analytics sink``. With chdb this process owns the engine (and serves
+    its SQL endpoint) from the moment it takes the sink lock until it ends, whatever
+    its sinks' restarts (``_EngineOwner``)."""
     sinks = (ClickHouseSink(settings, telemetry), ClickHouseEventsSink(settings, telemetry))
-    await asyncio.gather(*(run_restarting(sink, telemetry) for sink in sinks))
+    async with _OWNER.hold(settings, telemetry):
+        await asyncio.gather(*(run_restarting(sink, telemetry) for sink in sinks))

@@ -1,8 +1,10 @@
 """How ChdbStore shares its directory between processes (chdb 4.4), pinned by tests.
 
 One process at a time holds an engine directory; a per-call store opens it only
-for the length of a call, so a worker and the CLI take turns; a call that finds
-it held waits (bounded) and then raises SinkError with retry_after.
+for the length of a call, so two such processes take turns; a call that finds it
+held waits (bounded) and then raises SinkError with retry_after. (While the sinks
+run, their process owns the directory and nothing else opens it: readers go
+through its SQL endpoint, tests/contract/test_engine_owner.py.)
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def test_a_killed_holder_leaves_no_lock_behind(chdb_dir: Path) -> None:
 
 
 def test_per_call_stores_in_two_processes_take_turns(chdb_dir: Path) -> None:
-    """The worker inserting while the CLI reads and exports: both get through."""
+    """One process inserting while another reads and exports: both get through."""
     reader = ChdbStore(chdb_dir, DATABASE, lock_timeout=30)
     reads = 0
     with child(WRITER, str(chdb_dir), "8") as writer:

@@ -1,4 +1,5 @@
-"""Replies, per-contact clicks, raw events and SQL metrics, on every backend.
+"""Replies (both orders), per-contact clicks and a contact's click events, ``as_of``,
+raw events and SQL metrics, on every backend.
 
 The metrics cross-check loads the messy demo campaign the way the sinks would
 (latest message-log row per message, every event record into the event tables,
@@ -22,12 +23,12 @@ from sinks.plan import (
     plan_event_inserts,
     plan_message_log_insert,
 )
-from sinks.queries import CampaignCounts, CampaignSqlMetrics
+from sinks.queries import CampaignCounts, CampaignSqlMetrics, ClickRow
 from sinks.store import ClickHouseStore
 from streams.codec import parse_json_line
 from streams.demo import generate_campaign
 from tests import oracle
-from tests.contract.test_store_contract import T0, make_row, new_campaign
+from tests.contract.test_store_contract import T0, make_row, new_campaign, rows_for
 
 
 def load(store: ClickHouseStore, events: list[dict[str, Any]], chunk: int = 97) -> None:
@@ -168,6 +169,81 @@ def test_contact_clicks_first_last_and_count_over_a_contacts_messages(
     assert got[1].phone == rows[4].phone
     assert store.contact_clicks(campaign, limit=1, after_contact_id="contact-1") == got[1:]
     assert store.contact_clicks(new_campaign()) == []
+
+
+def test_replies_page_newest_first_with_keyset_pages(store: ClickHouseStore) -> None:
+    campaign, other = new_campaign(), new_campaign()
+    rows = [make_row(campaign, i) for i in range(6)]
+    store.insert(plan_message_log_insert(rows, None))
+    store.insert(plan_message_log_insert([dataclasses.replace(make_row(other, 9),
+                                                              message_id="msg-other")], None))
+    # replies at one instant (a page boundary among them): event_id breaks the tie
+    replies = [reply(i, n, T0 + 1000 * (i % 3)) for i in range(6) for n in range(2)]
+    stray = dataclasses.replace(reply(9, 0, T0 + 99_999), message_id="msg-other")
+    insert_events(store, [*replies, replies[3], stray], "r-1-0-13")
+
+    pages, before = [], None
+    for _ in range(10):  # bounded: a keyset that does not move would loop for ever
+        if not (page := store.replies_page(campaign, limit=5, before=before)):
+            break
+        pages.append(page)
+        before = (page[-1].replied_at, page[-1].event_id)
+
+    assert [len(p) for p in pages] == [5, 5, 2]
+    newest_first = sorted(replies, key=lambda r: (r.occurred_at, r.event_id), reverse=True)
+    assert [r.event_id for p in pages for r in p] == [r.event_id for r in newest_first]
+    assert store.replies_page(campaign, limit=100) == [r for p in pages for r in p]
+    assert store.replies_page(new_campaign()) == []
+    # the same rows as the oldest-first pages, reversed
+    assert store.replies(campaign, limit=100)[::-1] == store.replies_page(campaign, limit=100)
+
+
+def test_contact_click_events_oldest_first_over_the_contacts_messages(
+    store: ClickHouseStore,
+) -> None:
+    campaign, other = new_campaign(), new_campaign()
+    rows = [make_row(campaign, i) for i in range(5)]
+    rows[3] = dataclasses.replace(rows[3], contact_id="contact-1")  # contact-1 got two messages
+    store.insert(plan_message_log_insert(rows, None))
+    # contact-1 in another campaign: its clicks there are not this campaign's
+    store.insert(plan_message_log_insert([dataclasses.replace(
+        make_row(other, 7), message_id="msg-else", contact_id="contact-1")], None))
+    mine = [click(1, 0, T0 + 50), click(1, 1, T0 + 10), click(3, 0, T0 + 10), click(3, 1, T0)]
+    others = [click(4, 0, T0), dataclasses.replace(click(7, 0, T0), message_id="msg-else")]
+    insert_events(store, [*mine, *others, mine[0]], "k-1-0-6")  # and a repeat
+
+    pages, after = [], None
+    for _ in range(10):  # bounded, as above
+        if not (page := store.contact_click_events(campaign, "contact-1", limit=2, after=after)):
+            break
+        pages.append(page)
+        after = (page[-1].clicked_at, page[-1].event_id)
+
+    assert [len(p) for p in pages] == [2, 2]  # the boundary falls between two at T0 + 10
+    got = [c for p in pages for c in p]
+    assert [(c.event_id, c.message_id, c.clicked_at) for c in got] == [
+        ("k-3-1", "msg-00003", T0), ("k-1-1", "msg-00001", T0 + 10),
+        ("k-3-0", "msg-00003", T0 + 10), ("k-1-0", "msg-00001", T0 + 50)]
+    assert got[0] == ClickRow("k-3-1", "msg-00003", "lnk-3", T0, None)
+    assert got[1].user_agent is None and got[2].user_agent == "Mozilla/5.0"
+    assert store.contact_click_events(campaign, "contact-0") == []
+    assert store.contact_click_events(other, "contact-1")[0].message_id == "msg-else"
+
+
+def test_as_of_is_the_newest_update_written(store: ClickHouseStore) -> None:
+    campaign, other = new_campaign(), new_campaign()
+    assert store.as_of(campaign) is None
+    store.insert(plan_message_log_insert(rows_for(campaign, 3), None))  # updated_at T0+10_001
+    store.insert(plan_message_log_insert([make_row(other, 1, version=7)], None))
+
+    assert store.as_of(campaign) == T0 + 10_001
+    assert store.as_of(other) == T0 + 10_007
+    newer = make_row(campaign, 2, status="delivered", version=5)
+    store.insert(plan_message_log_insert([newer], None))
+    assert store.as_of(campaign) == newer.updated_at == T0 + 10_005
+    whole = store.as_of()
+    assert whole is not None and whole >= T0 + 10_007  # (a shared server has other tests' rows)
+    assert store.as_of(new_campaign()) is None
 
 
 def test_row_counts_of_an_unknown_table_is_a_value_error(store: ClickHouseStore) -> None:

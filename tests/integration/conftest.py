@@ -174,6 +174,8 @@ class Deployment:
             "CA_EMIT_INTERVAL": "0.5",
             "CA_SINK_BATCH_SECONDS": "0.5",
             "CA_LOG_LEVEL": os.environ.get("CA_TEST_LOG_LEVEL", "warning"),
+            # the engine's owner serves its SQL endpoint here, export and the API read it
+            "CA_SQL_PORT": str(free_port()),
             "PYTHONPATH": str(REPO),
         }
         self.env.pop("CA_CLICKHOUSE_URL", None)
