@@ -17,6 +17,11 @@ starts ``campaign-analytics sink`` as a child and keeps it running:
 Nothing about exactness changes: the sinks have their own consumer groups and
 commit protocol (``streams/sink_runner.py``) whichever process runs them, and a
 child killed at any point is the crash that protocol is built for.
+
+With the embedded engine the child that takes the sink lock owns the engine for
+its life and serves the read-only SQL endpoint readers use; the other workers'
+children wait for the lock. A restarted child takes it again (the old one's lock
+and port went with it).
 """
 
 from __future__ import annotations

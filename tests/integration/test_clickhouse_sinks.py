@@ -41,7 +41,7 @@ from streams.settings import Settings
 from streams.sink_runner import UNSAFE_NO_DEDUP_ENV, ClickHouseEventsSink, ClickHouseSink
 from streams.telemetry import Telemetry
 from tests import oracle
-from tests.integration.conftest import settings_of
+from tests.integration.conftest import free_port, settings_of
 
 pytestmark = pytest.mark.integration
 
@@ -88,6 +88,7 @@ def deployment_env(bootstrap: str, root: Path, **extra: str) -> dict[str, str]:
         "CA_SINK_BATCH_SECONDS": "0.3",
         "CA_SESSION_TIMEOUT": "6",
         "CA_CLICKHOUSE_URL": "",
+        "CA_SQL_PORT": str(free_port()),  # the owner's endpoint
         **extra,
     }
 
@@ -316,40 +317,42 @@ store.close()
 
 @pytest.mark.slow
 def test_clickhouse_unavailable_for_a_while_then_exact_catch_up(scenario_factory: Any) -> None:
-    """The chdb directory is held by another process (as the CLI's export would)
-    while half the records arrive; the sinks back off, commit nothing, then catch up."""
+    """The chdb directory is held by another process (a previous owner still closing
+    it, or a tool) when the sinks start, while half the records are there: the sinks
+    back off and commit nothing, then catch up exactly once it is let go."""
     scenario = scenario_factory()
     telemetry = Telemetry()
     half = len(scenario.raw) // 2
 
     async def scenario_run() -> None:
-        sinks = [ClickHouseSink(scenario.settings, telemetry),
-                 ClickHouseEventsSink(scenario.settings, telemetry)]
-        tasks = [asyncio.create_task(s.run()) for s in sinks]
         loop = asyncio.get_running_loop()
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(scenario.settings.chdb_path)], cwd=REPO,
+            env=os.environ | {"PYTHONPATH": str(REPO)}, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True)
+        tasks: list[asyncio.Task[None]] = []
         try:
+            assert holder.stdout is not None  # (read off the loop: the sinks run on it)
+            assert await loop.run_in_executor(None, holder.stdout.readline) == "holding\n"
             await loop.run_in_executor(None, scenario.produce, slice(0, half))
+            sinks = [ClickHouseSink(scenario.settings, telemetry),
+                     ClickHouseEventsSink(scenario.settings, telemetry)]
+            tasks = [asyncio.create_task(s.run()) for s in sinks]
+            deadline = time.monotonic() + 60  # each try waits up to 10 s for the directory
+            while telemetry.sink_errors._value.get() < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+            assert telemetry.sink_errors._value.get() >= 2  # it did hit the locked engine
+            assert await sink_lag(scenario.settings) > 0  # ... and committed nothing
+        finally:
+            assert holder.stdin is not None
+            holder.stdin.write("\n")
+            holder.stdin.close()
+            holder.wait(30)
+            if holder.stdout is not None:
+                holder.stdout.close()
+        try:
             await loop.run_in_executor(None, wait_caught_up, scenario.settings)
-            holder = subprocess.Popen(
-                [sys.executable, "-c", HOLDER, str(scenario.settings.chdb_path)], cwd=REPO,
-                env=os.environ | {"PYTHONPATH": str(REPO)}, stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, text=True)
-            try:
-                assert holder.stdout is not None  # (read off the loop: the sinks run on it)
-                assert await loop.run_in_executor(None, holder.stdout.readline) == "holding\n"
-                await loop.run_in_executor(None, scenario.produce, slice(half, None))
-                deadline = time.monotonic() + 60
-                while telemetry.sink_errors._value.get() < 2 and time.monotonic() < deadline:
-                    await asyncio.sleep(0.5)
-                assert telemetry.sink_errors._value.get() >= 2  # it did hit the locked engine
-                assert await sink_lag(scenario.settings) > 0  # ... and committed nothing past it
-            finally:
-                assert holder.stdin is not None
-                holder.stdin.write("\n")
-                holder.stdin.close()
-                holder.wait(30)
-                if holder.stdout is not None:
-                    holder.stdout.close()
+            await loop.run_in_executor(None, scenario.produce, slice(half, None))
             await loop.run_in_executor(None, wait_caught_up, scenario.settings)
         finally:
             for task in tasks:
