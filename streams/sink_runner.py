@@ -271,8 +271,9 @@ class _EngineOwner:
                 stack.callback(lock.close)
                 log.info("this process (pid %d) owns the embedded ClickHouse engine and "
                          "runs the sinks", os.getpid())
-            # Opening starts the embedded engine (70-190 ms): not on the loop.
-            store = await asyncio.to_thread(open_store, settings, hold_open=True)
+            # Connects on its first call, the migrations, which run in a thread: starting
+            # the embedded engine takes 70-190 ms.
+            store = open_store(settings, hold_open=True)
             stack.push_async_callback(asyncio.to_thread, store.close)
             await _insist("clickhouse_sinks", telemetry, store.migrate)
             if not settings.clickhouse_url:
