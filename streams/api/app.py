@@ -34,7 +34,7 @@ from projections.message_log import MESSAGE_STATUSES, MessageLogRow
 from projections.metrics import WINDOW_METRICS
 from sinks.export import write_csv
 from sinks.store import ClickHouseStore
-from streams.api.live import LiveState, MetricsFollower, Snapshot
+from streams.api.live import LiveState, MetricsFollower, Snapshot, Subscription
 from streams.api.openapi import openapi_document
 from streams.api.timefmt import iso, parse_instant
 from streams.settings import Settings
@@ -55,7 +55,7 @@ FOLLOWER: web.AppKey[MetricsFollower | None] = web.AppKey("follower")
 STORE: web.AppKey[ClickHouseStore] = web.AppKey("store")
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 AB_CONFIG: web.AppKey[AbConfig] = web.AppKey("ab_config", AbConfig)
-STREAMS = web.AppKey("streams", set[web.StreamResponse])
+STREAMS = web.AppKey("streams", set[Subscription])
 
 
 class ApiError(Exception):
@@ -254,23 +254,25 @@ async def events(request: web.Request) -> web.StreamResponse:
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
         "X-Accel-Buffering": "no"})
     streams = request.app[STREAMS]
+    streams.add(subscription)
     try:
         await response.prepare(request)
-        streams.add(response)
         await _send(response, b"retry: 2000\n\n")
-        while True:
+        while not subscription.closed:
             try:
-                await asyncio.wait_for(subscription.ready.wait(), HEARTBEAT_SECONDS)
+                # asyncio.timeout, not wait_for: no task per wake-up (fan-out cost)
+                async with asyncio.timeout(HEARTBEAT_SECONDS):
+                    await subscription.ready.wait()
             except TimeoutError:
                 await _send(response, b": keep-alive\n\n")
                 continue
             pending = subscription.take()
-            if pending is not None:
+            if pending is not None and not subscription.closed:
                 await _send(response, pending.event)
     except (ConnectionResetError, _SlowClientError):
         pass  # the client went away, or could not keep up
     finally:
-        streams.discard(response)
+        streams.discard(subscription)
         state.unsubscribe(snapshot.campaign_id, subscription)
     return response
 
@@ -281,7 +283,8 @@ class _SlowClientError(Exception):
 
 async def _send(response: web.StreamResponse, data: bytes) -> None:
     try:
-        await asyncio.wait_for(response.write(data), SLOW_CLIENT_SECONDS)
+        async with asyncio.timeout(SLOW_CLIENT_SECONDS):
+            await response.write(data)
     except TimeoutError:
         log.info("closing a server-sent event stream whose client is not reading")
         raise _SlowClientError from None
@@ -432,10 +435,10 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def _close_streams(app: web.Application) -> None:
-    streams: set[web.StreamResponse] = app[STREAMS]
-    for response in list(streams):
-        with contextlib.suppress(Exception):
-            await response.write_eof()
+    """On shutdown: every live stream ends at its next wake-up (now)."""
+    streams: set[Subscription] = app[STREAMS]
+    for subscription in list(streams):
+        subscription.close()
 
 
 def ab_config(settings: Settings) -> AbConfig:
@@ -458,7 +461,7 @@ def create_api(settings: Settings, state: LiveState, store: ClickHouseStore,
     app = web.Application(middlewares=middlewares)
     app[STATE], app[STORE], app[FOLLOWER], app[SETTINGS] = state, store, follower, settings
     app[AB_CONFIG] = ab_config(settings)
-    streams: set[web.StreamResponse] = set()
+    streams: set[Subscription] = set()
     app[STREAMS] = streams
     app.on_shutdown.append(_close_streams)
     base = "/api/v1/campaigns"

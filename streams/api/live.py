@@ -62,6 +62,12 @@ class Subscription:
     def __init__(self) -> None:
         self.pending: Snapshot | None = None
         self.ready = asyncio.Event()
+        self.closed = False
+
+    def close(self) -> None:
+        """Wake the stream to end it (the service is stopping)."""
+        self.closed = True
+        self.ready.set()
 
     def offer(self, snapshot: Snapshot) -> None:
         self.pending = snapshot

@@ -78,8 +78,11 @@ class Api:
         sep = "&" if "?" in path else "?"
         page = self.json(f"{path}{sep}limit={limit}")
         items += page["items"]
+        cursors = set()
         while page["next_cursor"] is not None:
             assert len(page["items"]) == limit
+            assert page["next_cursor"] not in cursors, f"{path}: the cursor does not move"
+            cursors.add(page["next_cursor"])
             page = self.json(f"{path}{sep}limit={limit}&cursor={page['next_cursor']}")
             items += page["items"]
         return items
@@ -174,7 +177,10 @@ def test_campaigns_summary_ab_and_timeseries_equal_the_recount(live):
     expected_ab = ab_statistics(want["camp-ab"]["variants"], AbConfig())
     assert {k: ab[k] for k in expected_ab} == json.loads(json.dumps(expected_ab))
 
-    windows = recount_windows(events, "camp-ab")
+    # windows older than CA_WINDOW_RETENTION_DAYS (30) are neither kept nor published
+    kept_from = time.time() * 1000 - 29 * 86_400_000
+    windows = {key: w for key, w in recount_windows(events, "camp-ab").items()
+               if key[1] >= kept_from}
     for size in (60, 3600):
         series = api.json(f"/api/v1/campaigns/camp-ab/timeseries?window={size}")
         got = {p["start"]: {k: v for k, v in p.items() if k != "start"} for p in series["points"]}
@@ -341,3 +347,35 @@ def test_schemathesis_runs_every_operation_against_the_live_service(live):
         check=False)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "openapi.json" not in result.stdout or "passed" in result.stdout.lower()
+
+
+def test_sql_endpoint_of_the_engines_owner_answers_clickhouse_connect(live):
+    """The worker's sink process owns the embedded engine and serves SQL beside its
+    sinks: a data engineer's client reads the same log, and cannot write."""
+    import clickhouse_connect
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    deployment, _, events = live
+    settings = deployment.settings()
+    client = clickhouse_connect.get_client(host="127.0.0.1", port=settings.sql_port,
+                                           database=settings.clickhouse_database)
+    try:
+        result = client.query(
+            "SELECT status, count() FROM message_log FINAL"
+            " WHERE campaign_id = {c:String} GROUP BY status ORDER BY status",
+            parameters={"c": "camp-ab"})
+        counts: dict[str, int] = defaultdict(int)
+        for row in expected_log(events, "camp-ab").values():
+            counts[row["status"]] += 1
+        assert dict(result.result_rows) == dict(counts)
+        with pytest.raises(DatabaseError) as refused:
+            client.command("INSERT INTO message_log (message_id) VALUES ('x')")
+        assert "164" in str(refused.value) or "READONLY" in str(refused.value)
+        again = client.query("SELECT count() FROM message_log FINAL"
+                             " WHERE campaign_id = 'camp-ab'").result_rows[0][0]
+        assert again == len(expected_log(events, "camp-ab"))
+    finally:
+        client.close()
+    cli = deployment.cli("sql", "SELECT count() AS n FROM message_log FINAL"
+                         " WHERE campaign_id = 'camp-ab'", "--format", "json")
+    assert json.loads(cli.stdout) == [{"n": len(expected_log(events, "camp-ab"))}]

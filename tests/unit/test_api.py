@@ -229,3 +229,22 @@ def test_instants_are_iso_with_an_offset_or_epoch_ms():
     for bad in ("2026-09-21T14:13:20", "yesterday", ""):
         with pytest.raises(ValueError):
             parse_instant(bad)
+
+
+def test_stopping_the_service_ends_open_streams_cleanly(caplog: pytest.LogCaptureFixture):
+    async def main() -> None:
+        state = LiveState()
+        state.apply_metrics(1, _metrics("c1", 1))
+        app = create_api(_settings(), state, FakeStore(), None)  # type: ignore[arg-type]
+        server = TestServer(app)
+        client = TestClient(server)
+        await client.start_server()
+        response = await client.get("/api/v1/campaigns/c1/events")
+        await _read_until(response, b"\n\n", skip_retry=True)
+        await asyncio.wait_for(server.runner.shutdown(), 5)  # on_shutdown: streams end
+        assert (await asyncio.wait_for(response.content.read(), 5)) == b""
+        await client.close()
+        assert state.subscriber_count() == 0
+
+    asyncio.run(main())
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
