@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Commands that answer and exit: a failure is their one line on stderr, not also the
 # client libraries' own log records of it (aiokafka's "Unable connect", clickhouse-
 # connect's "Unexpected Http Driver Exception", asyncio's "Unclosed AIOKafkaConsumer").
-_ONE_SHOT = frozenset({"publish", "summary", "export", "generate", "demo"})
+_ONE_SHOT = frozenset({"publish", "summary", "export", "sql", "generate", "demo"})
 
 
 def _quiet_libraries() -> None:

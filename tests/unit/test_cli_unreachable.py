@@ -48,7 +48,8 @@ def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProc
                           timeout=120, check=False)
 
 
-@pytest.mark.parametrize("command", ["summary", "export", "export-server", "publish", "demo"])
+@pytest.mark.parametrize("command",
+                         ["summary", "export", "export-server", "sql", "publish", "demo"])
 def test_nothing_listening_is_one_line_and_exit_4(command: str, tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text("".join(json.dumps(e) + "\n" for e in generate_campaign("c", 3, seed=1)))
@@ -57,6 +58,7 @@ def test_nothing_listening_is_one_line_and_exit_4(command: str, tmp_path: Path) 
         "export": (["export", "c", "--output", str(tmp_path / "c.csv")], {}),
         "export-server": (["export", "c", "--output", str(tmp_path / "c.csv")],
                           {"CA_CLICKHOUSE_URL": f"http://u:pw@127.0.0.1:{refused_port()}"}),
+        "sql": (["sql", "SELECT 1"], {}),
         "publish": (["publish", str(events)], {}),
         "demo": (["demo", "--messages", "5", "--once"], {}),
     }[command]
@@ -64,7 +66,7 @@ def test_nothing_listening_is_one_line_and_exit_4(command: str, tmp_path: Path) 
     result = run(args, tmp_path, **env)
 
     assert problems(result) == []
-    service = "ClickHouse" if command.startswith("export") else "Kafka"
+    service = "ClickHouse" if command.startswith(("export", "sql")) else "Kafka"
     assert service in result.stderr
     assert "pw" not in result.stderr  # a server URL's password is never shown
     assert not (tmp_path / "c.csv").exists()
