@@ -144,6 +144,17 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
             "schema": schema}
 
 
+# OpenAPI 3.1 has no item schema for event streams (3.2's itemSchema): a stream's
+# schema describes each of its events, as tools (schemathesis) read it.
+_SSE_EVENT = _object({
+    "event": {"type": "string", "enum": ["summary"]},
+    "id": {"type": "string", "pattern": "^[0-9]+$",
+           "description": "the snapshot's offset; send it back as Last-Event-ID"},
+    "data": {"type": "string", "contentMediaType": "application/json",
+             "contentSchema": _ref("Summary")},
+    "retry": {"type": "integer"},
+}, required=["event", "id", "data"])
+
 _CAMPAIGN = {"name": "campaign_id", "in": "path", "required": True,
              "schema": {"type": "string", "minLength": 1}}
 _LIMIT = _query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 500,
@@ -199,7 +210,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "reconnect with Last-Event-ID to get what was missed; a comment at least every "
             "15 s", None, params=[{"name": "Last-Event-ID", "in": "header", "required": False,
                                    "schema": {"type": "string"}}],
-            content={"text/event-stream": {"schema": {"type": "string"}}}),
+            content={"text/event-stream": {"schema": _SSE_EVENT}}),
         "/api/v1/openapi.json": {"get": {
             "summary": "this document",
             "responses": {"200": {"description": "OpenAPI 3.1",
