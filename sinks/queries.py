@@ -151,32 +151,21 @@ def replies_query(
     keyset = ""
     if after is not None:
         keyset = (
-            f" AND (replied_at, event_id) {'<' if newest_first else '>'} "
+            f" AND (r.replied_at, r.event_id) {'<' if newest_first else '>'} "
             "(fromUnixTimestamp64Milli({after_ms:Int64}, 'UTC'), {after_id:String})"
         )
         params |= {"after_ms": after[0], "after_id": after[1]}
     order = " DESC" if newest_first else ""
     log = qualified(database, MESSAGE_LOG_TABLE)
-    ordering = f" ORDER BY replied_at{order}, event_id{order}"
-    # The page is picked from replies first; only its own messages are then looked up
-    # in the log (by the primary key). Joining the campaign's whole log under FINAL
-    # took 0.5 s a page at 1M messages (docs/performance.md, the API benchmark).
-    page = (
-        "SELECT event_id, message_id, contact_id, phone, body, replied_at"  # noqa: S608
-        f" FROM {qualified(database, REPLIES_TABLE)} FINAL"
-        f" WHERE message_id IN ({_campaign_ids(database)}){keyset}"
-        f"{ordering} LIMIT {int(limit)}"
-    )
     sql = (
-        "WITH page AS (" + page + ")"  # noqa: S608
-        " SELECT r.event_id, r.message_id, r.contact_id, l.contact_name, r.phone, l.variant,"
+        "SELECT r.event_id, r.message_id, r.contact_id, l.contact_name, r.phone, l.variant,"  # noqa: S608
         " r.body, toUnixTimestamp64Milli(r.replied_at)"
-        " FROM page AS r"
+        f" FROM {qualified(database, REPLIES_TABLE)} AS r FINAL"
         " INNER JOIN (SELECT message_id, contact_name, variant"
-        f" FROM {log} FINAL WHERE campaign_id = {{campaign_id:String}}"
-        " AND message_id IN (SELECT message_id FROM page)) AS l"
+        f" FROM {log} FINAL WHERE campaign_id = {{campaign_id:String}}) AS l"
         " ON r.message_id = l.message_id"
-        f" ORDER BY r.replied_at{order}, r.event_id{order}"
+        f" WHERE r.message_id IN ({_campaign_ids(database)}){keyset}"
+        f" ORDER BY r.replied_at{order}, r.event_id{order} LIMIT {int(limit)}"
     )
     return sql, params
 
