@@ -82,7 +82,7 @@ from sinks.plan import (
 )
 from streams.kafka_admin import ensure_topics
 from streams.outputs import encode_campaign_metrics
-from streams.settings import Settings, load_settings
+from streams.settings import Settings, settings_of
 
 REPO = Path(__file__).resolve().parents[1]
 DATABASE = "campaign_analytics"
@@ -512,13 +512,7 @@ def clean_broker(args: argparse.Namespace) -> None:
 
 
 def _settings(env: dict[str, str]) -> Settings:
-    saved = dict(os.environ)
-    try:
-        os.environ.update(env)
-        return load_settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    return settings_of(env)
 
 
 async def publish(producer: AIOKafkaProducer, settings: Settings, summary: dict[str, Any],

@@ -78,7 +78,7 @@ from streams.codec import encode_event, encode_record, record_to_event
 from streams.demo import generate_campaign
 from streams.kafka_admin import ensure_topics
 from streams.outputs import decode_campaign_metrics
-from streams.settings import Settings, load_settings
+from streams.settings import Settings, load_settings, settings_of
 
 REPO = Path(__file__).resolve().parents[1]
 CONTENDERS = ("limit", "naive", "peer", "ours", "ours2")
@@ -357,13 +357,7 @@ class Bench:
         } | extra
 
     def settings_for(self, env: dict[str, str]) -> Settings:
-        saved = dict(os.environ)
-        try:
-            os.environ.update(env)
-            return load_settings()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        return settings_of(env)
 
 
 def _metrics_count(port: int) -> float:

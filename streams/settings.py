@@ -61,6 +61,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,6 +245,18 @@ class Settings:
     @property
     def campaign_metrics_topic(self) -> str:
         return self.topic("campaign-analytics.campaign-metrics")
+
+
+def settings_of(env: Mapping[str, str]) -> Settings:
+    """The settings a process started with ``env`` on top of this one's would read
+    (benchmarks and tests start such processes)."""
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env)
+        return load_settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def load_settings(**overrides: object) -> Settings:

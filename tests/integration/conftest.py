@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import Settings, load_settings
+from streams.settings import Settings, settings_of
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
@@ -146,17 +146,6 @@ async def new_topic(bootstrap: str, name: str, partitions: int = 2,
     finally:
         await admin.close()
     return name
-
-
-def settings_of(env: dict[str, str]) -> Settings:
-    """The settings a process started with ``env`` reads."""
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        return load_settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 class Deployment:

@@ -37,11 +37,11 @@ from streams import serde
 from streams.codec import parse_json_line
 from streams.demo import generate_campaign
 from streams.kafka_admin import ensure_topics
-from streams.settings import Settings
+from streams.settings import Settings, settings_of
 from streams.sink_runner import UNSAFE_NO_DEDUP_ENV, ClickHouseEventsSink, ClickHouseSink
 from streams.telemetry import Telemetry
 from tests import oracle
-from tests.integration.conftest import free_port, settings_of
+from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
