@@ -319,3 +319,15 @@ def test_negative_control_prometheus_and_grafana(compose: dict[str, Any]) -> Non
         "datasources": [{"name": "P", "type": "prometheus", "url": "http://prometheus:9091"}]
     }
     assert grafana_problems(wrong_ds_port, compose)
+
+
+def test_api_service_reads_the_same_kafka_and_clickhouse_as_the_worker(
+        compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    api, worker = environment(services["api"]), environment(services["worker"])
+    assert api["CA_KAFKA_BOOTSTRAP"] == worker["CA_KAFKA_BOOTSTRAP"]
+    assert api["CA_CLICKHOUSE_URL"] == worker["CA_CLICKHOUSE_URL"]
+    command = services["api"]["command"]
+    assert command[:2] == ["campaign-analytics", "api"]
+    port = int(command[command.index("--port") + 1])
+    assert port in {container_port(p) for p in services["api"]["ports"]}
