@@ -511,10 +511,6 @@ def clean_broker(args: argparse.Namespace) -> None:
                                      "CA_KAFKA_DIR": str(args.kafka_dir)}, check=False)
 
 
-def _settings(env: dict[str, str]) -> Settings:
-    return settings_of(env)
-
-
 async def publish(producer: AIOKafkaProducer, settings: Settings, summary: dict[str, Any],
                   sent: int) -> tuple[int, float]:
     """One snapshot with ``sent`` as its marker: (its offset, the time it was sent)."""
@@ -749,7 +745,7 @@ async def amain(args: argparse.Namespace) -> int:
         "CA_CHDB_PATH": str(workdir / "chdb"), "CA_CLICKHOUSE_URL": "",
         "CA_CLICKHOUSE_DATABASE": DATABASE, "CA_API_TOKEN": "", "CA_SQL_HOST": "127.0.0.1",
         "CA_LOG_LEVEL": "warning", "PYTHONPATH": str(REPO)}
-    run = Run(args, tag, workdir, env, _settings(env))
+    run = Run(args, tag, workdir, env, settings_of(env))
     run.results["machine"] = machine()
     run.results["nofile_limit"] = raise_nofile()
     print(f"run {tag}; working folder {workdir}", flush=True)

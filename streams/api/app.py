@@ -55,6 +55,7 @@ FOLLOWER: web.AppKey[MetricsFollower | None] = web.AppKey("follower")
 STORE: web.AppKey[ClickHouseStore] = web.AppKey("store")
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 AB_CONFIG: web.AppKey[AbConfig] = web.AppKey("ab_config", AbConfig)
+OPENAPI = web.AppKey("openapi", bytes)
 STREAMS = web.AppKey("streams", set[Subscription])
 
 
@@ -151,11 +152,16 @@ def _only(request: web.Request, *names: str) -> None:
         raise ApiError(400, "bad_parameter", f"unknown parameter(s): {', '.join(unknown)}")
 
 
-def _snapshot(request: web.Request) -> Snapshot:
-    """The campaign of the path; 503 until the metric topics are read, 404 if unknown."""
+def _require_live(request: web.Request) -> None:
+    """503 until the metric topics have been read to their end once."""
     follower = request.app[FOLLOWER]
     if follower is not None and not follower.ready.is_set():
         raise _unavailable(f"the metric topics are not read yet: {follower.problem}")
+
+
+def _snapshot(request: web.Request) -> Snapshot:
+    """The campaign of the path; 503 until the metric topics are read, 404 if unknown."""
+    _require_live(request)
     campaign_id = request.match_info["campaign_id"]
     snapshot = request.app[STATE].snapshots.get(campaign_id)
     if snapshot is None:
@@ -185,9 +191,7 @@ def _page(items: list[Any], limit: int, cursor_of: Callable[[Any], tuple[object,
 
 async def campaigns(request: web.Request) -> web.Response:
     _only(request)
-    follower = request.app[FOLLOWER]
-    if follower is not None and not follower.ready.is_set():
-        raise _unavailable(f"the metric topics are not read yet: {follower.problem}")
+    _require_live(request)
     snapshots = request.app[STATE].snapshots
     return _json({"campaigns": [
         {"campaign_id": s.campaign_id, "sent": s.body["sent"],
@@ -420,9 +424,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    follower = request.app[FOLLOWER]
-    if follower is not None and not follower.ready.is_set():
-        raise _unavailable(f"the metric topics are not read yet: {follower.problem}")
+    _require_live(request)
     try:
         await asyncio.to_thread(request.app[STORE].as_of)
     except SinkError as exc:
@@ -431,7 +433,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return _json(openapi_document(request.app[SETTINGS]))
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
 
 
 async def _close_streams(app: web.Application) -> None:
@@ -461,6 +463,7 @@ def create_api(settings: Settings, state: LiveState, store: ClickHouseStore,
     app = web.Application(middlewares=middlewares)
     app[STATE], app[STORE], app[FOLLOWER], app[SETTINGS] = state, store, follower, settings
     app[AB_CONFIG] = ab_config(settings)
+    app[OPENAPI] = orjson.dumps(openapi_document(settings))
     streams: set[Subscription] = set()
     app[STREAMS] = streams
     app.on_shutdown.append(_close_streams)

@@ -41,7 +41,6 @@ class Snapshot:
 
     campaign_id: str
     offset: int
-    emitted_at: int
     body: dict[str, Any]
     event: bytes
 
@@ -51,7 +50,7 @@ def _snapshot(offset: int, summary: dict[str, Any]) -> Snapshot:
     body = {**summary, "as_of": iso(emitted_at)}
     data = orjson.dumps(body)
     event = b"id: %d\nevent: summary\ndata: %s\n\n" % (offset, data)
-    return Snapshot(summary["campaign_id"], offset, emitted_at, body, event)
+    return Snapshot(summary["campaign_id"], offset, body, event)
 
 
 class Subscription:
