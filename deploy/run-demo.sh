@@ -61,8 +61,11 @@ for _ in $(seq 1 60); do
     kill -0 "$api_pid" 2>/dev/null || { tail -n 20 .run/api.log; exit 1; }
     sleep 0.5
 done
+echo "Campaign page: http://$API_HOST:$API_PORT/campaigns/demo-campaign" \
+     "(all campaigns: http://$API_HOST:$API_PORT/)"
 echo "API at http://$API_HOST:$API_PORT/api/v1/campaigns (OpenAPI: /api/v1/openapi.json;"
 echo "  SQL on the embedded engine: campaign-analytics sql \"SELECT ...\" or" \
      "http://${CA_SQL_HOST:-127.0.0.1}:${CA_SQL_PORT:-8124}/)"
 echo "press Ctrl-C to stop"
-"$BIN/campaign-analytics" demo "$@"
+# the demo's events arrive in waves over CA_DEMO_SPREAD seconds, so the page moves
+"$BIN/campaign-analytics" demo --spread "${CA_DEMO_SPREAD:-120}" "$@"

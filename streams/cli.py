@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--interval", type=float, default=2.0, help="seconds between summaries")
     demo.add_argument("--once", action="store_true",
                       help="stop when the summary stops changing instead of watching")
+    demo.add_argument("--spread", type=float, default=0.0, metavar="SECONDS",
+                      help="publish the events in waves over this many seconds (default: "
+                      "all at once), so a page shows them arrive")
     return parser
 
 
@@ -237,7 +240,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams.demo_runner import run_demo
 
     return asyncio.run(run_demo(settings, args.campaign_id, args.messages,
-                                args.interval, args.once))
+                                args.interval, args.once, args.spread))
 
 
 def _sink(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,14 +15,36 @@ from streams.settings import Settings
 WAIT_NOTICE_S = 20
 
 
+WAVES = 30
+
+
+async def _publish(settings: Settings, lines: list[str], messages: int, spread: float) -> None:
+    """All at once, or in waves over ``spread`` seconds, so a page shows it arrive."""
+    waves = WAVES if spread > 0 else 1
+    size = -(-len(lines) // waves)
+    published = 0
+    for start in range(0, len(lines), size):
+        if start:
+            await asyncio.sleep(spread / waves)
+        published += (await publish_lines(settings, lines[start:start + size])).published
+    print(f"published {published} events of {messages} messages "
+          f"(duplicates, receipts before sends, superseding receipts, clicks, replies)",
+          flush=True)
+
+
 async def run_demo(
-    settings: Settings, campaign_id: str, messages: int, interval: float, once: bool
+    settings: Settings, campaign_id: str, messages: int, interval: float, once: bool,
+    spread: float = 0.0,
 ) -> int:
     events = generate_campaign(campaign_id, messages)
     lines = [json.dumps(e, ensure_ascii=False) for e in events]
-    report = await publish_lines(settings, lines)
-    print(f"published {report.published} events of {messages} messages "
-          f"(duplicates, receipts before sends, superseding receipts, clicks, replies)")
+    if spread > 0:
+        print(f"publishing {len(lines)} events of {messages} messages over {spread:g} s",
+              flush=True)
+        publishing = asyncio.create_task(_publish(settings, lines, messages, spread))
+    else:
+        await _publish(settings, lines, messages, spread)
+        publishing = None
     print(f"worker metrics: http://{settings.web_host}:{settings.web_port}/metrics")
     previous = None
     stable = 0
@@ -43,6 +65,9 @@ async def run_demo(
                 previous, stable = summary, 0
             else:
                 stable += 1
-        if once and stable >= 3:
+        if publishing is not None and publishing.done():
+            await publishing  # its error, if any, is the demo's
+            publishing = None
+        if once and stable >= 3 and publishing is None:
             return 0
         await asyncio.sleep(interval)

@@ -36,6 +36,7 @@ from sinks.export import write_csv
 from sinks.store import ClickHouseStore
 from streams.api.live import LiveState, MetricsFollower, Snapshot, Subscription
 from streams.api.openapi import openapi_document
+from streams.api.pages import add_pages
 from streams.api.timefmt import iso, parse_instant
 from streams.settings import Settings
 
@@ -480,5 +481,6 @@ def create_api(settings: Settings, state: LiveState, store: ClickHouseStore,
     app.router.add_get(base + "/{campaign_id}/clicks", clicks)
     app.router.add_get(base + "/{campaign_id}/export.csv", export)
     app.router.add_get(base + "/{campaign_id}/events", events)
+    add_pages(app)
     return app
 

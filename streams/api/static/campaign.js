@@ -1,0 +1,515 @@
+// The campaign detail page: summary cards, A/B section, charts, message log, replies,
+// link clicks and export, kept current by the API's server-sent events.
+import {
+  ApiError, AuthError, api, askForToken, authHeaders, cell, count, el, percent, raw,
+  showError, signedPercent, time, timeCell,
+} from "./common.js";
+import { barChart, lineChart } from "./charts.js";
+
+const campaignId = decodeURIComponent(location.pathname.replace(/^\/campaigns\//, "").replace(/\/+$/, ""));
+const base = `/api/v1/campaigns/${encodeURIComponent(campaignId)}`;
+const $ = (id) => document.getElementById(id);
+
+const CARDS = [
+  ["sent", "Sent", count, "accepted by the gateway"],
+  ["delivered", "Delivered", count, "carrier receipt"],
+  ["delivery_rate", "Delivery rate", percent, "delivered / sent"],
+  ["replies", "Replies", count, "inbound messages"],
+  ["reply_rate", "Reply rate", percent, "replies / sent"],
+  ["link_clicks", "Link clicks", count, "every click"],
+  ["unique_link_clicks", "Unique link clicks", count, "contacts who clicked"],
+  ["link_click_rate", "Link click rate", percent, "unique clicks / sent"],
+  ["failed", "Failed", count, "undelivered or rejected"],
+  ["pending", "Pending", count, "no final receipt yet"],
+  ["opt_outs", "Opt-outs", count, "STOP replies"],
+  ["unique_repliers", "Unique repliers", count, "contacts who replied"],
+];
+const VARIANT_COUNTS = [
+  ["sent", "Sent"], ["delivered", "Delivered"], ["failed", "Failed"], ["pending", "Pending"],
+  ["replies", "Replies"], ["unique_repliers", "Repliers"], ["opt_outs", "Opt-outs"],
+  ["link_clicks", "Clicks"], ["unique_link_clicks", "Unique clicks"],
+];
+const AB_METRICS = {
+  delivery_rate: "delivery rate", unique_reply_rate: "reply rate", click_rate: "click rate",
+  opt_out_rate: "opt-out rate", failure_rate: "failure rate",
+};
+const SERIES = ["sent", "delivered", "failed", "replies", "link_clicks"];
+const SERIES_LABELS = { sent: "Sends", delivered: "Deliveries", failed: "Failures",
+                        replies: "Replies", link_clicks: "Clicks" };
+const DURATION_BUCKETS = [
+  ["le_1s", "≤ 1 s"], ["le_5s", "≤ 5 s"], ["le_10s", "≤ 10 s"], ["le_30s", "≤ 30 s"],
+  ["le_60s", "≤ 1 min"], ["le_300s", "≤ 5 min"], ["le_900s", "≤ 15 min"], ["le_3600s", "≤ 1 h"],
+  ["le_21600s", "≤ 6 h"], ["le_86400s", "≤ 24 h"], ["gt_86400s", "> 24 h"],
+];
+const PAGE_SIZE = 25;
+
+let summary = null;
+let windowSize = 60;
+
+// --- summary, cards, charts ---------------------------------------------------------
+
+function renderCards(container, body, keys) {
+  container.replaceChildren(...CARDS.filter(([key]) => keys.includes(key)).map(
+    ([key, label, format, hint]) => el("div", { class: "card", "data-card": key, "data-value": raw(body[key]) },
+      el("span", { class: "card-label", text: label }),
+      el("span", { class: "card-value", text: format(body[key]) }),
+      el("span", { class: "card-hint", text: hint }))));
+}
+
+function durationEntries(histogram) {
+  const present = DURATION_BUCKETS.map(([key]) => histogram[key] || 0);
+  const first = present.findIndex((n) => n > 0);
+  if (first < 0) return [];
+  const last = present.length - 1 - [...present].reverse().findIndex((n) => n > 0);
+  return DURATION_BUCKETS.slice(first, last + 1).map(([key, label], i) => (
+    { key, label, value: present[first + i] }));
+}
+
+function rankedEntries(counts) {
+  return Object.entries(counts).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .map(([key, value]) => ({ key, label: key, value }));
+}
+
+function renderSummary(body) {
+  summary = body;
+  $("as-of").dataset.value = body.as_of;
+  $("as-of").dateTime = body.as_of;
+  $("as-of").textContent = time(body.as_of);
+  renderCards($("cards"), body, CARDS.map(([key]) => key));
+  renderCards($("clicks-summary"), body, ["link_clicks", "unique_link_clicks", "link_click_rate"]);
+  barChart($("chart-time-to-deliver"), durationEntries(body.time_to_deliver),
+           { empty: "no deliveries yet", format: count });
+  barChart($("chart-time-to-first-click"), durationEntries(body.time_to_first_click),
+           { empty: "no clicks yet", format: count });
+  barChart($("chart-by-error-code"), rankedEntries(body.by_error_code),
+           { empty: "no failures with an error code", format: count });
+  barChart($("chart-by-carrier"), rankedEntries(body.by_carrier),
+           { empty: "no carrier receipts yet", format: count });
+  renderVariantCounts(body.variants);
+}
+
+// --- A/B ----------------------------------------------------------------------------
+
+let abResult = null;
+
+function variantHead(names) {
+  const head = el("tr", {}, el("th", { scope: "col", text: "Variant" }),
+    ...VARIANT_COUNTS.map(([, label]) => el("th", { scope: "col", text: label })),
+    ...Object.values(AB_METRICS).map((label) => el("th", { scope: "col", text: label[0].toUpperCase() + label.slice(1) })),
+    ...Object.values(AB_METRICS).map((label) => el("th", { scope: "col", text: `Lift, ${label}` })));
+  $("variants").tHead.replaceChildren(head);
+  $("ab").hidden = names.length === 0;
+}
+
+function renderVariantCounts(variants) {
+  const names = Object.keys(variants || {}).sort();
+  const body = $("variants").tBodies[0];
+  if (body.rows.length !== names.length || names.some((n, i) => body.rows[i].dataset.variant !== n)) {
+    variantHead(names);
+    body.replaceChildren(...names.map((name) => el("tr", { "data-variant": name },
+      el("th", { scope: "row", text: name }),
+      ...VARIANT_COUNTS.map(([key]) => el("td", { "data-field": key })),
+      ...Object.keys(AB_METRICS).map((m) => el("td", { "data-metric": m })),
+      ...Object.keys(AB_METRICS).map((m) => el("td", { "data-lift": m })))));
+  }
+  for (const row of body.rows) {
+    const figures = variants[row.dataset.variant];
+    for (const [key] of VARIANT_COUNTS) {
+      const td = row.querySelector(`td[data-field="${key}"]`);
+      td.dataset.value = raw(figures[key]);
+      td.textContent = count(figures[key]);
+    }
+  }
+  if (abResult) renderAbFigures(abResult);
+}
+
+function renderAbFigures(result) {
+  const body = $("variants").tBodies[0];
+  const lifts = {};
+  for (const comparison of result.comparisons) lifts[comparison.variant] = comparison.metrics;
+  for (const variant of result.variants) {
+    const row = [...body.rows].find((r) => r.dataset.variant === variant.variant);
+    if (!row) continue;
+    for (const metric of Object.keys(AB_METRICS)) {
+      const figure = variant.metrics[metric];
+      const td = row.querySelector(`td[data-metric="${metric}"]`);
+      td.dataset.value = raw(figure.rate);
+      td.dataset.low = raw(figure.interval && figure.interval.low);
+      td.dataset.high = raw(figure.interval && figure.interval.high);
+      td.replaceChildren(el("span", { text: percent(figure.rate) }),
+        figure.interval ? el("span", { class: "interval",
+          text: ` ${percent(figure.interval.low)} – ${percent(figure.interval.high)}` }) : "");
+      td.title = `${figure.successes} of ${figure.trials}`;
+      const lift = lifts[variant.variant] ? lifts[variant.variant][metric] : null;
+      const liftCell = row.querySelector(`td[data-lift="${metric}"]`);
+      liftCell.dataset.value = raw(lift && lift.lift);
+      liftCell.textContent = variant.variant === result.control ? "control"
+        : lift && lift.lift !== null ? signedPercent(lift.lift) : "–";
+      liftCell.classList.toggle("significant", Boolean(
+        lift && lift.always_valid_p_value !== null && lift.always_valid_p_value < result.config.alpha));
+    }
+  }
+}
+
+function pValue(p) {
+  if (p === null || p === undefined) return "–";
+  return p < 0.001 ? "< 0.001" : p.toFixed(3);
+}
+
+function verdictWords(result) {
+  const verdict = result.verdict;
+  const metric = AB_METRICS[verdict.metric] || verdict.metric;
+  const rateOf = (name) => {
+    const v = result.variants.find((x) => x.variant === name);
+    return v ? v.metrics[verdict.metric].rate : null;
+  };
+  if (verdict.status === "winner") {
+    const others = result.variants.filter((v) => v.variant !== verdict.variant)
+      .map((v) => `${v.variant} ${percent(v.metrics[verdict.metric].rate)}`).join(", ");
+    return `${verdict.variant} wins on ${metric}: ${percent(rateOf(verdict.variant))} against ` +
+      `${others} (always-valid p = ${pValue(verdict.always_valid_p_value)}).`;
+  }
+  const ranked = result.variants.filter((v) => v.metrics[verdict.metric].rate !== null);
+  if (ranked.length < 2) return `No verdict on ${metric} yet.`;
+  const higher = !["opt_out_rate", "failure_rate"].includes(verdict.metric);
+  ranked.sort((a, b) => (higher ? -1 : 1) * (a.metrics[verdict.metric].rate - b.metrics[verdict.metric].rate));
+  const leader = ranked[0];
+  return `${leader.variant} leads on ${metric} (${percent(leader.metrics[verdict.metric].rate)} against ` +
+    `${ranked.slice(1).map((v) => `${v.variant} ${percent(v.metrics[verdict.metric].rate)}`).join(", ")}), ` +
+    "not yet significant: keep sending before choosing a winner.";
+}
+
+function renderAb(result) {
+  abResult = result;
+  renderAbFigures(result);
+  $("verdict").dataset.status = result.verdict.status;
+  $("verdict").textContent = verdictWords(result);
+  $("verdict-reasons").replaceChildren(...(result.verdict.reasons || []).map(
+    (reason) => el("li", { text: reason })));
+  const srm = result.sample_ratio;
+  $("srm-warning").hidden = !srm.flagged;
+  if (srm.flagged) {
+    const sent = result.variants.map((v) => `${v.variant} ${count(v.counts.sent)}`).join(", ");
+    $("srm-warning").textContent = `Sample-ratio mismatch: the sends per variant (${sent}) are ` +
+      `further from the planned split than chance explains (p = ${pValue(srm.p_value)}). ` +
+      "Check how the audience was split before trusting the comparison.";
+  }
+  const control = result.control ? `Control: ${result.control}. ` : "";
+  $("ab-notes").textContent = `${control}Rates with their ${Math.round(result.config.level * 100)} % ` +
+    "intervals; lift is relative to the control; a bold lift is significant on the always-valid test." +
+    (result.notes.length ? ` ${result.notes.join(" ")}` : "");
+}
+
+// --- time series --------------------------------------------------------------------
+
+const minuteLabel = new Intl.DateTimeFormat(undefined, { dateStyle: "short", timeStyle: "short" });
+
+async function loadTimeseries() {
+  const body = await api(`${base}/timeseries?window=${windowSize}`);
+  lineChart($("chart-timeseries"), body.points, SERIES,
+            { format: count, timeLabel: (iso) => minuteLabel.format(new Date(iso)) });
+  const totals = Object.fromEntries(SERIES.map((s) => [s, body.points.reduce((n, p) => n + p[s], 0)]));
+  $("timeseries-legend").replaceChildren(...SERIES.map((s) => el("li", { "data-series": s },
+    el("span", { class: `swatch series-${s}`, "aria-hidden": "true" }),
+    `${SERIES_LABELS[s]} ${count(totals[s])}`)));
+}
+
+function setupWindowToggle() {
+  for (const button of document.querySelectorAll("button[data-window]")) {
+    button.addEventListener("click", () => {
+      windowSize = Number(button.dataset.window);
+      for (const other of document.querySelectorAll("button[data-window]")) {
+        other.setAttribute("aria-pressed", String(other === button));
+      }
+      loadTimeseries().catch(failed);
+    });
+  }
+}
+
+// --- paged tables -------------------------------------------------------------------
+
+// A table over an API list with cursors: the cursors of the pages seen so far make
+// "Previous" exact, and a refresh re-reads the page on screen.
+class PagedTable {
+  constructor(name, path, row) {
+    this.name = name;
+    this.path = path;
+    this.row = row;
+    this.cursors = [null];
+    this.next = null;
+    this.query = {};
+    this.loaded = false;
+    $(`${name}-prev`).addEventListener("click", () => this.move(-1));
+    $(`${name}-next`).addEventListener("click", () => this.move(1));
+  }
+
+  url() {
+    const params = new URLSearchParams({ ...this.query, limit: PAGE_SIZE });
+    const cursor = this.cursors[this.cursors.length - 1];
+    if (cursor) params.set("cursor", cursor);
+    return `${base}${this.path}?${params}`;
+  }
+
+  async load() {
+    const page = await api(this.url());
+    this.next = page.next_cursor;
+    this.loaded = true;
+    const table = $(this.name === "clicks" ? "clicks" : this.name);
+    table.tBodies[0].replaceChildren(...page.items.map((item) => this.row(item)));
+    if (!page.items.length) {
+      table.tBodies[0].append(el("tr", { class: "empty" },
+        el("td", { colspan: table.tHead.rows[0].cells.length, text: "Nothing here yet." })));
+    }
+    $(`${this.name}-prev`).disabled = this.cursors.length === 1;
+    $(`${this.name}-next`).disabled = this.next === null;
+    $(`${this.name}-page`).textContent = `Page ${this.cursors.length}`;
+  }
+
+  async move(step) {
+    if (step > 0 && this.next !== null) this.cursors.push(this.next);
+    if (step < 0 && this.cursors.length > 1) this.cursors.pop();
+    await this.load().catch(failed);
+  }
+
+  async reset(query) {
+    this.query = query;
+    this.cursors = [null];
+    await this.load().catch(failed);
+  }
+}
+
+const messages = new PagedTable("messages", "/messages", (m) => el("tr", { "data-message-id": m.message_id },
+  cell("contact_name", m.contact_name, m.contact_name || "–"),
+  cell("phone", m.phone, m.phone),
+  cell("variant", m.variant, m.variant || "–"),
+  el("td", { "data-field": "status", "data-value": m.status },
+     el("span", { class: `status status-${m.status}`, text: m.status })),
+  timeCell("sent_at", m.sent_at),
+  timeCell("delivered_at", m.delivered_at),
+  cell("error_code", m.error_code, m.error_code || "–"),
+  cell("error_description", m.error_description, m.error_description || "–")));
+
+const replies = new PagedTable("replies", "/replies", (r) => el("tr", { "data-event-id": r.event_id },
+  cell("contact_name", r.contact_name, r.contact_name || r.phone),
+  cell("body", r.body, r.body),
+  timeCell("received_at", r.received_at)));
+
+const clicks = new PagedTable("clicks", "/clicks", (c) => el("tr", { "data-contact-id": c.contact_id },
+  cell("contact_name", c.contact_name, c.contact_name || "–"),
+  cell("phone", c.phone, c.phone),
+  cell("clicks", c.clicks, count(c.clicks)),
+  timeCell("first_click_at", c.first_click_at),
+  timeCell("last_click_at", c.last_click_at),
+  el("td", {}, el("button", { type: "button", class: "button small open-contact",
+    "aria-label": `Show the clicks of ${c.contact_name || c.phone}`, text: "Show clicks",
+    onclick: () => openContact(c).catch(failed) }))));
+
+async function openContact(contact) {
+  const items = [];
+  let cursor = null;
+  do {  // every click of one contact: a handful, so all pages at once
+    const params = new URLSearchParams({ contact_id: contact.contact_id, limit: 500 });
+    if (cursor) params.set("cursor", cursor);
+    const page = await api(`${base}/clicks?${params}`);
+    items.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  $("contact-clicks-title").textContent =
+    `Clicks of ${contact.contact_name || contact.contact_id} (${contact.phone})`;
+  $("contact-clicks-table").tBodies[0].replaceChildren(...items.map((k) => el("tr", { "data-event-id": k.event_id },
+    timeCell("clicked_at", k.clicked_at),
+    cell("message_id", k.message_id, k.message_id),
+    cell("link_id", k.link_id, k.link_id),
+    cell("user_agent", k.user_agent, k.user_agent || "–"))));
+  $("contact-clicks").hidden = false;
+  $("contact-clicks-close").focus();
+}
+
+// --- tabs ---------------------------------------------------------------------------
+
+const TABS = { messages, replies, clicks };
+let activeTab = "messages";
+
+function selectTab(name, focus = false) {
+  activeTab = name;
+  for (const key of Object.keys(TABS)) {
+    const tab = $(`tab-${key}`);
+    tab.setAttribute("aria-selected", String(key === name));
+    tab.tabIndex = key === name ? 0 : -1;
+    $(`panel-${key}`).hidden = key !== name;
+  }
+  if (focus) $(`tab-${name}`).focus();
+  if (!TABS[name].loaded) TABS[name].load().catch(failed);
+}
+
+function setupTabs() {
+  const names = Object.keys(TABS);
+  for (const name of names) {
+    const tab = $(`tab-${name}`);
+    tab.addEventListener("click", () => selectTab(name));
+    tab.addEventListener("keydown", (event) => {  // arrow keys move along the tab list
+      const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+      if (!step) return;
+      event.preventDefault();
+      selectTab(names[(names.indexOf(name) + step + names.length) % names.length], true);
+    });
+  }
+  $("status-filter").addEventListener("change", (event) => {
+    const status = event.target.value;
+    messages.reset(status ? { status } : {});
+  });
+  $("contact-clicks-close").addEventListener("click", () => { $("contact-clicks").hidden = true; });
+}
+
+// --- export -------------------------------------------------------------------------
+
+async function exportCsv() {
+  const button = $("export");
+  button.disabled = true;
+  try {
+    const response = await fetch(`${base}/export.csv`, { headers: authHeaders() });
+    if (response.status === 401) throw new AuthError("a valid API token is required");
+    if (!response.ok) throw new ApiError(response.status, "", `the export failed (HTTP ${response.status})`);
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a", { href: url, download: `${campaignId.replace(/[^A-Za-z0-9._-]/g, "_")}.csv` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// --- live updates -------------------------------------------------------------------
+
+function setLive(state) {
+  const badge = $("live-status");
+  badge.dataset.state = state;
+  badge.textContent = state;
+}
+
+// The stream is read with fetch, not EventSource: EventSource cannot send the
+// Authorization header. Reconnects resume with Last-Event-ID.
+async function follow(onSummary) {
+  let lastId = null;
+  let retry = 2000;
+  for (;;) {
+    const abort = new AbortController();
+    let silence = null;
+    const watchdog = () => {  // the server sends a comment at least every 10 s
+      clearTimeout(silence);
+      silence = setTimeout(() => abort.abort(), 30_000);
+    };
+    try {
+      const headers = { Accept: "text/event-stream", ...authHeaders() };
+      if (lastId !== null) headers["Last-Event-ID"] = lastId;
+      const response = await fetch(`${base}/events`, { headers, signal: abort.signal, cache: "no-store" });
+      if (response.status === 401) throw new AuthError("a valid API token is required");
+      if (!response.ok) throw new ApiError(response.status, "", `live updates: HTTP ${response.status}`);
+      setLive("live");
+      watchdog();
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        watchdog();
+        buffer += value.replace(/\r\n?/g, "\n");
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let data = "";
+          let id = null;
+          for (const line of block.split("\n")) {
+            if (line.startsWith(":")) continue;
+            const colon = line.indexOf(":");
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+            if (field === "data") data += (data ? "\n" : "") + text;
+            else if (field === "id") id = text;
+            else if (field === "retry" && /^\d+$/.test(text)) retry = Number(text);
+          }
+          if (id !== null) lastId = id;
+          if (data) onSummary(JSON.parse(data));
+        }
+      }
+    } catch (error) {
+      if (error instanceof AuthError) throw error;
+      if (error instanceof ApiError && error.status === 404) throw error;
+    } finally {
+      clearTimeout(silence);
+    }
+    setLive("reconnecting");
+    await new Promise((resolve) => setTimeout(resolve, retry));
+  }
+}
+
+// Refreshes that follow a new snapshot, at most one at a time per kind.
+function throttled(work, pause) {
+  let running = false;
+  let again = false;
+  return async function run() {
+    if (running) { again = true; return; }
+    running = true;
+    try {
+      do {
+        again = false;
+        await work().catch(failed);
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      } while (again);
+    } finally {
+      running = false;
+    }
+  };
+}
+
+const refreshAb = throttled(async () => renderAb(await api(`${base}/ab`)), 500);
+const refreshSeries = throttled(loadTimeseries, 1000);
+const refreshTable = throttled(async () => {
+  const table = TABS[activeTab];
+  if (table.loaded) await table.load();
+}, 3000);
+
+// --- start --------------------------------------------------------------------------
+
+function failed(error) {
+  if (error instanceof AuthError) {
+    $("content").hidden = true;
+    askForToken(start);
+    return;
+  }
+  showError(error instanceof ApiError && error.status === 404
+    ? `No metrics for campaign “${campaignId}” (yet).` : `Could not load: ${error.message}`);
+}
+
+let started = false;
+
+async function start() {
+  try {
+    const body = await api(base);
+    showError("");
+    $("content").hidden = false;
+    renderSummary(body);
+    await Promise.all([refreshAb(), loadTimeseries(), TABS[activeTab].load()]);
+    if (!started) {
+      started = true;
+      follow((next) => {
+        renderSummary(next);
+        refreshAb();
+        refreshSeries();
+        refreshTable();
+      }).catch((error) => { started = false; setLive("reconnecting"); failed(error); });
+    }
+  } catch (error) {
+    failed(error);
+  }
+}
+
+$("campaign-title").textContent = campaignId;
+document.title = `${campaignId} · campaign-analytics`;
+$("export").addEventListener("click", () => exportCsv().catch(failed));
+setupWindowToggle();
+setupTabs();
+start();
