@@ -277,6 +277,41 @@ def msprt_p_value(s1: int, n1: int, s2: int, n2: int, tau2: float) -> float | No
     return _p_from_log_lr(_log_mixture_lr(s1 / n1 - s2 / n2, var, tau2))
 
 
+def sends_to_significance(
+    s1: int, n1: int, s2: int, n2: int, tau2: float, alpha: float, limit: int = 10_000_000
+) -> int | None:
+    """How many more trials per arm until the two-sided always-valid p-value falls
+    below ``alpha`` if both observed rates held: a projection, not a promise (rates
+    move). 0 when it already has; None without a difference, or beyond ``limit``
+    trials per arm. Both arms grow by the same factor, so the pooled rate and the
+    difference stay and only the variance shrinks."""
+    if n1 <= 0 or n2 <= 0 or s1 * n2 == s2 * n1:
+        return None
+    theta = s1 / n1 - s2 / n2
+    var0 = _pooled_var(s1, n1, s2, n2)
+    largest = max(n1, n2)
+
+    def significant(extra: int) -> bool:
+        scale = (largest + extra) / largest
+        return _p_from_log_lr(_log_mixture_lr(theta, var0 / scale, tau2)) < alpha
+
+    if significant(0):
+        return 0
+    high = largest
+    while not significant(high):
+        if largest + high > limit:
+            return None
+        high *= 2
+    low = high // 2 if high > largest else 0  # low is not significant
+    while high - low > 1:
+        middle = (low + high) // 2
+        if significant(middle):
+            high = middle
+        else:
+            low = middle
+    return high
+
+
 def msprt_p_value_greater(s1: int, n1: int, s2: int, n2: int, tau2: float) -> float | None:
     """One-sided always-valid p-value of p1 <= p2 (evidence that p1 > p2): the
     mixture over the half-normal prior on theta > 0, in closed form
@@ -435,6 +470,7 @@ def _verdict(arms: Sequence[_Arm], config: AbConfig) -> dict[str, object]:
             "status": "no_winner_yet",
             "metric": metric,
             "reasons": [f"{only} so far: an A/B verdict needs at least two variants"],
+            "projected_sends_per_arm": None,
         }
     reasons: list[str] = []
     for arm in arms:
@@ -452,7 +488,8 @@ def _verdict(arms: Sequence[_Arm], config: AbConfig) -> dict[str, object]:
     if any(arm.metrics[metric][1] == 0 for arm in arms):
         if not reasons:
             reasons.append(f"a variant has no {metric} denominator yet")
-        return {"status": "no_winner_yet", "metric": metric, "reasons": reasons}
+        return {"status": "no_winner_yet", "metric": metric, "reasons": reasons,
+                "projected_sends_per_arm": None}
 
     def rate(arm: _Arm) -> float:
         successes, trials = arm.metrics[metric]
@@ -470,7 +507,12 @@ def _verdict(arms: Sequence[_Arm], config: AbConfig) -> dict[str, object]:
     adjusted = holm(raw) if len(others) > 1 else raw
     worst = max(adjusted)
     ahead = all((rate(leader) > rate(o)) if higher else (rate(leader) < rate(o)) for o in others)
+    projected: int | None = None
     if not ahead or worst >= config.alpha:
+        if len(others) == 1 and ahead:
+            (s1, n1), (s2, n2) = leader.metrics[metric], others[0].metrics[metric]
+            projected = sends_to_significance(s1, n1, s2, n2, config.mixture_variance,
+                                              config.alpha)
         adj = " (Holm-adjusted, largest over its comparisons)" if len(others) > 1 else ""
         reasons.append(
             f"no variant is significantly better on {metric} yet "
@@ -493,7 +535,8 @@ def _verdict(arms: Sequence[_Arm], config: AbConfig) -> dict[str, object]:
                         f"one-sided always-valid p = {_fmt_p(p)})"
                     )
     if reasons:
-        return {"status": "no_winner_yet", "metric": metric, "reasons": reasons}
+        return {"status": "no_winner_yet", "metric": metric, "reasons": reasons,
+                "projected_sends_per_arm": projected}
     return {
         "status": "winner",
         "metric": metric,
@@ -749,6 +792,7 @@ AB_RESULT_SCHEMA: dict[str, object] = {
                                 "items": {"type": "string"},
                                 "minItems": 1,
                             },
+                            "projected_sends_per_arm": {"type": ["integer", "null"], "minimum": 0},
                         }
                     ),
                 ]

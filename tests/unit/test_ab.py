@@ -438,6 +438,35 @@ def test_significance_gate_uses_the_always_valid_test(monkeypatch):
     assert verdict(variants)["status"] == "winner"
 
 
+def test_the_projection_is_where_the_always_valid_p_crosses_alpha_if_rates_hold():
+    variants = {"A": arm(1000, 100), "B": arm(1000, 140)}  # always-valid p = 0.359
+    extra = verdict(variants)["projected_sends_per_arm"]
+    assert isinstance(extra, int) and extra > 0
+    tau2 = AbConfig().mixture_variance
+
+    def p_after(more):  # both arms grown by `more` sends, rates unchanged
+        n = 1000 + more
+        return ab.msprt_p_value(0.14 * n, n, 0.10 * n, n, tau2)
+
+    assert p_after(extra) < 0.05 <= p_after(extra - 1)
+    # the verdict itself turns around that point when the counts grow at these rates
+    def grown(more):
+        n = 1000 + more
+        return {"A": arm(n, round(0.10 * n)), "B": arm(n, round(0.14 * n))}
+
+    assert verdict(grown(int(extra * 0.9)))["status"] == "no_winner_yet"
+    assert verdict(grown(int(extra * 1.1)))["status"] == "winner"
+
+
+def test_no_projection_without_a_difference_or_beyond_reach():
+    assert ab.sends_to_significance(100, 1000, 100, 1000, 1e-4, 0.05) is None
+    assert ab.sends_to_significance(100, 1000, 101, 1000, 1e-4, 0.05, limit=100_000) is None
+    assert ab.sends_to_significance(500, 5000, 650, 5000, 1e-4, 0.05) == 0
+    assert verdict(CLEAR_WIN)["status"] == "winner"  # a winner carries no projection
+    three = {"A": arm(1000, 100), "B": arm(1000, 140), "C": arm(1000, 120)}
+    assert verdict(three)["projected_sends_per_arm"] is None  # Holm: not projected
+
+
 def test_equal_rates_never_win():
     assert verdict({"A": arm(5000, 500), "B": arm(5000, 500)}, alpha=0.999)["status"] != "winner"
 

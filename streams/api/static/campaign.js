@@ -176,7 +176,9 @@ function verdictWords(result) {
   const leader = ranked[0];
   return `${leader.variant} leads on ${metric} (${percent(leader.metrics[verdict.metric].rate)} against ` +
     `${ranked.slice(1).map((v) => `${v.variant} ${percent(v.metrics[verdict.metric].rate)}`).join(", ")}), ` +
-    "not yet significant: keep sending before choosing a winner.";
+    "not yet significant" + (verdict.projected_sends_per_arm
+      ? `: about ${count(verdict.projected_sends_per_arm)} more sends per arm if the rates hold.`
+      : ": keep sending before choosing a winner.");
 }
 
 function renderAb(result) {
