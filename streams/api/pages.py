@@ -1,8 +1,10 @@
 """The campaign pages: static HTML, CSS and JavaScript served beside the API.
 
 No build step and nothing fetched at run time: the files in ``static/`` are what the
-browser runs (charts are SVG drawn by ``static/charts.js``). The pages call the API
-from the browser, with the bearer token the user types when the API asks for one.
+browser runs (charts are SVG drawn by ``static/charts.js``). Each page is
+``layout.html`` around a body fragment, put together once when the app is made. The
+pages call the API from the browser, with the bearer token the user types when the
+API asks for one.
 """
 
 from __future__ import annotations
@@ -27,14 +29,24 @@ SECURITY_HEADERS = {
 }
 
 
-def _html(name: str, **slots: str) -> bytes:
-    text = (STATIC / name).read_text(encoding="utf-8")
+def _fill(text: str, **slots: str) -> str:
     for slot, value in slots.items():
         marker = f"<!--{slot}-->"
         if marker not in text:
-            raise RuntimeError(f"{name} has no {marker}")  # a page and its server disagree
+            raise RuntimeError(f"no {marker} to fill")  # a page and its server disagree
         text = text.replace(marker, value)
-    return text.encode()
+    return text
+
+
+def _read(name: str) -> str:
+    return (STATIC / name).read_text(encoding="utf-8")
+
+
+def document(body: str, title: str, script: str, **slots: str) -> bytes:
+    """``layout.html`` around the body fragment ``body``, its slots filled."""
+    inner = _fill(_read(body), notices=_read("notices.html"), **slots)
+    return _fill(_read("layout.html"), title=escape(title), script=script,
+                 body=inner).encode()
 
 
 def _page(body: bytes) -> web.Response:
@@ -51,8 +63,9 @@ def add_pages(app: web.Application) -> None:
     """``/`` (the campaign list), ``/campaigns/{id}`` (one campaign) and ``/static/``."""
     options = "".join(f'<option value="{escape(s)}">{escape(s)}</option>'
                       for s in MESSAGE_STATUSES)
-    index = _html("index.html")
-    campaign = _html("campaign.html", **{"status-options": options})
+    index = document("campaigns.body.html", "Campaigns", "campaigns.js")
+    campaign = document("campaign.body.html", "Campaign", "campaign.js",
+                        **{"status-options": options})
 
     async def index_page(request: web.Request) -> web.Response:
         return _page(index)

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from projections.message_log import MESSAGE_STATUSES
 from streams.api.live import LiveState
-from streams.api.pages import STATIC, _html
+from streams.api.pages import STATIC, document
 from tests.unit.test_api import FakeStore, _run, _settings
 
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
@@ -75,20 +75,23 @@ def test_the_status_filter_offers_every_status_of_the_log():
 
 def test_a_page_without_its_slot_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr("streams.api.pages.STATIC", tmp_path)
-    (tmp_path / "campaign.html").write_text("<select></select>")
-    with pytest.raises(RuntimeError, match="status-options"):
-        _html("campaign.html", **{"status-options": "<option>x</option>"})
+    (tmp_path / "layout.html").write_text("<title><!--title--></title><!--script--><!--body-->")
+    (tmp_path / "notices.html").write_text("<p>notice</p>")
+    (tmp_path / "page.html").write_text("<!--notices--><select><!--options--></select>")
+    html = document("page.html", "T & U", "x.js", options="<option>o</option>").decode()
+    assert html == "<title>T &amp; U</title>x.js<p>notice</p><select><option>o</option></select>"
+    (tmp_path / "page.html").write_text("<!--notices--><select></select>")
+    with pytest.raises(RuntimeError, match="options"):
+        document("page.html", "T", "x.js", options="<option>o</option>")
 
 
 def test_every_id_the_scripts_look_up_is_in_the_page():
     # getElementById / $("...") on a missing id is a null at run time: catch it here
-    html = (STATIC / "campaign.html").read_text(encoding="utf-8")
+    html = document("campaign.body.html", "C", "campaign.js", **{"status-options": ""}).decode()
     script = (STATIC / "campaign.js").read_text(encoding="utf-8") + (
         STATIC / "common.js").read_text(encoding="utf-8")
     ids = set(re.findall(r'\$\("([\w-]+)"\)|getElementById\("([\w-]+)"\)', script))
     wanted = {a or b for a, b in ids}
-    wanted |= {f"{name}-{part}" for name in ("messages", "replies", "clicks")
-               for part in ("prev", "next", "page")}
     present = set(re.findall(r'\bid="([\w-]+)"', html))
     assert wanted - present == set()
     assert {"tab-messages", "panel-replies", "contact-clicks-table"} <= wanted | present

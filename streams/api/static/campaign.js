@@ -241,8 +241,13 @@ class PagedTable {
     this.next = null;
     this.query = {};
     this.loaded = false;
-    $(`${name}-prev`).addEventListener("click", () => this.move(-1));
-    $(`${name}-next`).addEventListener("click", () => this.move(1));
+    const label = $(name).closest("[role=region]").getAttribute("aria-label");
+    $(name).closest(".scroll").after(el("nav", { class: "pager", "aria-label": `${label} pages` },
+      el("button", { type: "button", class: "button small", id: `${name}-prev`, text: "Previous",
+                     onclick: () => this.move(-1) }),
+      el("span", { id: `${name}-page`, class: "page-no" }),
+      el("button", { type: "button", class: "button small", id: `${name}-next`, text: "Next",
+                     onclick: () => this.move(1) })));
   }
 
   url() {
@@ -256,7 +261,7 @@ class PagedTable {
     const page = await api(this.url());
     this.next = page.next_cursor;
     this.loaded = true;
-    const table = $(this.name === "clicks" ? "clicks" : this.name);
+    const table = $(this.name);
     table.tBodies[0].replaceChildren(...page.items.map((item) => this.row(item)));
     if (!page.items.length) {
       table.tBodies[0].append(el("tr", { class: "empty" },
@@ -468,7 +473,7 @@ function throttled(work, pause) {
 }
 
 const refreshAb = throttled(async () => renderAb(await api(`${base}/ab`)), 500);
-const refreshSeries = throttled(loadTimeseries, 1000);
+const refreshSeries = throttled(loadTimeseries, 3000);
 const refreshTable = throttled(async () => {
   const table = TABS[activeTab];
   if (table.loaded) await table.load();
