@@ -7,12 +7,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test chaos lint typecheck unit integration clean help
+.PHONY: install run test chaos lint typecheck unit integration clean help browser screenshots
 
 help:
 	@echo "make run        set up, start Kafka + a worker, publish a demo campaign, watch its summary"
 	@echo "make test       set up, lint, type-check and run every test (starts a test broker)"
 	@echo "make kafka-up   start the local Kafka broker in the background (kafka-down stops it)"
+	@echo "make screenshots  run the browser tests, saving the page's screenshots in docs/screenshots"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,11 @@ $(STAMP): pyproject.toml
 	touch $@
 
 install: $(STAMP)
+
+# The browser tests drive Debian's chromium (/usr/bin/chromium) through Playwright;
+# installs the package when it is missing (apt-get as root, or sudo -n).
+browser:
+	@bash deploy/ensure-chromium.sh
 
 include Makefile.kafka
 
@@ -36,11 +42,16 @@ typecheck: install
 unit: install
 	$(BIN)/python -m pytest tests/unit tests/contract -q
 
-integration: install kafka-jars
+integration: install kafka-jars browser
 	$(BIN)/python -m pytest tests/integration -q
 
-test: install kafka-jars lint typecheck
+test: install kafka-jars browser lint typecheck
 	$(BIN)/python -m pytest -q --durations=10
+
+# The browser tests only, keeping their full-page screenshots of the campaign page
+# (desktop, mobile) and of the campaign list for the README.
+screenshots: install kafka-jars browser
+	CA_SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest tests/integration/test_page.py -q
 
 # Only the 100k-event SIGKILL run and its negative control.
 chaos: install kafka-jars

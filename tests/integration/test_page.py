@@ -1,0 +1,801 @@
+"""The campaign page in a real browser: Debian's chromium (``/usr/bin/chromium``,
+installed by ``deploy/ensure-chromium.sh``) driven by Playwright for Python against a
+live system: a broker, a worker (whose sink process owns the embedded ClickHouse) and
+``campaign-analytics api`` as its own process, on the messy campaign of
+``test_pipeline``.
+
+Every figure the page shows carries its raw API value in ``data-value``; the checks
+compare those with the API's answers and with the batch recount (``tests.oracle``).
+Waiting is bounded DOM polling (``expect``, and ``wait_equal``'s polling of
+``page.evaluate``), never a fixed sleep. Every browser context records console
+errors, uncaught page errors, failed requests, error responses and requests leaving
+the API's origin; a test that leaves any (outside the windows it expects them: a 401
+before the token is given, the API's restart) fails at teardown.
+
+Screenshots go to ``CA_SCREENSHOT_DIR`` (``make screenshots``: docs/screenshots),
+else to a pytest temporary directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Request,
+    Response,
+    WebError,
+    expect,
+    sync_playwright,
+)
+
+from projections.ab import AbConfig, ab_statistics
+from projections.message_log import MESSAGE_STATUSES
+from streams.demo import generate_campaign
+from tests.integration.conftest import Deployment, free_port
+from tests.integration.test_api import TOKEN, Api, _pick, _statuses
+from tests.integration.test_pipeline import _messy_events, _write
+from tests.oracle import expected_log, recount
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; deploy/ensure-chromium.sh installs it
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+CAMPAIGN = "camp-ab"
+TOKEN_KEY = "ca-api-token"  # noqa: S105 - the sessionStorage key, not a secret
+PAGE_SIZE = 25
+WAIT_MS = 15_000  # a page showing what the API already answers
+LIVE_MS = 60_000  # new events through the worker, the metric topics and the stream
+
+CARD_KEYS = ("sent", "delivered", "delivery_rate", "replies", "reply_rate", "link_clicks",
+             "unique_link_clicks", "link_click_rate", "failed", "pending", "opt_outs",
+             "unique_repliers")
+VARIANT_FIELDS = ("sent", "delivered", "failed", "pending", "replies", "unique_repliers",
+                  "opt_outs", "link_clicks", "unique_link_clicks")
+AB_METRICS = ("delivery_rate", "unique_reply_rate", "click_rate", "opt_out_rate",
+              "failure_rate")
+CHARTS = {"chart-time-to-deliver": "time_to_deliver",
+          "chart-time-to-first-click": "time_to_first_click",
+          "chart-by-error-code": "by_error_code", "chart-by-carrier": "by_carrier"}
+MESSAGE_FIELDS = ("contact_name", "phone", "variant", "status", "sent_at", "delivered_at",
+                  "error_code", "error_description")
+REPLY_FIELDS = ("contact_name", "body", "received_at")
+CLICK_FIELDS = ("contact_name", "phone", "clicks", "first_click_at", "last_click_at")
+CONTACT_CLICK_FIELDS = ("clicked_at", "message_id", "link_id", "user_agent")
+
+
+# --- comparing the page with expected values ------------------------------------------
+#
+# A reader is a JS function returning the page's values as nested objects of attribute
+# strings. Expected values are JSON: a number matches a non-empty attribute whose
+# float() is exactly that number (the page writes JS String(x), which round-trips),
+# null matches "", a string or a boolean matches itself; objects need the same keys,
+# lists the same length and order.
+#
+# The page's Content-Security-Policy has no 'unsafe-eval', so Playwright's
+# wait_for_function (which compiles its predicate with `new Function` in the page)
+# never runs there; page.evaluate goes through the DevTools protocol, which the policy
+# does not govern. wait_equal therefore polls with page.evaluate, bounded.
+
+POLL_MS = 100
+
+# helpers every reader may use
+_READ_JS = """
+const one = (root, sel, attr) => {
+  const found = root.querySelectorAll(sel);
+  if (found.length !== 1) return `<${found.length} elements match ${sel}>`;
+  return found[0].getAttribute(attr);
+};
+const disabled = (sel) => {
+  const el = document.querySelector(sel);
+  return el ? el.disabled : `<no ${sel}>`;
+};
+const rows = (sel, idAttr, fields) => [...document.querySelectorAll(sel)].map(tr => {
+  const row = {id: tr.getAttribute(idAttr)};
+  for (const f of fields) row[f] = one(tr, `td[data-field="${f}"]`, "data-value");
+  return row;
+});
+"""
+
+
+def _reader(body: str, **constants: Any) -> str:
+    consts = "".join(f"const {k} = {json.dumps(v)};\n" for k, v in constants.items())
+    return f"() => {{\n{consts}{_READ_JS}{body}\n}}"
+
+
+def mismatches(actual: Any, expected: Any, path: str = "") -> list[str]:
+    """Where ``actual`` (attribute strings) differs from ``expected``."""
+    where = path or "(top)"
+    if expected is None:
+        return [] if actual == "" else [f"{where}: page has {actual!r}, expected '' (null)"]
+    if isinstance(expected, bool | str):
+        return [] if actual == expected else [
+            f"{where}: page has {actual!r}, expected {expected!r}"]
+    if isinstance(expected, int | float):
+        try:
+            same = isinstance(actual, str) and actual != "" and float(actual) == expected
+        except ValueError:
+            same = False
+        return [] if same else [f"{where}: page has {actual!r}, expected {expected!r}"]
+    if isinstance(expected, list):
+        if not isinstance(actual, list):
+            return [f"{where}: page has {actual!r}, expected a list"]
+        out = [] if len(actual) == len(expected) else [
+            f"{where}: page has {len(actual)} items, expected {len(expected)}"]
+        for i, (a, e) in enumerate(zip(actual, expected, strict=False)):
+            out += mismatches(a, e, f"{path}[{i}]")
+        return out
+    if not isinstance(actual, dict):
+        return [f"{where}: page has {actual!r}, expected an object"]
+    out = []
+    for key in sorted(set(actual) | set(expected)):
+        sub = f"{path}.{key}" if path else str(key)
+        if key not in expected:
+            out.append(f"{sub}: on the page ({actual[key]!r}), not expected")
+        elif key not in actual:
+            out.append(f"{sub}: missing on the page, expected {expected[key]!r}")
+        else:
+            out += mismatches(actual[key], expected[key], sub)
+    return out
+
+
+def poll(page: Page, done: Callable[[], bool], timeout_ms: float) -> bool:
+    """Whether ``done()`` became true within ``timeout_ms``, asking every POLL_MS while
+    the page's event loop runs."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not done():
+        if time.monotonic() >= deadline:
+            return False
+        page.wait_for_timeout(POLL_MS)
+    return True
+
+
+def wait_equal(page: Page, reader: str, expected: Any, what: str,
+               timeout_ms: float = WAIT_MS) -> None:
+    """Polls the page until ``reader`` matches ``expected`` (a value, or a function
+    giving the current one: the API's answer is read again at each look); an
+    AssertionError naming each difference if it does not within ``timeout_ms``."""
+    problems: list[str] = []
+
+    def matches() -> bool:
+        want = expected() if callable(expected) else expected
+        problems[:] = mismatches(page.evaluate(reader), want)
+        return not problems
+
+    if not poll(page, matches, timeout_ms):
+        shown = "\n  ".join(problems[:40])
+        more = f"\n  ... and {len(problems) - 40} more" if len(problems) > 40 else ""
+        raise AssertionError(f"{what}: the page still differs after {timeout_ms / 1000:g} s:"
+                             f"\n  {shown}{more}")
+
+
+# --- what the page must show ----------------------------------------------------------
+
+READ_SUMMARY = _reader("""
+const out = {as_of: one(document, "#as-of", "data-value"), cards: {}, variants: {},
+             charts: {}, verdict: one(document, "#verdict", "data-status")};
+const srm = document.querySelectorAll("#srm-warning");
+out.srm_hidden = srm.length === 1 ? srm[0].hasAttribute("hidden") : `<${srm.length} #srm-warning>`;
+for (const k of CARDS) out.cards[k] = one(document, `#cards [data-card="${k}"]`, "data-value");
+for (const tr of document.querySelectorAll("table#variants tbody tr[data-variant]")) {
+  const v = {fields: {}, rate: {}, low: {}, high: {}, lift: {}};
+  for (const f of FIELDS) v.fields[f] = one(tr, `td[data-field="${f}"]`, "data-value");
+  for (const m of METRICS) {
+    for (const [key, attr] of [["rate", "data-value"], ["low", "data-low"], ["high", "data-high"]])
+      v[key][m] = one(tr, `td[data-metric="${m}"]`, attr);
+    v.lift[m] = one(tr, `td[data-lift="${m}"]`, "data-value");
+  }
+  const name = tr.getAttribute("data-variant");
+  out.variants[name in out.variants ? `<duplicate row ${name}>` : name] = v;
+}
+for (const id of CHART_IDS) {
+  const bars = {};
+  for (const rect of document.querySelectorAll(`svg#${id} rect[data-key]`)) {
+    const key = rect.getAttribute("data-key"), value = rect.getAttribute("data-value");
+    if (value === "0") continue;  // an empty bucket drawn as a zero bar
+    bars[key in bars ? `<duplicate bar ${key}>` : key] = value;
+  }
+  out.charts[id] = bars;
+}
+return out;
+""", CARDS=CARD_KEYS, FIELDS=VARIANT_FIELDS, METRICS=AB_METRICS, CHART_IDS=list(CHARTS))
+
+
+def expected_summary(summary: dict[str, Any], ab: dict[str, Any], as_of: str
+                     ) -> dict[str, Any]:
+    """What READ_SUMMARY must find for a summary (the API's, or the recount's) and its
+    A/B statistics."""
+    by_name = {v["variant"]: v for v in ab["variants"]}
+    lifts = {c["variant"]: c["metrics"] for c in ab["comparisons"]}
+    variants = {}
+    for name, counts in summary["variants"].items():
+        metrics = by_name[name]["metrics"]
+        interval = {m: metrics[m]["interval"] or {"low": None, "high": None} for m in AB_METRICS}
+        variants[name] = {
+            "fields": {f: counts[f] for f in VARIANT_FIELDS},
+            "rate": {m: metrics[m]["rate"] for m in AB_METRICS},
+            "low": {m: interval[m]["low"] for m in AB_METRICS},
+            "high": {m: interval[m]["high"] for m in AB_METRICS},
+            "lift": {m: lifts[name][m]["lift"] if name in lifts else None for m in AB_METRICS},
+        }
+    return {
+        "as_of": as_of,
+        "cards": {k: summary[k] for k in CARD_KEYS},
+        "variants": variants,
+        "verdict": ab["verdict"]["status"],
+        "srm_hidden": not ab["sample_ratio"]["flagged"],
+        "charts": {chart: {k: v for k, v in summary[key].items() if v}
+                   for chart, key in CHARTS.items()},
+    }
+
+
+def expected_now(site: Site) -> dict[str, Any]:
+    """The API's summary and A/B statistics as the page must show them, after checking
+    that they equal the batch recount of every event published so far."""
+    api = site.api
+    summary = api.json(f"/api/v1/campaigns/{CAMPAIGN}")
+    ab = api.json(f"/api/v1/campaigns/{CAMPAIGN}/ab")
+    want = recount(site.events)[CAMPAIGN]
+    assert _pick(summary) == _pick(want)
+    from_api = expected_summary(summary, ab, summary["as_of"])
+    want_ab = json.loads(json.dumps(ab_statistics(want["variants"], AbConfig())))
+    assert {k: ab[k] for k in want_ab} == want_ab
+    assert expected_summary(want, want_ab, summary["as_of"]) == from_api
+    return from_api
+
+
+def _table_reader(table: str, id_attr: str, fields: tuple[str, ...], prev: str | None,
+                  next_: str | None) -> str:
+    body = "const out = {rows: rows(TABLE, ID, FIELDS)};\n"
+    if prev and next_:
+        body += "out.prev_disabled = disabled(PREV); out.next_disabled = disabled(NEXT);\n"
+    return _reader(body + "return out;", TABLE=f"{table} tbody tr[{id_attr}]", ID=id_attr,
+                   FIELDS=list(fields), PREV=prev, NEXT=next_)
+
+
+READ_MESSAGES = _table_reader("table#messages", "data-message-id", MESSAGE_FIELDS,
+                              "#messages-prev", "#messages-next")
+READ_REPLIES = _table_reader("table#replies", "data-event-id", REPLY_FIELDS,
+                             "#replies-prev", "#replies-next")
+READ_CLICKS = _table_reader("table#clicks", "data-contact-id", CLICK_FIELDS,
+                            "#clicks-prev", "#clicks-next")
+READ_CONTACT_CLICKS = _table_reader("table#contact-clicks-table", "data-event-id",
+                                    CONTACT_CLICK_FIELDS, None, None)
+READ_CLICK_CARDS = _reader("""
+const out = {};
+for (const k of KEYS) out[k] = one(document, `#clicks-summary [data-card="${k}"]`, "data-value");
+return out;
+""", KEYS=["link_clicks", "unique_link_clicks", "link_click_rate"])
+READ_CAMPAIGNS = _reader("""
+return [...document.querySelectorAll("table#campaigns tbody tr[data-campaign-id]")].map(tr => {
+  const id = tr.getAttribute("data-campaign-id");
+  const row = {id, link: tr.querySelectorAll(`a[href="/campaigns/${id}"]`).length === 1};
+  for (const f of FIELDS) row[f] = one(tr, `td[data-field="${f}"]`, "data-value");
+  return row;
+});
+""", FIELDS=["sent", "delivery_rate", "as_of"])
+
+
+def api_pages(api: Api, path: str, limit: int = PAGE_SIZE) -> list[list[dict[str, Any]]]:
+    """The API's pages of ``path`` (each a list of items), following ``next_cursor``."""
+    sep = "&" if "?" in path else "?"
+    page = api.json(f"{path}{sep}limit={limit}")
+    pages = [page["items"]]
+    while page["next_cursor"] is not None:
+        page = api.json(f"{path}{sep}limit={limit}&cursor={page['next_cursor']}")
+        pages.append(page["items"])
+    return pages
+
+
+def expected_rows(items: list[dict[str, Any]], id_key: str, fields: tuple[str, ...]
+                  ) -> list[dict[str, Any]]:
+    return [{"id": item[id_key], **{f: item[f] for f in fields}} for item in items]
+
+
+def walk_pages(page: Page, reader: str, pages: list[list[dict[str, Any]]], id_key: str,
+               fields: tuple[str, ...], prev: str, next_: str, what: str) -> None:
+    """Clicks ``next_`` through every page, each equal to the API's page of the same
+    size, with prev/next disabled exactly at the ends; then ``prev`` once."""
+    assert pages and pages[0], f"{what}: the API has no rows to compare"
+    expected = [{"rows": expected_rows(items, id_key, fields), "prev_disabled": i == 0,
+                 "next_disabled": i == len(pages) - 1} for i, items in enumerate(pages)]
+    for i, want in enumerate(expected):
+        if i:
+            page.click(next_)
+        wait_equal(page, reader, want, f"{what}, page {i + 1} of {len(pages)}")
+    if len(expected) > 1:
+        page.click(prev)
+        wait_equal(page, reader, expected[-2], f"{what}, back to page {len(pages) - 1}")
+
+
+def assert_fits(page: Page, what: str) -> None:
+    """No horizontal overflow of the document."""
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], (
+        f"{what}: the document is {widths[0]} px wide in a {widths[1]} px viewport")
+
+
+# --- the live system and the browser ---------------------------------------------------
+
+
+@dataclass
+class Site:
+    deployment: Deployment
+    api: Api
+    port: int
+    events: list[dict[str, Any]]  # every event published so far
+    starts: int = 1
+
+    def wait_ready(self) -> None:
+        api = self.api
+        api.wait(lambda: api.json("/readyz")["status"] == "ready", "readiness")
+
+    def restart_api(self) -> None:
+        """A new API process on the same port (the old one stopped)."""
+        self.starts += 1
+        self.api = Api(self.deployment, self.port, self.deployment.root / f"api-{self.starts}.log")
+        self.wait_ready()
+
+    def settle(self) -> None:
+        """Until the API's summaries equal the recount of every event published and
+        the message log has every message's latest state."""
+        api, want = self.api, recount(self.events)
+        for campaign_id in ("camp-ab", "camp-plain"):
+            api.wait(lambda c=campaign_id: _pick(api.json(f"/api/v1/campaigns/{c}"))
+                     == _pick(want[c]), f"the summary of {campaign_id}")
+        expected = expected_log(self.events, CAMPAIGN)
+        api.wait(lambda: _statuses(
+            item for items in api_pages(api, f"/api/v1/campaigns/{CAMPAIGN}/messages", 500)
+            for item in items) == _statuses(expected.values()), "the complete message log")
+
+
+@pytest.fixture(scope="module")
+def site(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A worker and ``campaign-analytics api`` (token required) on their own topics,
+    with the messy events published and folded everywhere."""
+    root = tmp_path_factory.mktemp("page")
+    deployment = Deployment(kafka_bootstrap, root)
+    deployment.env["CA_API_TOKEN"] = TOKEN
+    events = _messy_events()
+    worker = deployment.worker().start()
+    api: Api | None = None
+    live: Site | None = None
+    try:
+        worker.wait_ready()
+        deployment.cli("publish", str(_write(root / "events.jsonl", events)))
+        port = free_port()
+        api = Api(deployment, port, root / "api-1.log")
+        live = Site(deployment, api, port, events)
+        live.wait_ready()
+        live.settle()
+        yield live
+    finally:
+        current = live.api if live is not None else api  # (the API may have restarted)
+        if current is not None:
+            current.stop()
+        deployment.close()
+        shutil.rmtree(root / "state", ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    given = os.environ.get("CA_SCREENSHOT_DIR")
+    folder = Path(given) if given else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@dataclass
+class Watch:
+    """What went wrong in a browser context: console errors, uncaught page errors,
+    failed requests, error responses and requests off the API's origin. Inside
+    ``tolerating(pred)`` the problems ``pred`` accepts are kept apart as expected."""
+
+    context: BrowserContext
+    origin: str
+    problems: list[str] = field(default_factory=list)
+    tolerated: list[str] = field(default_factory=list)
+    accept: Callable[[str], bool] | None = None
+
+    def __post_init__(self) -> None:
+        self.handlers: list[tuple[str, Callable[[Any], None]]] = [
+            ("console", self._console), ("weberror", self._web_error),
+            ("requestfailed", self._failed), ("response", self._response),
+            ("request", self._request)]
+        for event, handler in self.handlers:
+            self.context.on(event, handler)  # type: ignore[call-overload]
+
+    def detach(self) -> None:
+        for event, handler in self.handlers:
+            self.context.remove_listener(event, handler)
+
+    def _add(self, problem: str, always: bool = False) -> None:
+        if not always and self.accept is not None and self.accept(problem):
+            self.tolerated.append(problem)
+        else:
+            self.problems.append(problem)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self._add(f"console error: {message.text} ({message.location.get('url')})")
+
+    def _web_error(self, error: WebError) -> None:
+        self._add(f"uncaught error in the page: {error.error}", always=True)
+
+    def _failed(self, request: Request) -> None:
+        self._add(f"request failed: {request.method} {request.url}: {request.failure}")
+
+    def _response(self, response: Response) -> None:
+        if response.status >= 400:
+            self._add(f"response {response.status}: {response.request.method} {response.url}")
+
+    def _request(self, request: Request) -> None:
+        url = request.url
+        if not (url.startswith(self.origin + "/") or url.startswith(("data:", "blob:"))):
+            self._add(f"request off the API's origin: {url}", always=True)
+
+    @contextlib.contextmanager
+    def tolerating(self, accept: Callable[[str], bool]) -> Iterator[None]:
+        self.accept = accept
+        try:
+            yield
+        finally:
+            self.accept = None
+
+
+@dataclass
+class Opened:
+    page: Page
+    watch: Watch
+
+
+@pytest.fixture
+def open_page(browser: Browser, site: Site) -> Iterator[Callable[..., Opened]]:
+    """Opens a page in a fresh context (the token in sessionStorage unless
+    ``token=False``); at teardown, fails on any problem its Watch recorded."""
+    opened: list[Opened] = []
+
+    def open_(path: str = f"/campaigns/{CAMPAIGN}", *, width: int = 1280, height: int = 900,
+              token: bool = True) -> Opened:
+        context = browser.new_context(viewport={"width": width, "height": height},
+                                      base_url=site.api.base, accept_downloads=True)
+        context.set_default_timeout(WAIT_MS)
+        if token:
+            context.add_init_script(
+                f"sessionStorage.setItem({json.dumps(TOKEN_KEY)}, {json.dumps(TOKEN)})")
+        one = Opened(context.new_page(), Watch(context, site.api.base))
+        opened.append(one)
+        one.page.goto(path)
+        return one
+
+    yield open_
+    problems = [p for one in opened for p in one.watch.problems]
+    for one in opened:
+        one.watch.detach()  # closing aborts the page's stream: not a problem of the page
+        one.page.context.close()
+    assert not problems, "the browser reported:\n  " + "\n  ".join(problems)
+
+
+def _mark(page: Page) -> None:
+    page.evaluate("() => { window.__marker = 1; }")
+
+
+def _assert_not_reloaded(page: Page) -> None:
+    assert page.evaluate("() => window.__marker") == 1, "the page was reloaded"
+
+
+# --- the tests -------------------------------------------------------------------------
+
+
+def test_campaign_list_shows_every_campaign_with_a_link(site: Site, open_page: Any,
+                                                        shots: Path) -> None:
+    page = open_page("/").page
+    listed = site.api.json("/api/v1/campaigns")["campaigns"]
+    assert {"camp-ab", "camp-plain"} <= {c["campaign_id"] for c in listed}
+    wait_equal(page, READ_CAMPAIGNS, lambda: [
+        {"id": c["campaign_id"], "link": True, "sent": c["sent"],
+         "delivery_rate": c["delivery_rate"], "as_of": c["as_of"]}
+        for c in site.api.json("/api/v1/campaigns")["campaigns"]], "the campaign list")
+    assert_fits(page, "/ at 1280 px")
+    page.screenshot(path=str(shots / "campaigns.png"), full_page=True)
+    page.click(f'table#campaigns a[href="/campaigns/{CAMPAIGN}"]')
+    page.wait_for_url(f"**/campaigns/{CAMPAIGN}")
+    expect(page.locator('#cards [data-card="sent"]')).to_have_attribute(
+        "data-value", str(recount(site.events)[CAMPAIGN]["sent"]))
+
+
+def test_cards_variants_and_charts_equal_the_api_and_the_recount(site: Site,
+                                                                 open_page: Any) -> None:
+    page = open_page().page
+    wait_equal(page, READ_SUMMARY, lambda: expected_now(site), "summary, A/B section and charts")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    expect(page.locator("#verdict")).not_to_be_empty()
+    # the time series: a 1-minute / 1-hour toggle, drawn as SVG
+    minute, hour = (page.locator(f'button[data-window="{w}"]') for w in (60, 3600))
+    for pressed, other in ((hour, minute), (minute, hour)):
+        pressed.click()
+        expect(pressed).to_have_attribute("aria-pressed", "true")
+        expect(other).to_have_attribute("aria-pressed", "false")
+        expect(page.locator("svg#chart-timeseries *").first).to_be_attached()
+
+
+def test_message_log_status_filter_and_pages_equal_the_api(site: Site, open_page: Any) -> None:
+    page = open_page().page
+    expect(page.locator("#tab-messages")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#panel-messages")).to_be_visible()
+    expect(page.locator("table#messages")).to_have_attribute("data-page-size", str(PAGE_SIZE))
+    options = page.eval_on_selector_all("select#status-filter option",
+                                        "(os) => os.map(o => o.value)")
+    assert options == ["", *MESSAGE_STATUSES]
+    base = f"/api/v1/campaigns/{CAMPAIGN}/messages"
+    counts = {status: len(expected_log(site.events, CAMPAIGN)) if not status else sum(
+        1 for m in expected_log(site.events, CAMPAIGN).values() if m["status"] == status)
+        for status in ("", "undelivered", "failed")}
+    assert counts[""] > 2 * PAGE_SIZE and counts["undelivered"] > PAGE_SIZE and counts["failed"]
+    for status in ("", "undelivered", "failed"):
+        pages = api_pages(site.api, f"{base}?status={status}" if status else base)
+        assert sum(map(len, pages)) == counts[status]
+        page.select_option("select#status-filter", status)
+        walk_pages(page, READ_MESSAGES, pages, "message_id", MESSAGE_FIELDS, "#messages-prev",
+                   "#messages-next", f"messages (status={status or 'all'})")
+
+
+def test_replies_and_link_clicks_tabs_equal_the_api(site: Site, open_page: Any) -> None:
+    page = open_page().page
+    page.click("#tab-replies")
+    expect(page.locator("#tab-replies")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#panel-replies")).to_be_visible()
+    expect(page.locator("#panel-messages")).to_be_hidden()
+    replies = api_pages(site.api, f"/api/v1/campaigns/{CAMPAIGN}/replies")
+    assert sum(map(len, replies)) == recount(site.events)[CAMPAIGN]["replies"]
+    walk_pages(page, READ_REPLIES, replies, "event_id", REPLY_FIELDS, "#replies-prev",
+               "#replies-next", "replies")
+
+    page.click("#tab-clicks")
+    expect(page.locator("#panel-clicks")).to_be_visible()
+    summary = site.api.json(f"/api/v1/campaigns/{CAMPAIGN}")
+    wait_equal(page, READ_CLICK_CARDS, {k: summary[k] for k in (
+        "link_clicks", "unique_link_clicks", "link_click_rate")}, "link click totals")
+    contacts = api_pages(site.api, f"/api/v1/campaigns/{CAMPAIGN}/clicks")
+    assert sum(map(len, contacts)) == summary["unique_link_clicks"]
+    walk_pages(page, READ_CLICKS, contacts, "contact_id", CLICK_FIELDS, "#clicks-prev",
+               "#clicks-next", "clicks per contact")
+    # the page shown now is the one before the last: open its most active contact
+    shown = contacts[-2] if len(contacts) > 1 else contacts[-1]
+    contact = max(shown, key=lambda c: (c["clicks"], c["contact_id"]))
+    assert contact["clicks"] > 1
+    expect(page.locator("#contact-clicks")).to_be_hidden()
+    page.locator(f'table#clicks tr[data-contact-id="{contact["contact_id"]}"]'
+                 " button.open-contact").click()
+    expect(page.locator("#contact-clicks")).to_be_visible()
+    expect(page.locator("#contact-clicks-title")).not_to_be_empty()
+    each = [c for items in api_pages(
+        site.api, f"/api/v1/campaigns/{CAMPAIGN}/clicks?contact_id={contact['contact_id']}")
+        for c in items]
+    assert len(each) == contact["clicks"]
+    wait_equal(page, READ_CONTACT_CLICKS, {"rows": expected_rows(
+        each, "event_id", CONTACT_CLICK_FIELDS)}, f"the clicks of {contact['contact_id']}")
+
+
+def test_export_button_downloads_one_row_per_message(site: Site, open_page: Any) -> None:
+    page = open_page().page
+    expect(page.locator("button#export")).to_be_enabled()
+    with page.expect_download(timeout=30_000) as info:
+        page.click("button#export")
+    download = info.value
+    assert download.failure() is None
+    assert download.suggested_filename == f"{CAMPAIGN}.csv"
+    body = Path(download.path()).read_bytes()
+    code, _, from_api = site.api.get(f"/api/v1/campaigns/{CAMPAIGN}/export.csv")
+    assert code == 200 and body == from_api
+    rows = list(csv.DictReader(io.StringIO(body.decode(), newline="")))
+    expected = expected_log(site.events, CAMPAIGN)
+    assert len(rows) == len(expected)
+    assert _statuses(rows) == _statuses(expected.values())
+
+
+@pytest.mark.parametrize(("width", "height", "name"), [
+    (1280, 900, "campaign-desktop.png"), (375, 812, "campaign-mobile.png")])
+def test_page_fits_and_works_at_each_width(site: Site, open_page: Any, shots: Path,
+                                           width: int, height: int, name: str) -> None:
+    page = open_page(width=width, height=height).page
+    wait_equal(page, READ_SUMMARY, lambda: expected_now(site), f"the page at {width} px")
+    for key in CARD_KEYS:
+        expect(page.locator(f'#cards [data-card="{key}"]')).to_be_visible()
+    # in one evaluation: a live update re-renders the cards
+    boxes = page.evaluate("""(keys) => keys.map((k) => {
+      const card = document.querySelector(`#cards [data-card="${k}"]`);
+      const r = card.getBoundingClientRect();
+      return [k, r.left, r.right, r.height, card.textContent.trim() !== ""];
+    })""", list(CARD_KEYS))
+    outside = [b for b in boxes if not (0 <= b[1] < b[2] <= width and b[3] > 0 and b[4])]
+    assert not outside, f"cards outside the {width} px viewport, or empty: {outside}"
+    for chart in ("chart-timeseries", *CHARTS):
+        expect(page.locator(f"svg#{chart}")).to_be_visible()
+    assert_fits(page, f"the campaign page at {width} px")
+    # the controls are labelled, and reachable with the keyboard
+    for control in ("select#status-filter", "button#export", "#messages-prev",
+                    "#messages-next", 'button[data-window="60"]', 'button[data-window="3600"]',
+                    "#tab-messages", "#tab-replies", "#tab-clicks"):
+        expect(page.locator(control)).to_have_accessible_name(re.compile(r"\S"))
+    focusable = page.eval_on_selector_all(
+        "select#status-filter, button#export, button[data-window], [role=tab][aria-selected=true]",
+        "(els) => els.map(e => [e.id || e.outerHTML.slice(0, 60), e.tabIndex])")
+    assert all(index >= 0 for _, index in focusable), focusable
+    page.click("#tab-messages")
+    expect(page.locator("table#messages tbody tr[data-message-id]").first).to_be_visible()
+    assert_fits(page, f"the message log at {width} px")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    page.screenshot(path=str(shots / name), full_page=True)
+
+
+def test_token_form_then_the_page_loads(site: Site, open_page: Any) -> None:
+    opened = open_page("about:blank", token=False)
+    page, watch = opened.page, opened.watch
+    unauthorized = re.compile(r"\b401\b")
+    with watch.tolerating(lambda p: bool(unauthorized.search(p))):
+        page.goto(f"/campaigns/{CAMPAIGN}")
+        form = page.locator("form#token-form")
+        expect(form).to_be_visible()
+        field_ = page.get_by_label("API token")
+        expect(field_).to_have_id("token-input")
+        assert page.evaluate(f"() => sessionStorage.getItem({json.dumps(TOKEN_KEY)})") is None
+        field_.fill(TOKEN)
+        form.locator("button[type=submit], input[type=submit]").click()
+        wait_equal(page, READ_SUMMARY, lambda: expected_now(site), "the page after the token")
+    assert watch.tolerated, "no 401 was seen before the token was given"
+    expect(form).to_be_hidden()
+    assert page.evaluate(f"() => sessionStorage.getItem({json.dumps(TOKEN_KEY)})") == TOKEN
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+
+
+def test_negative_controls_a_wrong_value_fails_each_check(site: Site, open_page: Any) -> None:
+    """The checks the tests rely on do fail: on a changed number, a changed row, a
+    missing element, an overflowing document, a console error, an uncaught exception,
+    an error response and a reload."""
+    opened = open_page()
+    page = opened.page
+    expected = expected_now(site)
+    wait_equal(page, READ_SUMMARY, expected, "the summary")
+    wrong = copy.deepcopy(expected)
+    wrong["cards"]["sent"] += 1
+    with pytest.raises(AssertionError, match=r"cards\.sent: page has '\d+', expected \d+"):
+        wait_equal(page, READ_SUMMARY, wrong, "a changed card", timeout_ms=500)
+    wrong = copy.deepcopy(expected)
+    name = next(iter(wrong["variants"]))
+    wrong["variants"][name]["rate"]["click_rate"] += 1e-12  # a float off by its last digits
+    with pytest.raises(AssertionError, match=rf"variants\.{name}\.rate\.click_rate"):
+        wait_equal(page, READ_SUMMARY, wrong, "a changed rate", timeout_ms=500)
+    wrong = copy.deepcopy(expected)
+    wrong["charts"]["chart-by-carrier"]["att"] += 1
+    with pytest.raises(AssertionError, match=r"charts\.chart-by-carrier\.att"):
+        wait_equal(page, READ_SUMMARY, wrong, "a changed bar", timeout_ms=500)
+
+    first = api_pages(site.api, f"/api/v1/campaigns/{CAMPAIGN}/messages")
+    rows: dict[str, Any] = {"rows": expected_rows(first[0], "message_id", MESSAGE_FIELDS),
+            "prev_disabled": True, "next_disabled": False}
+    wait_equal(page, READ_MESSAGES, rows, "the first page")
+    swapped = copy.deepcopy(rows)
+    swapped["rows"][0], swapped["rows"][1] = swapped["rows"][1], swapped["rows"][0]
+    with pytest.raises(AssertionError, match=r"rows\[0\]\.id"):
+        wait_equal(page, READ_MESSAGES, swapped, "two rows swapped", timeout_ms=500)
+    shorter = copy.deepcopy(rows)
+    shorter["rows"].pop()
+    with pytest.raises(AssertionError, match=r"rows: page has 25 items, expected 24"):
+        wait_equal(page, READ_MESSAGES, shorter, "a row fewer", timeout_ms=500)
+
+    page.evaluate("() => document.querySelector('#cards [data-card=\"sent\"]').remove()")
+    with pytest.raises(AssertionError, match=r"cards\.sent: page has '<0 elements match"):
+        wait_equal(page, READ_SUMMARY, expected, "a missing card", timeout_ms=500)
+    page.evaluate("() => { const d = document.createElement('div');"
+                  " d.style.width = '3000px'; d.style.height = '1px';"
+                  " document.body.append(d); }")
+    with pytest.raises(AssertionError, match="wide in a 1280 px viewport"):
+        assert_fits(page, "a 3000 px element")
+
+    # the Watch hears a console error, an uncaught exception and an error response
+    watch = opened.watch
+    assert not watch.problems
+    page.evaluate("""() => {
+      console.error("negative control: console");
+      setTimeout(() => { throw new Error("negative control: uncaught"); });
+      fetch("/negative-control-no-such-route");
+    }""")
+    kinds = ("console error: negative control", "uncaught error in the page: negative control",
+             "response 404: GET " + site.api.base + "/negative-control-no-such-route")
+    assert poll(page, lambda: all(any(p.startswith(k) for p in watch.problems)
+                                  for k in kinds), 5_000), watch.problems
+    assert all("negative" in p for p in watch.problems), watch.problems
+    watch.problems.clear()
+
+    _mark(page)
+    page.reload()
+    with pytest.raises(AssertionError, match="the page was reloaded"):
+        _assert_not_reloaded(page)
+    # (the reload cut the old document's event stream: not a problem of the page)
+    watch.problems[:] = [p for p in watch.problems if "net::ERR_ABORTED" not in p]
+
+
+def test_new_events_update_the_page_without_a_reload(site: Site, open_page: Any) -> None:
+    page = open_page().page
+    before = expected_now(site)
+    wait_equal(page, READ_SUMMARY, before, "the summary before")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    _mark(page)
+    more = generate_campaign(CAMPAIGN, 12, seed=161, duplicate_rate=0)
+    for e in more:
+        e["message_id"] += "-more"
+        e["event_id"] += "-more"
+    site.deployment.cli("publish", str(_write(site.deployment.root / "more.jsonl", more)))
+    site.events.extend(more)
+    want = recount(site.events)[CAMPAIGN]
+    assert want["sent"] > before["cards"]["sent"]
+    # the page moves on its own: the sent card reaches the new recount
+    expect(page.locator('#cards [data-card="sent"]')).to_have_attribute(
+        "data-value", str(want["sent"]), timeout=LIVE_MS)
+    site.settle()
+    wait_equal(page, READ_SUMMARY, lambda: expected_now(site), "the summary after new events",
+               timeout_ms=LIVE_MS)
+    _assert_not_reloaded(page)
+    status = page.locator("#live-status")
+    expect(status).to_have_attribute("data-state", "live")
+    expect(status).to_be_visible()
+    expect(status).to_contain_text(re.compile("live", re.IGNORECASE))
+
+
+def test_reconnects_after_the_api_restarts(site: Site, open_page: Any) -> None:
+    opened = open_page()
+    page, watch = opened.page, opened.watch
+    wait_equal(page, READ_SUMMARY, lambda: expected_now(site), "the summary before the restart")
+    status = page.locator("#live-status")
+    expect(status).to_have_attribute("data-state", "live")
+    _mark(page)
+    # while the API is away, its refused and failed requests are what is expected
+    with watch.tolerating(lambda p: site.api.base in p or "net::ERR_" in p):
+        site.api.stop()
+        expect(status).to_have_attribute("data-state", "reconnecting", timeout=20_000)
+        expect(status).to_contain_text(re.compile("reconnect", re.IGNORECASE))
+        site.restart_api()
+        expect(status).to_have_attribute("data-state", "live", timeout=LIVE_MS)
+    _assert_not_reloaded(page)
+    # the new stream delivers: more events reach the page without a reload
+    more = generate_campaign(CAMPAIGN, 5, seed=162, duplicate_rate=0)
+    for e in more:
+        e["message_id"] += "-again"
+        e["event_id"] += "-again"
+    site.deployment.cli("publish", str(_write(site.deployment.root / "again.jsonl", more)))
+    site.events.extend(more)
+    site.settle()
+    wait_equal(page, READ_SUMMARY, lambda: expected_now(site), "the summary after the restart",
+               timeout_ms=LIVE_MS)
+    _assert_not_reloaded(page)
+    expect(status).to_have_attribute("data-state", "live")
