@@ -9,6 +9,9 @@ set -euo pipefail
 
 CHROMIUM=/usr/bin/chromium
 PACKAGE=chromium
+# Without recommends, chromium brings no font: Liberation for text, Noto's emoji
+# for the names and replies that carry them (the screenshots show both).
+FONTS=(fonts-liberation fonts-noto-color-emoji)
 
 [[ -x "$CHROMIUM" ]] && exit 0
 
@@ -36,10 +39,10 @@ echo "ensure-chromium: installing Debian's $PACKAGE (for the browser tests)" >&2
 if ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then
     apt -q update >/dev/null || fail "apt-get update failed"
 fi
-if ! apt -q install -y --no-install-recommends "$PACKAGE" >/dev/null; then
+if ! apt -q install -y --no-install-recommends "$PACKAGE" "${FONTS[@]}" >/dev/null; then
     apt -q update >/dev/null || fail "apt-get update failed"
-    apt -q install -y --no-install-recommends "$PACKAGE" >/dev/null \
-        || fail "apt-get install $PACKAGE failed"
+    apt -q install -y --no-install-recommends "$PACKAGE" "${FONTS[@]}" >/dev/null \
+        || fail "apt-get install $PACKAGE ${FONTS[*]} failed"
 fi
 [[ -x "$CHROMIUM" ]] || fail "the package was installed but $CHROMIUM is still missing"
 echo "ensure-chromium: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM installed")" >&2

@@ -195,16 +195,18 @@ const out = {as_of: one(document, "#as-of", "data-value"), cards: {}, variants: 
 const srm = document.querySelectorAll("#srm-warning");
 out.srm_hidden = srm.length === 1 ? srm[0].hasAttribute("hidden") : `<${srm.length} #srm-warning>`;
 for (const k of CARDS) out.cards[k] = one(document, `#cards [data-card="${k}"]`, "data-value");
-for (const tr of document.querySelectorAll("table#variants tbody tr[data-variant]")) {
+const table = document.querySelector("table#variants");
+for (const th of document.querySelectorAll("table#variants thead th[data-variant]")) {
+  const name = th.getAttribute("data-variant");
+  const at = `td[data-variant="${CSS.escape(name)}"]`;
   const v = {fields: {}, rate: {}, low: {}, high: {}, lift: {}};
-  for (const f of FIELDS) v.fields[f] = one(tr, `td[data-field="${f}"]`, "data-value");
+  for (const f of FIELDS) v.fields[f] = one(table, `${at}[data-field="${f}"]`, "data-value");
   for (const m of METRICS) {
     for (const [key, attr] of [["rate", "data-value"], ["low", "data-low"], ["high", "data-high"]])
-      v[key][m] = one(tr, `td[data-metric="${m}"]`, attr);
-    v.lift[m] = one(tr, `td[data-lift="${m}"]`, "data-value");
+      v[key][m] = one(table, `${at}[data-metric="${m}"]`, attr);
+    v.lift[m] = one(table, `${at}[data-lift="${m}"]`, "data-value");
   }
-  const name = tr.getAttribute("data-variant");
-  out.variants[name in out.variants ? `<duplicate row ${name}>` : name] = v;
+  out.variants[name in out.variants ? `<duplicate column ${name}>` : name] = v;
 }
 for (const id of CHART_IDS) {
   const bars = {};

@@ -92,56 +92,59 @@ function renderSummary(body) {
 
 let abResult = null;
 
-function variantHead(names) {
-  const head = el("tr", {}, el("th", { scope: "col", text: "Variant" }),
-    ...VARIANT_COUNTS.map(([, label]) => el("th", { scope: "col", text: label })),
-    ...Object.values(AB_METRICS).map((label) => el("th", { scope: "col", text: label[0].toUpperCase() + label.slice(1) })),
-    ...Object.values(AB_METRICS).map((label) => el("th", { scope: "col", text: `Lift, ${label}` })));
-  $("variants").tHead.replaceChildren(head);
+// Figures down, variants across: a column pair per variant (a count spans both; a
+// rate has its interval and, beside it, its lift against the control).
+function variantTable(names) {
+  const head = el("tr", {}, el("th", { scope: "col", text: "" }),
+    ...names.map((name) => el("th", { scope: "colgroup", colspan: 2, "data-variant": name, text: name })));
+  const sub = el("tr", { class: "sub" }, el("th", { scope: "col", text: "" }),
+    ...names.flatMap(() => [el("th", { scope: "col", text: "" }),
+                            el("th", { scope: "col", class: "lift-head", text: "lift" })]));
+  const counts = VARIANT_COUNTS.map(([key, label]) => el("tr", {}, el("th", { scope: "row", text: label }),
+    ...names.map((name) => el("td", { colspan: 2, "data-variant": name, "data-field": key }))));
+  const rates = Object.entries(AB_METRICS).map(([metric, label], i) => el("tr", { class: i ? "rate" : "rate first" },
+    el("th", { scope: "row", text: label[0].toUpperCase() + label.slice(1) }),
+    ...names.flatMap((name) => [el("td", { "data-variant": name, "data-metric": metric }),
+                                el("td", { "data-variant": name, "data-lift": metric, class: "lift" })])));
+  $("variants").tHead.replaceChildren(head, sub);
+  $("variants").tBodies[0].replaceChildren(...counts, ...rates);
+  $("variants").dataset.variants = names.join("\u0000");
   $("ab").hidden = names.length === 0;
 }
 
+const cellOf = (name, kind, key) =>
+  $("variants").querySelector(`td[data-variant="${CSS.escape(name)}"][data-${kind}="${key}"]`);
+
 function renderVariantCounts(variants) {
   const names = Object.keys(variants || {}).sort();
-  const body = $("variants").tBodies[0];
-  if (body.rows.length !== names.length || names.some((n, i) => body.rows[i].dataset.variant !== n)) {
-    variantHead(names);
-    body.replaceChildren(...names.map((name) => el("tr", { "data-variant": name },
-      el("th", { scope: "row", text: name }),
-      ...VARIANT_COUNTS.map(([key]) => el("td", { "data-field": key })),
-      ...Object.keys(AB_METRICS).map((m) => el("td", { "data-metric": m })),
-      ...Object.keys(AB_METRICS).map((m) => el("td", { "data-lift": m })))));
-  }
-  for (const row of body.rows) {
-    const figures = variants[row.dataset.variant];
+  if ($("variants").dataset.variants !== names.join("\u0000")) variantTable(names);
+  for (const name of names) {
     for (const [key] of VARIANT_COUNTS) {
-      const td = row.querySelector(`td[data-field="${key}"]`);
-      td.dataset.value = raw(figures[key]);
-      td.textContent = count(figures[key]);
+      const td = cellOf(name, "field", key);
+      td.dataset.value = raw(variants[name][key]);
+      td.textContent = count(variants[name][key]);
     }
   }
   if (abResult) renderAbFigures(abResult);
 }
 
 function renderAbFigures(result) {
-  const body = $("variants").tBodies[0];
   const lifts = {};
   for (const comparison of result.comparisons) lifts[comparison.variant] = comparison.metrics;
   for (const variant of result.variants) {
-    const row = [...body.rows].find((r) => r.dataset.variant === variant.variant);
-    if (!row) continue;
     for (const metric of Object.keys(AB_METRICS)) {
+      const td = cellOf(variant.variant, "metric", metric);
+      const liftCell = cellOf(variant.variant, "lift", metric);
+      if (!td || !liftCell) continue;  // a variant the summary has not shown yet
       const figure = variant.metrics[metric];
-      const td = row.querySelector(`td[data-metric="${metric}"]`);
       td.dataset.value = raw(figure.rate);
       td.dataset.low = raw(figure.interval && figure.interval.low);
       td.dataset.high = raw(figure.interval && figure.interval.high);
       td.replaceChildren(el("span", { text: percent(figure.rate) }),
         figure.interval ? el("span", { class: "interval",
-          text: ` ${percent(figure.interval.low)} – ${percent(figure.interval.high)}` }) : "");
+          text: `${percent(figure.interval.low)} – ${percent(figure.interval.high)}` }) : "");
       td.title = `${figure.successes} of ${figure.trials}`;
       const lift = lifts[variant.variant] ? lifts[variant.variant][metric] : null;
-      const liftCell = row.querySelector(`td[data-lift="${metric}"]`);
       liftCell.dataset.value = raw(lift && lift.lift);
       liftCell.textContent = variant.variant === result.control ? "control"
         : lift && lift.lift !== null ? signedPercent(lift.lift) : "–";
