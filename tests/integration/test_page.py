@@ -747,18 +747,23 @@ def test_negative_controls_a_wrong_value_fails_each_check(site: Site, open_page:
     watch.problems[:] = [p for p in watch.problems if "net::ERR_ABORTED" not in p]
 
 
+def _publish_more(site: Site, messages: int, seed: int, suffix: str) -> None:
+    """New messages of the campaign through the real input topics (ids made unique)."""
+    more = generate_campaign(CAMPAIGN, messages, seed=seed, duplicate_rate=0)
+    for e in more:
+        e["message_id"] += f"-{suffix}"
+        e["event_id"] += f"-{suffix}"
+    site.deployment.cli("publish", str(_write(site.deployment.root / f"{suffix}.jsonl", more)))
+    site.events.extend(more)
+
+
 def test_new_events_update_the_page_without_a_reload(site: Site, open_page: Any) -> None:
     page = open_page().page
     before = expected_now(site)
     wait_equal(page, READ_SUMMARY, before, "the summary before")
     expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
     _mark(page)
-    more = generate_campaign(CAMPAIGN, 12, seed=161, duplicate_rate=0)
-    for e in more:
-        e["message_id"] += "-more"
-        e["event_id"] += "-more"
-    site.deployment.cli("publish", str(_write(site.deployment.root / "more.jsonl", more)))
-    site.events.extend(more)
+    _publish_more(site, 12, seed=161, suffix="more")
     want = recount(site.events)[CAMPAIGN]
     assert want["sent"] > before["cards"]["sent"]
     # the page moves on its own: the sent card reaches the new recount
@@ -790,12 +795,7 @@ def test_reconnects_after_the_api_restarts(site: Site, open_page: Any) -> None:
         expect(status).to_have_attribute("data-state", "live", timeout=LIVE_MS)
     _assert_not_reloaded(page)
     # the new stream delivers: more events reach the page without a reload
-    more = generate_campaign(CAMPAIGN, 5, seed=162, duplicate_rate=0)
-    for e in more:
-        e["message_id"] += "-again"
-        e["event_id"] += "-again"
-    site.deployment.cli("publish", str(_write(site.deployment.root / "again.jsonl", more)))
-    site.events.extend(more)
+    _publish_more(site, 5, seed=162, suffix="again")
     site.settle()
     wait_equal(page, READ_SUMMARY, lambda: expected_now(site), "the summary after the restart",
                timeout_ms=LIVE_MS)
