@@ -80,8 +80,8 @@ from sinks.plan import (
     dedup_token,
     plan_message_log_insert,
 )
-from streams.kafka_admin import ensure_topics
-from streams.outputs import encode_campaign_metrics
+from streams.cli.admin import ensure_topics
+from streams.codecs.output_avro import encode_campaign_metrics
 from streams.settings import Settings, settings_of
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,8 +24,8 @@ import time
 import uuid
 from pathlib import Path
 
-from streams.demo import generate_campaign
-from streams.kafka_admin import group_lag
+from streams.cli.admin import group_lag
+from streams.cli.demo import generate_campaign
 from streams.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]

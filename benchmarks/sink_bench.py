@@ -46,10 +46,10 @@ from sinks.plan import (
     dedup_token,
     plan_event_inserts,
 )
-from streams import serde
-from streams.codec import parse_json_line
-from streams.demo import generate_campaign
-from streams.sink_runner import plan_message_events, plan_message_updates
+from streams.cli.demo import generate_campaign
+from streams.codecs import state as serde
+from streams.codecs.input_avro import parse_json_line
+from streams.sink_runtime.runner import plan_message_events, plan_message_updates
 
 DATABASE = "campaign_analytics"
 SINK_DATABASE = "sink_bench"

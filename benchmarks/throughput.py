@@ -6,7 +6,7 @@
 (or ``make bench``). Needs the broker at ``CA_KAFKA_BOOTSTRAP``. One run:
 
 1. pre-produces ``--events`` messy events (several campaigns from
-   ``streams.demo.generate_campaign``: sends, 0-3 receipts, clicks, replies, 10%
+   ``streams.cli.demo.generate_campaign``: sends, 0-3 receipts, clicks, replies, 10%
    duplicates, shuffled), Avro single-object records on the four input topics
    keyed by message_id, under a fresh ``CA_TOPIC_PREFIX``;
 2. runs each contender ``--repeat`` times, one at a time, each from a fresh
@@ -74,10 +74,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.codec import encode_event, encode_record, record_to_event
-from streams.demo import generate_campaign
-from streams.kafka_admin import ensure_topics
-from streams.outputs import decode_campaign_metrics
+from streams.cli.admin import ensure_topics
+from streams.cli.demo import generate_campaign
+from streams.codecs.input_avro import encode_event, encode_record, record_to_event
+from streams.codecs.output_avro import decode_campaign_metrics
 from streams.settings import Settings, load_settings, settings_of
 
 REPO = Path(__file__).resolve().parents[1]

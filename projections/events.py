@@ -1,6 +1,6 @@
 """Input events of domain.md section 1, as frozen value objects.
 
-Decoding (Avro, JSON) lives in ``streams/codec.py``; these types know nothing of it.
+Decoding (Avro, JSON) lives in ``streams/codecs/input_avro.py``; these types know nothing of it.
 Timestamps are epoch milliseconds (UTC).
 """
 

@@ -376,7 +376,7 @@ def apply_changes(
     return moved_counts, moved_contacts, moved_windows
 
 
-# Campaign counts, contact activity, window counts per campaign (streams/views.py).
+# Campaign counts, contact activity, window counts per campaign (streams/pipeline/views.py).
 Aggregates = tuple[
     dict[str, CampaignCounts],
     dict[tuple[str, str], ContactActivity],

@@ -4,7 +4,7 @@
 when ``settings.clickhouse_url`` is set, else embedded chdb in ``settings.chdb_path``.
 ``open_reader(settings)`` is every reader's (the CLI's ``export``, the API): the
 server, or with chdb the read-only SQL endpoint of the one process that owns the
-engine directory (``streams/sink_runner.py``); it never migrates or inserts.
+engine directory (``streams/sink_runtime/runner.py``); it never migrates or inserts.
 Backends are imported only when chosen, so a server deployment never loads chdb.
 """
 

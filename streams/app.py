@@ -11,12 +11,12 @@ Pipeline (every arrow is a Kafka topic):
     <app>-message-updates (keyed by campaign_id: version, log row, contribution)
         -> ``aggregate_campaigns``: newest contribution per message (table), and
            campaign / variant / contact / window counts derived from it
-        -> ClickHouse ``message_log`` rows (``streams/sink_runner.py``, own group;
+        -> ClickHouse ``message_log`` rows (``streams/sink_runtime/runner.py``, own group;
            the input topics -> ``events``, ``replies``, ``link_clicks`` likewise)
     campaign-metrics (compacted, keyed by campaign_id): snapshots, at most one per
         campaign per ``CA_EMIT_INTERVAL``
 
-Why the numbers stay exact through crashes and redelivery: ``streams/recovery.py``.
+Why the numbers stay exact through crashes and redelivery: ``streams/engine/tables.py``.
 """
 
 from __future__ import annotations
@@ -37,19 +37,28 @@ from projections.events import EVENT_TYPES, Event
 from projections.message import MessageState
 from projections.message_log import message_log_row
 from projections.metrics import Change, ContributionFields, message_contribution, summarize
-from streams import bulk, delivery, faust_fixes, gc_tuning, restore, serde, watchdog
-from streams.codec import decode_event
-from streams.dead_letters import dead_letter as dead_letter_record
-from streams.outbox import Outbox
-from streams.outputs import encode_campaign_metrics, encode_campaign_window, window_record_key
-from streams.positions import positions_of
-from streams.recovery import UNSAFE_ENV, fold, rebuilding_table, replay_protection_enabled
-from streams.routing import message_partition
+from streams.codecs import state as serde
+from streams.codecs.dead_letters import dead_letter as dead_letter_record
+from streams.codecs.input_avro import decode_event
+from streams.codecs.output_avro import (
+    encode_campaign_metrics,
+    encode_campaign_window,
+    window_record_key,
+)
+from streams.codecs.routing import message_partition
+from streams.engine import commit_watchdog as watchdog
+from streams.engine import delivery_guard as delivery
+from streams.engine import gc_tuning, restore
+from streams.engine import inbox as bulk
+from streams.engine import patches as faust_fixes
+from streams.engine.outbox import Outbox
+from streams.engine.positions import positions_of
+from streams.engine.tables import UNSAFE_ENV, fold, rebuilding_table, replay_protection_enabled
+from streams.pipeline.views import CampaignViews
 from streams.settings import Settings
-from streams.sink_process import SinkProcess, merge_expositions
-from streams.sink_runner import DECODED, run_sinks
+from streams.sink_runtime.process import SinkProcess, merge_expositions
+from streams.sink_runtime.runner import DECODED, run_sinks
 from streams.telemetry import Telemetry
-from streams.views import CampaignViews
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +98,14 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
         # A standby copy costs its worker Faust's record-by-record changelog reading
-        # all the time; a takeover restores in bulk instead (streams/restore.py).
+        # all the time; a takeover restores in bulk instead (streams/engine/restore.py).
         table_standby_replicas=settings.standby_replicas,
         producer_acks=-1,
         # Let the producer gather a batch's records into few requests.
         producer_linger=settings.producer_linger_ms / 1000,
         # Faust's 20-minute default let one unanswered produce request stall the
         # worker and its commits that long; a delivery that fails stops the
-        # worker (streams/delivery.py).
+        # worker (streams/engine/delivery_guard.py).
         producer_request_timeout=settings.producer_request_timeout,
         # Faust's 60 s default keeps a SIGKILLed worker's partitions idle for a minute.
         broker_session_timeout=settings.session_timeout,
@@ -190,7 +199,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
 
     async def admit(event: Message, consumed: Counter[tuple[str, str]],
                     homes: dict[str, int | None]) -> Event | None:
-        """Step 1 of streams/recovery.py for one input record: the decoded event if it
+        """Step 1 of streams/engine/tables.py for one input record: the decoded event if it
         is in its message's own partition (``homes``: ``home_partitions`` per input
         topic); otherwise it is dead-lettered or forwarded to ``message-events`` keyed
         by message id, and ``None``."""
@@ -253,7 +262,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
 
     @app.task
     async def fold_messages() -> None:
-        """Steps 2 and 3 of streams/recovery.py, one table write per message per batch."""
+        """Steps 2 and 3 of streams/engine/tables.py, one table write per message per batch."""
         out = outbox()
         async for events in inbox_of["fold"].batches():
             # per message: its state now, whether the batch changed it, its partition,
@@ -316,7 +325,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
 
     @app.task
     async def aggregate_campaigns() -> None:
-        """Step 4 of streams/recovery.py, one table write per message per batch."""
+        """Step 4 of streams/engine/tables.py, one table write per message per batch."""
         out = outbox()
         async for events in inbox_of["aggregate"].batches():
             now_s = time.time()
@@ -385,7 +394,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
 
     @app.task
     async def run_clickhouse_sinks() -> None:
-        """``message_log``; ``events``, ``replies``, ``link_clicks`` (streams/sink_runner.py)."""
+        """``message_log``; ``events``, ``replies``, ``link_clicks``
+        (streams/sink_runtime/runner.py)."""
         if not settings.sink_in_worker:
             log.info("the ClickHouse sinks are not run by this worker (CA_SINK_IN_WORKER=0)")
             return
@@ -399,7 +409,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        """This worker's metrics, its sink process's added in (streams/sink_process.py)."""
+        """This worker's metrics, its sink process's added in (streams/sink_runtime/process.py)."""
         child = await sinks.metrics_text() if sinks is not None else None
         return web.bytes(merge_expositions(telemetry.registry, child),
                          content_type=CONTENT_TYPE_LATEST.split(";")[0])

@@ -21,7 +21,7 @@
 |   |   | ``campaign-analytics sink`` as its own process instead) |
 | ``CA_SINK_CHILD`` | ``1`` | with ``CA_SINK_IN_WORKER=1``: in a child process the worker |
 |   |   | starts, restarts and stops (0: in the worker's event loop); |
-|   |   | see ``streams/sink_process.py`` |
+|   |   | see ``streams/sink_runtime/process.py`` |
 | ``CA_SINK_BATCH_ROWS`` | ``5000`` | rows per ClickHouse insert (at most) |
 | ``CA_SINK_BATCH_SECONDS`` | ``1.0`` | longest a row waits before its batch is inserted |
 | ``CA_WINDOWS`` | ``60,3600`` | sizes (seconds) of the event-time tumbling windows |
@@ -31,18 +31,18 @@
 | ``CA_STATE_CACHE`` | ``200000`` | decoded message states kept beside the table (memory vs CPU) |
 | ``CA_PRODUCER_LINGER_MS`` | ``5`` | longest the producer waits to fill a request |
 | ``CA_FETCH_MAX_WAIT_MS`` | ``100`` | longest the broker holds a fetch with nothing new (Faust: |
-|   |   | 1500); see fix 6 in ``streams/faust_fixes.py`` |
+|   |   | 1500); see fix 6 in ``streams/engine/patches.py`` |
 | ``CA_PRODUCER_REQUEST_TIMEOUT`` | ``60`` | seconds a record may take to be delivered; one that |
-|   |   | fails stops the worker (``streams/delivery.py``) |
+|   |   | fails stops the worker (``streams/engine/delivery_guard.py``) |
 | ``CA_SESSION_TIMEOUT`` | ``10`` | seconds before the group gives a dead worker's partitions away |
 | ``CA_BULK_RESTORE_SECONDS`` | ``45`` | longest a recovery reads table changelogs in bulk before |
 |   |   | Faust's own restore reads the rest (0: Faust's only); |
-|   |   | see ``streams/restore.py`` |
+|   |   | see ``streams/engine/restore.py`` |
 | ``CA_STANDBY_REPLICAS`` | ``0`` | workers that keep a standby copy of each table partition |
 |   |   | (Faust reads their changelogs record by record all the time; |
-|   |   | a takeover restores in bulk instead, ``streams/restore.py``) |
+|   |   | a takeover restores in bulk instead, ``streams/engine/restore.py``) |
 | ``CA_GC_GEN0`` | ``200000`` | allocations between two young garbage collections (0: |
-|   |   | CPython's 700); see ``streams/gc_tuning.py`` |
+|   |   | CPython's 700); see ``streams/engine/gc_tuning.py`` |
 | ``CA_LOG_LEVEL`` | ``info`` | log level of the worker |
 | ``CA_API_HOST`` | ``127.0.0.1`` | address the API service (``campaign-analytics api``) binds |
 | ``CA_API_PORT`` | ``8080`` | port of the API service (``--port`` wins) |

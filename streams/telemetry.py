@@ -137,12 +137,13 @@ class Telemetry:
             "campaign_analytics_partition_rereads_total",
             "Input partitions read again from a record that was not processed: 'jump' "
             "(records lost between fetch and delivery), 'hole' (the commit found its head "
-            "missing); each is a late record, not a lost one (streams/positions.py)",
+            "missing); each is a late record, not a lost one (streams/engine/positions.py)",
             ["reason"], registry=r,
         )
         self.restored_records = Counter(
             "campaign_analytics_bulk_restored_records_total",
-            "Table changelog records read by the bulk restore (streams/restore.py), by table",
+            "Table changelog records read by the bulk restore (streams/engine/restore.py), "
+            "by table",
             ["table"], registry=r,
         )
         self.restore_seconds = Histogram(

@@ -2,7 +2,7 @@
 
 Not a checker (``tests/oracle.py`` is): it folds the test's events with the
 projections and compares, message by message, what each stage left in Kafka:
-the ``messages`` changelog (step 2 of streams/recovery.py), the newest version
+the ``messages`` changelog (step 2 of streams/engine/tables.py), the newest version
 of each message on ``message-updates`` (step 3), the ``contributions``
 changelog (step 4) and the sum of those contributions with the last metrics
 snapshot (the views). The first stage that differs is where to look.
@@ -17,9 +17,9 @@ from typing import Any
 
 from projections.message import MessageState, apply_event
 from projections.metrics import MessageContribution, message_contribution
-from streams import serde
-from streams.codec import parse_json_line
-from streams.kafka_admin import latest_summaries, read_topic
+from streams.cli.admin import latest_summaries, read_topic
+from streams.codecs import state as serde
+from streams.codecs.input_avro import parse_json_line
 from streams.settings import Settings
 
 SHOW = 5

@@ -1,6 +1,6 @@
 """Contender a, the limit: aiokafka ``getmany`` + Avro decoding, no processing.
 
-Every record is decoded and validated with ``streams.codec.decode_event`` (what
+Every record is decoded and validated with ``streams.codecs.input_avro.decode_event`` (what
 the worker does first with each record); offsets are committed after each batch.
 """
 
@@ -11,7 +11,7 @@ import asyncio
 from aiokafka import AIOKafkaConsumer
 
 from benchmarks.contenders.common import FirstEvent, group, settings
-from streams.codec import decode_event
+from streams.codecs.input_avro import decode_event
 
 
 async def run() -> None:

@@ -17,8 +17,8 @@ from typing import Any
 import faust
 
 from benchmarks.contenders.common import FirstEvent, group, settings, workdir
-from streams import faust_fixes
-from streams.codec import decode_event
+from streams.codecs.input_avro import decode_event
+from streams.engine import patches as faust_fixes
 
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                        "value_serializer": "raw"}

@@ -23,7 +23,7 @@ from quixstreams.models.serializers import Deserializer
 from benchmarks.contenders.common import FirstEvent, group, settings, workdir
 from projections.events import LinkClicked, MessageSent, ReceiptReceived, ReplyReceived
 from projections.message import is_opt_out
-from streams.codec import decode_event
+from streams.codecs.input_avro import decode_event
 
 TERMINAL = ("DELIVERED", "UNDELIVERED", "FAILED")
 

@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 
 from projections.errors import InvalidEventError
 from streams.api.timefmt import iso
-from streams.outputs import decode_campaign_metrics, decode_campaign_window
+from streams.codecs.output_avro import decode_campaign_metrics, decode_campaign_window
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

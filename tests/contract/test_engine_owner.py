@@ -1,4 +1,4 @@
-"""The embedded engine's one owner (``streams.sink_runner._EngineOwner``): the sink
+"""The embedded engine's one owner (``streams.sink_runtime.runner._EngineOwner``): the sink
 process holding ``<chdb dir>.sink.lock`` keeps the directory open for as long as
 it runs, serves readers through the read-only SQL endpoint, lets everything go
 when it stops, and is replaced by a waiting process when it does."""
@@ -22,7 +22,7 @@ from sinks.chdb_store import ChdbStore
 from sinks.plan import plan_message_log_insert
 from sinks.server_store import ReadOnlyStoreError
 from streams.settings import Settings
-from streams.sink_runner import _OWNER
+from streams.sink_runtime.runner import _OWNER
 from streams.telemetry import Telemetry
 from tests.contract.test_store_contract import rows_for
 
@@ -43,7 +43,7 @@ except SinkError:
 OWNER = """
 import asyncio, sys
 from streams.settings import load_settings
-from streams.sink_runner import _OWNER
+from streams.sink_runtime.runner import _OWNER
 from streams.telemetry import Telemetry
 
 async def main():
@@ -89,7 +89,7 @@ def test_the_owner_keeps_the_engine_serves_readers_and_lets_go_when_it_stops(
                 seen["shared"] = again is store
         seen["after"] = await asyncio.to_thread(_probe, settings.chdb_path)
 
-    with caplog.at_level(logging.INFO, logger="streams.sink_runner"):
+    with caplog.at_level(logging.INFO, logger="streams.sink_runtime.runner"):
         asyncio.run(scenario())
     assert seen == {"while owned": "held", "read": 7, "shared": True, "after": "free"}
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -128,7 +128,7 @@ def test_a_taken_sql_port_is_logged_and_the_sinks_keep_their_store(
                     store.insert, plan_message_log_insert(rows_for("c", 3), None))
                 return await asyncio.to_thread(store.count_message_log, "c")
 
-        with caplog.at_level(logging.INFO, logger="streams.sink_runner"):
+        with caplog.at_level(logging.INFO, logger="streams.sink_runtime.runner"):
             assert asyncio.run(scenario()) == 3
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1

@@ -44,8 +44,8 @@ from sinks.chdb_store import ChdbStore
 from sinks.plan import SourcedEvent, dedup_token, plan_event_inserts, plan_message_log_insert
 from sinks.sql_endpoint import SqlEndpoint
 from streams import cli
-from streams.codec import parse_json_line
-from streams.demo import generate_campaign
+from streams.cli.demo import generate_campaign
+from streams.codecs.input_avro import parse_json_line
 
 DATABASE = "campaign_analytics"
 CAMPAIGN = "sql-camp"

@@ -25,8 +25,8 @@ from sinks.plan import (
 )
 from sinks.queries import CampaignCounts, CampaignSqlMetrics, ClickRow
 from sinks.store import ClickHouseStore
-from streams.codec import parse_json_line
-from streams.demo import generate_campaign
+from streams.cli.demo import generate_campaign
+from streams.codecs.input_avro import parse_json_line
 from tests import oracle
 from tests.contract.test_store_contract import T0, make_row, new_campaign, rows_for
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from projections.ab import AbConfig, ab_statistics
-from streams.demo import generate_campaign
+from streams.cli.demo import generate_campaign
 from tests.integration.conftest import CLI, Deployment, free_port
 from tests.integration.test_pipeline import _messy_events, _write
 from tests.oracle import BREAKDOWN_KEYS, expected_log, recount, recount_windows

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.demo import generate_campaign
-from streams.kafka_admin import group_lag, read_topic
-from streams.outputs import decode_campaign_window
+from streams.cli.admin import group_lag, read_topic
+from streams.cli.demo import generate_campaign
+from streams.codecs.output_avro import decode_campaign_window
 from streams.settings import load_settings
 from tests.diagnose import diagnose
 from tests.integration.conftest import Deployment, free_port
@@ -133,7 +133,7 @@ async def _rewind_inputs(settings: Any) -> int:
     """Commit offset 0 for every input partition of the stopped group.
 
     Unpatched, Faust 0.15.3 never fetched such a partition again (aiokafka's
-    seek-to-committed skips a commit of 0); ``streams/faust_fixes.py`` fixes it.
+    seek-to-committed skips a commit of 0); ``streams/engine/patches.py`` fixes it.
     """
     tps = [TopicPartition(t, p) for t in settings.input_topics.values()
            for p in range(settings.partitions)]
@@ -252,7 +252,7 @@ def test_sigkill_ten_times_during_100k_events_stays_exact(deployment: Deployment
     kills, last = _kill_loop(deployment, events, kills=10, seed=91)
     assert kills == 10
     _wait_exact(deployment, events, timeout=900)
-    # the last restart restored its tables through the bulk read (streams/restore.py)
+    # the last restart restored its tables through the bulk read (streams/engine/restore.py)
     assert last.counter("campaign_analytics_bulk_restored_records_total") > 0
     for cid in ("chaos-ab", "chaos-solo"):
         _assert_windows(deployment, events, cid)

@@ -33,12 +33,12 @@ from projections.message import MessageState, apply_event
 from projections.message_log import message_log_row
 from projections.metrics import message_contribution
 from sinks.chdb_store import ChdbStore
-from streams import serde
-from streams.codec import parse_json_line
-from streams.demo import generate_campaign
-from streams.kafka_admin import ensure_topics
+from streams.cli.admin import ensure_topics
+from streams.cli.demo import generate_campaign
+from streams.codecs import state as serde
+from streams.codecs.input_avro import parse_json_line
 from streams.settings import Settings, settings_of
-from streams.sink_runner import UNSAFE_NO_DEDUP_ENV, ClickHouseEventsSink, ClickHouseSink
+from streams.sink_runtime.runner import UNSAFE_NO_DEDUP_ENV, ClickHouseEventsSink, ClickHouseSink
 from streams.telemetry import Telemetry
 from tests import oracle
 from tests.integration.conftest import free_port
@@ -53,7 +53,7 @@ T0 = 1_714_564_800_000
 SINK_CHILD = """
 import asyncio, os, signal, sys
 from streams.settings import load_settings
-from streams.sink_runner import ClickHouseEventsSink, ClickHouseSink, run_restarting
+from streams.sink_runtime.runner import ClickHouseEventsSink, ClickHouseSink, run_restarting
 from streams.telemetry import Telemetry
 
 crash_after = int(sys.argv[1])

@@ -26,8 +26,8 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from projections.metrics import CampaignCounts
 from schemas import MAGIC, encode_single_object, load_schemas
-from streams import outputs
-from streams.demo import generate_campaign
+from streams.cli.demo import generate_campaign
+from streams.codecs import output_avro as outputs
 from tests.integration.conftest import REPO, Deployment
 from tests.oracle import BREAKDOWN_KEYS, recount, recount_windows
 

@@ -1,5 +1,5 @@
 """A write the broker refuses stops the worker before any commit covers its input
-(streams/delivery.py), and nothing is lost once the broker takes the writes again.
+(streams/engine/delivery_guard.py), and nothing is lost once the broker takes the writes again.
 
 The broker is made to refuse every ``messages`` changelog record: the changelog
 topic is created before the worker starts with ``max.message.bytes`` smaller than
@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from streams.delivery import EXIT_DELIVERY_FAILED, UNSAFE_ENV
-from streams.demo import generate_campaign
+from streams.cli.demo import generate_campaign
+from streams.engine.delivery_guard import EXIT_DELIVERY_FAILED, UNSAFE_ENV
 from streams.settings import Settings
 from tests.integration.conftest import Deployment
 from tests.oracle import recount

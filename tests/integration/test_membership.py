@@ -1,6 +1,6 @@
-"""A restarted worker removes its SIGKILLed predecessor from the group (streams/membership.py),
-on the real broker: the group's member list, read from the coordinator, says whether the
-dead member is still holding the rebalance up."""
+"""A restarted worker removes its SIGKILLed predecessor from the group
+(streams/engine/membership.py), on the real broker: the group's member list, read from
+the coordinator, says whether the dead member is still holding the rebalance up."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.membership import Seat
+from streams.engine.membership import Seat
 from tests.integration.conftest import CLI, new_topic
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ MEMBER = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
     from aiokafka import AIOKafkaConsumer
-    from streams.membership import Seat
+    from streams.engine.membership import Seat
 
     async def main(bootstrap, topic, group, directory):
         seat = Seat(Path(directory), group)
@@ -134,10 +134,10 @@ def test_the_new_member_joins_once_the_dead_one_is_removed(kafka_bootstrap: str,
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL],
                          ids=["terminated", "negative-control-killed"])
 def test_a_terminated_sink_process_leaves_its_groups(deployment: Any, sig: int) -> None:
-    """The worker's sink child gets SIGTERM when the worker dies (streams/sink_process.py):
+    """The worker's sink child gets SIGTERM when the worker dies (streams/sink_runtime/process.py):
     it stops its consumers, which leave their groups, so the restarted worker's sinks do
     not wait for the session timeout. A SIGKILLed one stays seated."""
-    from streams.kafka_admin import ensure_topics
+    from streams.cli.admin import ensure_topics
 
     settings = deployment.settings()
     asyncio.run(ensure_topics(settings))

@@ -1,4 +1,4 @@
-"""The outbox (streams/outbox.py) on the real broker: what goes in comes out, per
+"""The outbox (streams/engine/outbox.py) on the real broker: what goes in comes out, per
 partition in order, across several record batches; a batch the broker refuses is
 reported to the watcher (the delivery guard), as a refused single send is."""
 
@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
 
-from streams.outbox import MAX_RECORD_BYTES, Outbox
+from streams.engine.outbox import MAX_RECORD_BYTES, Outbox
 from tests.integration.conftest import new_topic
 
 pytestmark = pytest.mark.integration

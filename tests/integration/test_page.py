@@ -47,7 +47,7 @@ from playwright.sync_api import (
 
 from projections.ab import AbConfig, ab_statistics
 from projections.message_log import MESSAGE_STATUSES
-from streams.demo import generate_campaign
+from streams.cli.demo import generate_campaign
 from tests.integration.conftest import Deployment, free_port
 from tests.integration.test_api import TOKEN, Api, _pick, _statuses
 from tests.integration.test_pipeline import _messy_events, _write

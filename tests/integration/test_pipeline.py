@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.demo import generate_campaign
+from streams.cli.demo import generate_campaign
 from tests.integration.conftest import CLI, Deployment, metric_sum
 from tests.oracle import expected_log, recount
 
@@ -173,9 +173,9 @@ def test_records_outside_their_message_partition_are_forwarded(deployment: Deplo
     from aiokafka import AIOKafkaProducer
 
     from sinks import open_store
-    from streams.codec import parse_json_line
-    from streams.kafka_admin import ensure_topics
-    from streams.routing import message_partition
+    from streams.cli.admin import ensure_topics
+    from streams.codecs.input_avro import parse_json_line
+    from streams.codecs.routing import message_partition
 
     events = generate_campaign("camp-keys", 300, seed=43, duplicate_rate=0.1)
     settings = deployment.settings()
@@ -245,7 +245,7 @@ def test_undecodable_records_go_to_the_dead_letter_topic(deployment: Deployment,
 
     from aiokafka import AIOKafkaProducer
 
-    from streams.kafka_admin import read_topic
+    from streams.cli.admin import read_topic
 
     good = generate_campaign("camp-dlq", 20, seed=41, duplicate_rate=0)
     deployment.cli("publish", str(_write(tmp_path / "g.jsonl", good)))

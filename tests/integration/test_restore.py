@@ -1,4 +1,4 @@
-"""The bulk restore (streams/restore.py) against a changelog topic on the real broker.
+"""The bulk restore (streams/engine/restore.py) against a changelog topic on the real broker.
 
 The worker-level proof (state restored after SIGKILLs stays exact, and came through
 the bulk read) is in test_chaos.py; here the reader itself: newest value per key,
@@ -15,8 +15,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
-from streams.restore import BulkRestore
-from streams.serde import dumps
+from streams.codecs.state import dumps
+from streams.engine.restore import BulkRestore
 from tests.integration.conftest import new_topic
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from streams.api import app as api_app
 from streams.api.app import create_api
 from streams.api.live import LiveState
 from streams.api.timefmt import parse_instant
-from streams.outputs import encode_campaign_metrics
+from streams.codecs.output_avro import encode_campaign_metrics
 from streams.settings import Settings
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.demo import generate_campaign
+from streams.cli.demo import generate_campaign
 
 REPO = Path(__file__).resolve().parents[2]
 

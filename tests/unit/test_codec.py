@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 
 from projections.errors import InvalidEventError
 from projections.events import DeliveryStatus, LinkClicked, ReceiptReceived, ReplyReceived
-from streams import codec
-from streams.demo import generate_campaign
+from streams.cli.demo import generate_campaign
+from streams.codecs import input_avro as codec
 
 NOW = 1_800_000_000_000
 

@@ -1,12 +1,12 @@
 """A dead letter keeps its record whole when the producer takes it, and is cut to fit
-when it would not (streams/dead_letters.py)."""
+when it would not (streams/codecs/dead_letters.py)."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.dead_letters import KEY_ROOM, OVERHEAD, dead_letter
+from streams.codecs.dead_letters import KEY_ROOM, OVERHEAD, dead_letter
 
 LIMIT = 1_000_000  # Faust's producer_max_request_size
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from streams.delivery import EXIT_DELIVERY_FAILED, DeliveryGuard
+from streams.engine.delivery_guard import EXIT_DELIVERY_FAILED, DeliveryGuard
 
 
 class _Producer:
@@ -52,7 +52,7 @@ def test_delivered_and_cancelled_records_change_nothing() -> None:
 
 def test_the_first_failed_delivery_stops_the_process_once(
         caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.CRITICAL, logger="streams.delivery"):
+    with caplog.at_level(logging.CRITICAL, logger="streams.engine.delivery_guard"):
         stops = _scenario(["delivered", "MessageSizeTooLargeError", "delivered", "timeout"])
     assert stops == [EXIT_DELIVERY_FAILED]
     [record] = caplog.records

@@ -1,4 +1,4 @@
-"""Fix 3 of ``streams/faust_fixes.py`` on Faust's own ``ProducerBuffer``.
+"""Fix 3 of ``streams/engine/patches.py`` on Faust's own ``ProducerBuffer``.
 
 The buffer's records go to a publisher that takes longer than Faust's 0.1 s
 patience per record (as a busy event loop or a full client queue does).
@@ -16,7 +16,7 @@ from typing import Any
 
 from faust.transport.producer import ProducerBuffer
 
-from streams import faust_fixes
+from streams.engine import patches as faust_fixes
 
 RECORDS = 4
 SLOW = 0.15  # seconds per record, more than Faust's 0.1 s wait

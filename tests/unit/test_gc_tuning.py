@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from projections.errors import ConfigurationError
-from streams import gc_tuning
+from streams.engine import gc_tuning
 from streams.settings import load_settings
 from streams.telemetry import Telemetry
 

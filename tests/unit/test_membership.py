@@ -1,4 +1,4 @@
-"""The worker's seat in its data directory (streams/membership.py): the lock and the
+"""The worker's seat in its data directory (streams/engine/membership.py): the lock and the
 recorded member id. The removal from the group itself is tested on the real broker in
 tests/integration/test_membership.py."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.membership import DirectoryInUseError, Seat
+from streams.engine.membership import DirectoryInUseError, Seat
 
 
 def test_a_second_worker_on_the_same_directory_is_refused(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 
 from projections.metrics import CampaignCounts, summarize
 from schemas import MAGIC, encode_single_object, load_schemas
-from streams import outputs
-from streams.demo import generate_campaign
+from streams.cli.demo import generate_campaign
+from streams.codecs import output_avro as outputs
 from tests.oracle import BREAKDOWN_KEYS, recount
 from tests.unit.test_projections import messy_campaigns, stream_fold
 

@@ -1,4 +1,4 @@
-"""Fix 4 (``streams/positions.py``): the offset to commit never passes a record
+"""Fix 4 (``streams/engine/positions.py``): the offset to commit never passes a record
 that was not processed, and the inbox takes each partition's records in
 sequence, reading a partition again rather than passing over a record.
 
@@ -17,8 +17,10 @@ import pytest
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streams import bulk, faust_fixes, positions
-from streams.positions import ReadOffsets, ReadPositions, next_commit, positions_of
+from streams.engine import inbox as bulk
+from streams.engine import patches as faust_fixes
+from streams.engine import positions
+from streams.engine.positions import ReadOffsets, ReadPositions, next_commit, positions_of
 
 TP0 = TP("sms.sent", 0)
 

@@ -16,8 +16,8 @@ from projections.metrics import (
     sum_counts,
     summarize,
 )
-from streams.codec import parse_json_line
-from streams.demo import generate_campaign
+from streams.cli.demo import generate_campaign
+from streams.codecs.input_avro import parse_json_line
 from tests.oracle import recount
 
 NOW = 1_800_000_000_000

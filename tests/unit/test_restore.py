@@ -5,8 +5,8 @@ from __future__ import annotations
 import gc
 from types import SimpleNamespace
 
-from streams.restore import apply_newest, newest_per_key, no_collection
-from streams.serde import dumps
+from streams.codecs.state import dumps
+from streams.engine.restore import apply_newest, newest_per_key, no_collection
 
 
 def _record(key: str, value: object) -> SimpleNamespace:
@@ -47,8 +47,8 @@ def test_a_lazy_table_keeps_the_changelog_bytes() -> None:
 
 def test_only_states_without_their_send_are_decoded_for_the_orphan_count() -> None:
     from projections.message import MessageState, apply_event
-    from streams import serde
-    from streams.codec import parse_json_line
+    from streams.codecs import state as serde
+    from streams.codecs.input_avro import parse_json_line
 
     def state(*lines: str) -> MessageState:
         s = MessageState("m-1")

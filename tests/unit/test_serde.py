@@ -15,7 +15,7 @@ from projections.events import (
 from projections.message import MessageState, apply_event
 from projections.message_log import message_log_row
 from projections.metrics import message_contribution
-from streams import serde
+from streams.codecs import state as serde
 
 T0 = 1_790_000_000_000
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from streams.sink_batches import PartitionBatches, intent_metadata, parse_intent
+from streams.sink_runtime.batches import PartitionBatches, intent_metadata, parse_intent
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from typing import Any
 
 from projections.message import MessageState, apply_event
 from projections.message_log import message_log_row
-from streams import serde
-from streams.codec import parse_json_line
-from streams.demo import generate_campaign
-from streams.sink_runner import plan_message_events, plan_message_updates
+from streams.cli.demo import generate_campaign
+from streams.codecs import state as serde
+from streams.codecs.input_avro import parse_json_line
+from streams.sink_runtime.runner import plan_message_events, plan_message_updates
 
 
 def record(offset: int, value: bytes, topic: str = "t") -> Any:
@@ -59,8 +59,8 @@ def test_message_updates_plan_keeps_the_newest_version_of_each_message() -> None
 def test_events_the_fold_decoded_give_the_same_plan() -> None:
     """The events sink takes the fold's decoded events where it has them
     (``DecodedEvents``) and decodes the rest: the same rows either way."""
-    from streams.codec import decode_event
-    from streams.sink_runner import DecodedEvents
+    from streams.codecs.input_avro import decode_event
+    from streams.sink_runtime.runner import DecodedEvents
 
     events = generate_campaign("c", messages=20, seed=4)
     records = [record(i, parse_json_line(json.dumps(e))[2], f"in.{e['type']}")
@@ -87,7 +87,7 @@ def test_events_the_fold_decoded_give_the_same_plan() -> None:
 
 
 def test_nothing_is_kept_while_no_events_sink_reads() -> None:
-    from streams.sink_runner import DecodedEvents
+    from streams.sink_runtime.runner import DecodedEvents
 
     shared = DecodedEvents()
     event = parse_json_line(json.dumps(generate_campaign("c", 1)[0]))[1]

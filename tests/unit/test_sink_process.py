@@ -16,9 +16,9 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams import sink_process
 from streams.settings import Settings
-from streams.sink_process import die_with_parent, merge_expositions
+from streams.sink_runtime import process as sink_process
+from streams.sink_runtime.process import die_with_parent, merge_expositions
 from streams.telemetry import Telemetry
 
 
@@ -83,7 +83,7 @@ def test_the_child_dies_with_its_parent(tmp_path, asks: bool) -> None:
     pid_file = tmp_path / "child.pid"
     child_code = textwrap.dedent(f"""
         import os, sys, time
-        from streams.sink_process import die_with_parent
+        from streams.sink_runtime.process import die_with_parent
         if {asks}:
             die_with_parent(int(sys.argv[1]))
         open({str(pid_file)!r}, "w").write(str(os.getpid()))

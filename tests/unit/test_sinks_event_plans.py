@@ -152,8 +152,8 @@ def test_payload_text_is_what_the_json_module_wrote() -> None:
     """The payload's encoder changed (json -> orjson); rows written before and after
     must read the same, byte for byte, for every kind of event (non-ASCII text too)."""
     from projections.events import EVENT_TYPES
-    from streams.codec import parse_json_line
-    from streams.demo import generate_campaign
+    from streams.cli.demo import generate_campaign
+    from streams.codecs.input_avro import parse_json_line
 
     events = generate_campaign("c-é", 60, seed=3)
     events[0] = events[0] | {"contact_name": "Zoë ✓"}

@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from projections.message import MessageState, apply_event
 from projections.metrics import message_contribution, parse_window_key
-from streams.codec import parse_json_line
-from streams.demo import generate_campaign
-from streams.views import CampaignViews, Throttle
+from streams.cli.demo import generate_campaign
+from streams.codecs.input_avro import parse_json_line
+from streams.pipeline.views import CampaignViews, Throttle
 from tests.oracle import recount_windows
 
 NOW = 1_800_000_000_000
@@ -107,7 +107,7 @@ def test_old_windows_are_neither_published_nor_kept():
 
 
 def test_state_round_trips_through_its_table_form():
-    from streams import serde
+    from streams.codecs import state as serde
 
     lines = _events(40, 9)
     states = {}
@@ -162,7 +162,7 @@ def test_negative_control_the_rebuild_check_sees_one_missing_click():
 def test_a_rebuild_from_stored_dicts_equals_one_from_contributions():
     """What a recovery does: the views from the table's JSON values, fields read
     straight from the dicts."""
-    from streams import serde
+    from streams.codecs import state as serde
 
     contributions = _contributions(9, 300)
     stored = [serde.loads(serde.dumps(serde.contribution_to_dict(c))) for c in contributions]

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from streams.engine.commit_watchdog import CommitWatchdog
 from streams.telemetry import Telemetry
-from streams.watchdog import CommitWatchdog
 
 
 async def _broker_never_answers() -> None:
@@ -46,7 +46,7 @@ def test_a_stuck_commit_is_reported_once_with_its_await_chain(
         # this coroutine's sleep began, so not necessarily the whole 0.1 s)
         assert telemetry.commit_seconds._sum.get() >= dog.threshold
 
-    with caplog.at_level(logging.WARNING, logger="streams.watchdog"):
+    with caplog.at_level(logging.WARNING, logger="streams.engine.commit_watchdog"):
         asyncio.run(scenario())
     stuck = [r.getMessage() for r in caplog.records if "running for" in r.getMessage()]
     assert len(stuck) == 1
@@ -66,7 +66,7 @@ def test_a_quick_commit_is_only_timed(caplog: pytest.LogCaptureFixture) -> None:
         assert telemetry.stalled_commits._value.get() == 0
         assert telemetry.commit_seconds._sum.get() < 0.05
 
-    with caplog.at_level(logging.WARNING, logger="streams.watchdog"):
+    with caplog.at_level(logging.WARNING, logger="streams.engine.commit_watchdog"):
         asyncio.run(scenario())
     assert not caplog.records
 
@@ -76,7 +76,7 @@ def test_the_report_says_what_the_producer_still_holds() -> None:
     from aiokafka import AIOKafkaProducer
     from aiokafka.structs import TopicPartition
 
-    from streams.watchdog import producer_state
+    from streams.engine.commit_watchdog import producer_state
 
     async def scenario() -> str:
         client = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")  # never started

@@ -6,10 +6,10 @@ import asyncio
 import json
 import time
 
-from streams.cli_format import format_summary
-from streams.demo import generate_campaign
-from streams.kafka_admin import latest_summaries
-from streams.publisher import publish_lines
+from streams.cli.admin import latest_summaries
+from streams.cli.demo import generate_campaign
+from streams.cli.format import format_summary
+from streams.cli.publish import publish_lines
 from streams.settings import Settings
 
 WAIT_NOTICE_S = 20

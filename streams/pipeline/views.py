@@ -5,7 +5,7 @@ and its windowed counts are all functions of the campaign's messages' current
 contributions. The worker keeps them as views: moved by ``new - old`` as
 contributions change, and rebuilt from the contributions table whenever
 partitions are (re)assigned. So they can never disagree with the table, whatever
-a crash left half-written (see ``streams/recovery.py``).
+a crash left half-written (see ``streams/engine/tables.py``).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ starts ``campaign-analytics sink`` as a child and keeps it running:
   one scrape target per worker, as before.
 
 Nothing about exactness changes: the sinks have their own consumer groups and
-commit protocol (``streams/sink_runner.py``) whichever process runs them, and a
+commit protocol (``streams/sink_runtime/runner.py``) whichever process runs them, and a
 child killed at any point is the crash that protocol is built for.
 
 With the embedded engine the child that takes the sink lock owns the engine for

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer
 
 from projections.errors import InvalidEventError
-from streams.codec import parse_json_line
-from streams.kafka_admin import ensure_topics
+from streams.cli.admin import ensure_topics
+from streams.codecs.input_avro import parse_json_line
 from streams.settings import Settings
 
 CHECK_EVERY = 10_000  # records between two checks of their deliveries (bounded memory)

@@ -109,7 +109,7 @@ async def latest_summaries(settings: Settings) -> dict[str, dict[str, Any]]:
     Whichever worker holds a campaign's state published it there, so this answers
     the same whatever the partition assignment.
     """
-    from streams.outputs import decode_campaign_metrics
+    from streams.codecs.output_avro import decode_campaign_metrics
 
     latest: dict[str, dict[str, Any]] = {}
     for _key, value in await read_topic(settings, settings.campaign_metrics_topic):

@@ -10,14 +10,14 @@ records of an ``Inbox``'s topics to that inbox instead: it keeps the records as 
 stopped during a rebalance), and ``Inbox.batches`` yields them in lists to
 one task that processes a whole list in plain Python, then acknowledges every
 record of it. Faust then commits exactly as for its own streams: it flushes
-the producer and commits the acknowledged offsets (streams/recovery.py,
+the producer and commits the acknowledged offsets (streams/engine/tables.py,
 step 5).
 
 Records fetched before a rebalance (an older consumer generation) or for a
 partition no longer assigned are dropped unacknowledged, as Faust's streams
 do: Faust seeks back to the committed offset and delivers them again, or the
 new owner does. Within a generation, every record must follow the one before
-it in its partition's read epoch (``streams/positions.py``): a record fetched
+it in its partition's read epoch (``streams/engine/positions.py``): a record fetched
 before its partition's latest seek is left to that seek, a repeat is
 skipped, and a jump over missing offsets makes the partition be read again
 from the first one missing, so no record is ever passed over unprocessed.
@@ -36,7 +36,7 @@ from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 from mode.utils.futures import notify
 
-from streams import positions
+from streams.engine import positions
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Inbox:
         again from. Records absent from the log before it are recorded as such.
         Synchronous: it runs for every record."""
         epoch = getattr(message, "fetch_epoch", None)
-        if epoch is None:  # not stamped (streams/faust_fixes.py not installed)
+        if epoch is None:  # not stamped (streams/engine/patches.py not installed)
             return TAKE
         tp, offset = message.tp, message.offset
         if epoch != self.positions.epoch.get(tp, 0):

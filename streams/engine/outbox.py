@@ -8,9 +8,9 @@ topic partition and hands each partition's records to aiokafka as whole record
 batches (``AIOKafkaProducer.send_batch``), appended by aiokafka's C batch
 builder, with one delivery future per record batch.
 
-Nothing about durability changes (streams/recovery.py, step 5): the record
+Nothing about durability changes (streams/engine/tables.py, step 5): the record
 batches sit in the same accumulator that Faust's flush waits for before every
-commit, and the delivery guard (streams/delivery.py) watches each batch's future
+commit, and the delivery guard (streams/engine/delivery_guard.py) watches each batch's future
 as it watches each record's. Records of one partition keep their order: a
 partition's record batches are submitted in order, and aiokafka queues a
 partition's batches in the order submitted.

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from aiokafka.errors import KafkaError
 
 from projections.errors import CampaignAnalyticsError, ConfigurationError
-from streams.cli_format import format_summary
+from streams.cli.format import format_summary
 from streams.settings import Settings, load_settings
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
@@ -130,16 +130,16 @@ def _quiet_libraries() -> None:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from faust import Worker
 
-    from streams import gc_tuning, membership
     from streams.app import create_app
-    from streams.kafka_admin import ensure_topics
+    from streams.cli.admin import ensure_topics
+    from streams.engine import gc_tuning, membership
 
     logging.basicConfig(level=settings.log_level.upper())
     seat = membership.Seat(settings.worker_dir, settings.app_id)
     seat.claim()  # held until the process exits
     asyncio.run(ensure_topics(settings))
     # a SIGKILLed predecessor on this directory: its group seat is freed now, not
-    # when its session times out (streams/membership.py)
+    # when its session times out (streams/engine/membership.py)
     asyncio.run(seat.evict_previous(settings.kafka_bootstrap))
     app = create_app(settings)
     membership.install(app, seat)
@@ -149,7 +149,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.publisher import publish_lines
+    from streams.cli.publish import publish_lines
 
     source: TextIO
     if args.file == "-":
@@ -168,7 +168,7 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _summary(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.kafka_admin import latest_summaries
+    from streams.cli.admin import latest_summaries
 
     summaries = asyncio.run(latest_summaries(settings))
     summary = summaries.get(args.campaign_id)
@@ -211,7 +211,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.demo import generate_campaign
+    from streams.cli.demo import generate_campaign
 
     events = generate_campaign(args.campaign_id, args.messages, seed=args.seed)
     text = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events)
@@ -237,7 +237,7 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.demo_runner import run_demo
+    from streams.cli.demo_run import run_demo
 
     return asyncio.run(run_demo(settings, args.campaign_id, args.messages,
                                 args.interval, args.once, args.spread))
@@ -245,12 +245,13 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def _sink(args: argparse.Namespace, settings: Settings) -> int:
     """The sinks alone; with ``--parent-pid`` and ``--port-fd``, as a worker's child
-    (streams/sink_process.py): metrics on a free port told to the worker, and gone
+    (streams/sink_runtime/process.py): metrics on a free port told to the worker, and gone
     when the worker is."""
     from prometheus_client import start_http_server
 
-    from streams import gc_tuning, sink_process
-    from streams.sink_runner import run_sinks
+    from streams.engine import gc_tuning
+    from streams.sink_runtime import process as sink_process
+    from streams.sink_runtime.runner import run_sinks
     from streams.telemetry import Telemetry
 
     logging.basicConfig(level=settings.log_level.upper())

@@ -2,7 +2,7 @@
 
 A worker holds hundreds of thousands of long-lived objects (the cache of decoded
 message states, the views; the tables hold their values as bytes, which the
-collector does not see: ``streams/recovery.py``) and allocates many
+collector does not see: ``streams/engine/tables.py``) and allocates many
 short-lived ones per event. With CPython's default thresholds (700, 10, 10) the
 young generations are collected every few hundred allocations and every
 surviving object is traversed again and again on its way to the old

@@ -12,7 +12,7 @@ sees, with every later commit building on it.
 
 The guard watches every delivery future of the worker's producer. The first
 failure stops the process at once (exit code ``EXIT_DELIVERY_FAILED``) — the
-same as a SIGKILL, which every stage is built to survive (streams/recovery.py):
+same as a SIGKILL, which every stage is built to survive (streams/engine/tables.py):
 nothing after the failure is committed, and the restarted worker processes the
 uncommitted input again. A cancelled delivery (the producer closing after the
 final commit) is not a failure: its input was not committed.

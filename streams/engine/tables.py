@@ -8,7 +8,7 @@ we do not use it. Instead every stage is made *idempotent*, and the only state
 written through a changelog is state whose replay is harmless.
 
 The commit order, per input partition (Faust drives steps 5-6). Every stage
-takes its events in batches (``streams/bulk.py``), so Faust never acks an
+takes its events in batches (``streams/engine/inbox.py``), so Faust never acks an
 event on its own:
 
 0. A batch first drops the events of partitions a rebalance has taken away
@@ -26,7 +26,7 @@ event on its own:
    changelog record sent explicitly to the message's own partition
    (``RebuildingTable.put``; Faust would use the batch's last event's) and
    handed straight to the producer client in record batches
-   (``pending_to`` an ``Outbox``, streams/outbox.py), not to Faust's
+   (``pending_to`` an ``Outbox``, streams/engine/outbox.py), not to Faust's
    producer buffer. An ``event_id`` already in the state's ``seen`` set
    changes nothing.
 3. ``fold_messages`` produces each touched message's *whole* current
@@ -36,18 +36,18 @@ event on its own:
 4. ``aggregate_campaigns`` keeps, per message, the newest version it applied in
    the ``contributions`` table (changelog), and skips anything not newer. The
    campaign counts, contact activity and windows are *views* of that table
-   (``streams/views.py``), moved by ``new - old`` in memory.
+   (``streams/pipeline/views.py``), moved by ``new - old`` in memory.
 5. Only after steps 1-4 ran for a whole batch are its events acknowledged;
    Faust flushes the producer (changelogs and outputs), then commits the input
    offsets of acknowledged events, never past one that was not acknowledged
-   (``streams/positions.py``: a partition whose commit finds a record missing
+   (``streams/engine/positions.py``: a partition whose commit finds a record missing
    is read again from there). Faust's own flush could return with table
-   writes still in its buffer (``streams/faust_fixes.py``, fix 3): it no
+   writes still in its buffer (``streams/engine/patches.py``, fix 3): it no
    longer can, and our tables do not use that buffer. A flush ends when every
    delivery has ended, delivered or not: a record the broker did not take
-   stops the worker before any commit (``streams/delivery.py``).
+   stops the worker before any commit (``streams/engine/delivery_guard.py``).
 6. On (re)assignment, each table is restored from its changelog (in bulk,
-   newest value per key, ``streams/restore.py``; Faust reads any rest), the
+   newest value per key, ``streams/engine/restore.py``; Faust reads any rest), the
    views are rebuilt from the restored ``contributions``, and every owned
    campaign's snapshot is published again.
 
@@ -84,9 +84,9 @@ from faust.types import TP
 
 from projections.events import Event
 from projections.message import MessageState, apply_event
-from streams.outbox import Outbox
-from streams.restore import no_collection
-from streams.serde import dumps, loads
+from streams.codecs.state import dumps, loads
+from streams.engine.outbox import Outbox
+from streams.engine.restore import no_collection
 from streams.settings import unsafe_switch_on
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class RebuildingTable(faust.Table):
     garbage collector: as nested dicts, the values of a few hundred thousand
     messages made every collection walk millions of objects, and the longer
     pauses showed in every record's latency. With ``lazy_restore`` the bulk
-    restore (``streams/restore.py``) stores the restored values as bytes too;
+    restore (``streams/engine/restore.py``) stores the restored values as bytes too;
     Faust's own restore stores dicts. ``on_restored`` gets either."""
 
     on_restored: Restored | None = None
@@ -155,7 +155,7 @@ class RebuildingTable(faust.Table):
     def pending_to(self, outbox: Outbox) -> None:
         """Queue the changelog records of the values ``put`` since the last call.
 
-        They go to the caller's outbox (streams/outbox.py, sent as record batches
+        They go to the caller's outbox (streams/engine/outbox.py, sent as record batches
         straight to the producer client), in the JSON Faust reads back on recovery
         (orjson, which Faust's own JSON codec uses too when installed): Faust's own
         path (``send_changelog``: a pending-message object, its serializer

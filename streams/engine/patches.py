@@ -47,7 +47,7 @@ and which test shows it.
    shows both behaviours on Faust's own buffer.
 
 4. **Commits over records that were never processed**, and the fetch-loop
-   filter that lost them: ``streams/positions.py`` (read epochs, records
+   filter that lost them: ``streams/engine/positions.py`` (read epochs, records
    stamped in the consumer thread, a strict choice of the offset to commit,
    and a re-read of any partition whose commit finds its head missing).
 
@@ -90,8 +90,8 @@ from faust.transport.producer import ProducerBuffer
 from faust.utils.tracing import traced_from_parent_span
 from mode import Service
 
-from streams import positions
-from streams.positions import StampedMessage, positions_of
+from streams.engine import positions
+from streams.engine.positions import StampedMessage, positions_of
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ async def _seek_to_committed(self: Any) -> Mapping[TopicPartition, int | None]:
             edges = await (consumer.beginning_offsets(unset) if earliest
                            else consumer.end_offsets(unset))
         # No await from here on: each seek and its read epoch are one step for
-        # the fetcher, which runs in this same loop (streams/positions.py).
+        # the fetcher, which runs in this same loop (streams/engine/positions.py).
         for tp, offset in committed.items():
             if tp.topic in changelogs:  # Faust's recovery positions these itself
                 if offset:

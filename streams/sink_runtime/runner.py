@@ -7,10 +7,10 @@
   (raw, for audit), ``replies`` and ``link_clicks``, group
   ``<app_id>-clickhouse-events-sink``.
 
-A worker runs them in a child process (``streams/sink_process.py``), apart from
+A worker runs them in a child process (``streams/sink_runtime/process.py``), apart from
 Faust's stream machinery, so a slow or unavailable ClickHouse pauses only the
 sinks (their lag grows), never the metrics. For each batch of one partition
-(``streams.sink_batches``: by size and by time, memory bounded), in this order:
+(``streams.sink_runtime.batches``: by size and by time, memory bounded), in this order:
 
 1. commit the batch's first offset with its intent ``first..last`` (nothing
    moves; it records the batch boundaries next to the offset);
@@ -65,10 +65,10 @@ from sinks.plan import (
     plan_event_inserts,
     plan_message_log_insert,
 )
-from streams import serde
-from streams.codec import decode_event
+from streams.codecs import state as serde
+from streams.codecs.input_avro import decode_event
 from streams.settings import Settings
-from streams.sink_batches import PartitionBatches, intent_metadata, parse_intent
+from streams.sink_runtime.batches import PartitionBatches, intent_metadata, parse_intent
 from streams.telemetry import Telemetry
 
 if TYPE_CHECKING:

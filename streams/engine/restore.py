@@ -11,7 +11,7 @@ committed). A fetch's records are reduced to the newest value per key, decoded o
 and stored, and Faust's start offset for the partition is moved to the last offset
 applied. Faust then seeks there, finds nothing (or only what arrived since) left to
 read, and its recovery completes as before: ``on_recovery_completed`` rebuilds the
-views from the restored table (streams/recovery.py, step 6).
+views from the restored table (streams/engine/tables.py, step 6).
 
 Why this restores the same state as Faust's own reading: a changelog value is the
 key's whole state (never a delta), so applying the newest record of each key in
@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.tables.recovery import Recovery
 from faust.types import TP
 
-from streams.serde import loads
+from streams.codecs.state import loads
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ async def _build_offsets_then_bulk_restore(self: Any, consumer: Any, tps: set[TP
     bulk: BulkRestore | None = getattr(self.app, "bulk_restore", None)
     if bulk is None or title != "active":
         return
-    from streams.recovery import RebuildingTable
+    from streams.engine.tables import RebuildingTable
 
     tables = {tp: self.tp_to_table[tp] for tp in tps
               if isinstance(self.tp_to_table.get(tp), RebuildingTable)}

@@ -23,7 +23,7 @@ What this module does instead:
    happen in the consumer thread's loop with no ``await`` between a seek and
    its epoch, so a record stamped with the current epoch was fetched from the
    position of the latest seek onwards, in order.
-2. The inbox (``streams/bulk.py``) takes a record only if it carries its
+2. The inbox (``streams/engine/inbox.py``) takes a record only if it carries its
    partition's current epoch (an older one is read again by that seek), and
    expects offsets to follow each other: the first record after a seek to P is
    P (a higher one proves P.. absent from the log: compaction, transaction

@@ -1,0 +1,5 @@
+"""The command line: ``campaign-analytics`` (``main``)."""
+
+from streams.cli.main import main
+
+__all__ = ["main"]
