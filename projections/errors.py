@@ -16,15 +16,3 @@ class InvalidEventError(CampaignAnalyticsError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class SinkError(CampaignAnalyticsError):
-    """A ClickHouse store failed; ``retry_after`` says when trying again makes sense."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class ConfigurationError(CampaignAnalyticsError):
-    """A setting has a value the system cannot work with."""

@@ -26,7 +26,6 @@ class DeliveryStatus(StrEnum):
 TERMINAL_STATUSES = frozenset(
     {DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED}
 )
-FAILED_STATUSES = frozenset({DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED})
 
 
 @dataclass(frozen=True, slots=True)

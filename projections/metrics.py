@@ -210,12 +210,6 @@ def metric_view(counts: Counts) -> dict[str, float | int]:
     return view
 
 
-def breakdown(counts: Counts, prefix: str) -> dict[str, int]:
-    """Sub-counts such as ``error_code:<code>`` as ``{code: n}``."""
-    head = prefix + ":"
-    return {key[len(head) :]: n for key, n in counts.items() if key.startswith(head)}
-
-
 # Summary key -> the prefix of its sub-counts in a bag of counts.
 BREAKDOWNS: tuple[tuple[str, str], ...] = (
     ("by_error_code", "error_code"),
@@ -249,13 +243,6 @@ def summarize(campaign_id: str, campaign: CampaignCounts) -> dict[str, object]:
         for name, counts in sorted(campaign.variants.items())
     }
     return summary
-
-
-def sum_counts(bags: Iterable[Counts]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for bag in bags:
-        out = add_counts(out, bag)
-    return out
 
 
 # The fields of a contribution that the views sum: campaign_id, variant, contact_id,

@@ -1,39 +1,17 @@
 """``ChdbStore``: the message log in embedded ClickHouse (chdb), in a local directory.
 
-How chdb 4.4 shares a directory (measured; ``tests/contract/test_chdb_sharing.py``
-pins it):
+chdb 4.4 lets one process at a time open a directory, and a process only one path
+(``tests/contract/test_chdb_sharing.py`` pins both). So one process owns the directory
+for its whole life: the sink process holding ``<chdb dir>.sink.lock`` opens it with
+``hold_open=True`` (one connection, no per-call opening cost) and serves every other
+reader through its read-only SQL endpoint (``sinks.sql_endpoint``, ``sinks.open_reader``).
 
-- One process at a time. The engine takes an exclusive ``flock`` on
-  ``<path>/status`` (which holds the owner's PID) when its first connection
-  opens, and releases it when its last connection closes or the process dies
-  (``kill -9`` included; the stale file is then harmless). A second process
-  fails at once, read-only mode (``?mode=ro``) included, with "Error
-  initializing EmbeddedServer" (the engine prints "Cannot lock file ...
-  status" to stderr).
-- Within a process, any number of connections to that one path may be open
-  together (threads are fine), but none to a second path: the engine stays
-  bound to one path until all its connections close ("EmbeddedServer already
-  initialized with path ..."). So nothing else in a process using this store
-  may hold a chdb connection elsewhere, in-memory ``:memory:`` included.
-- Opening and closing the engine costs about 50-200 ms (more with more parts).
-- The deduplication log lives on disk with the table: a token is remembered
-  across close and reopen.
+``hold_open=False`` (the default) opens the directory per call, for tools and tests
+that run while no owner does; a directory held by another live process is retried with
+backoff for up to ``lock_timeout`` seconds, then ``SinkError`` with ``retry_after``.
 
-So in this project one process owns the directory for its whole life: the sink
-process holding ``<chdb dir>.sink.lock`` opens it with ``hold_open=True`` (one
-connection for the store's lifetime, no per-call opening cost) and serves every
-other reader through its read-only SQL endpoint (``sinks.sql_endpoint``,
-``sinks.open_reader``); nothing else opens the directory while it runs.
-
-``hold_open=False`` (the default) opens the directory per call and closes it
-again, for tools and tests that run while no owner does. A call that finds it
-held by another live process retries with backoff for up to ``lock_timeout``
-seconds, then raises ``SinkError`` with ``retry_after``.
-
-Inserts go through ``send_insert(... FORMAT ArrowStream)``: rows become typed
-Arrow columns (epoch ms as ``timestamp[ms, UTC]``). Measured here: about
-150-200k rows/s held open, about 40k rows/s per call with 5,000-row batches
-(the opening dominates); SQL ``VALUES`` text was 10-40k rows/s, JSONEachRow 26k.
+Inserts go as ``FORMAT ArrowStream``, the fastest format tried. How chdb shares a
+directory: docs/sinks.md; insert rates: docs/performance.md ("ClickHouse").
 """
 
 from __future__ import annotations
@@ -49,10 +27,9 @@ from typing import Any
 import chdb
 import pyarrow as pa
 
-from projections.errors import ConfigurationError, SinkError
 from projections.message_log import MessageLogRow
 from sinks import arrow_rows
-from sinks.errors import RETRY_AFTER_SECONDS, retry_after_for
+from sinks.errors import RETRY_AFTER_SECONDS, SinkError, StoreConfigurationError, retry_after_for
 from sinks.migrations import apply_migrations
 from sinks.plan import InsertPlan
 from sinks.reads import SqlReads
@@ -88,7 +65,7 @@ class ChdbStore(SqlReads):
         self._retention = retention or Retention()
         self._path = Path(path).resolve()
         if "?" in str(self._path):
-            raise ConfigurationError(f"chdb path must not contain '?': {self._path}")
+            raise StoreConfigurationError(f"chdb path must not contain '?': {self._path}")
         self._database = validate_identifier(database)
         self._hold_open = hold_open
         self._lock_timeout = lock_timeout

@@ -1,4 +1,4 @@
-"""Which engine errors are worth retrying, and after how long.
+"""The errors of the sinks, and which engine errors are worth retrying.
 
 ``SinkError.retry_after`` is the sink's backpressure signal (style.md #4): a
 number pauses the sink and tries again; ``None`` says retrying the same thing
@@ -6,6 +6,22 @@ will fail the same way (bad SQL, a value the column cannot hold).
 """
 
 from __future__ import annotations
+
+from projections.errors import CampaignAnalyticsError
+
+
+class SinkError(CampaignAnalyticsError):
+    """A ClickHouse store failed; ``retry_after`` says when trying again makes sense."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StoreConfigurationError(CampaignAnalyticsError):
+    """The store was given something it cannot work with: a bad retention or chdb
+    path, a migration file that is misnamed, duplicated or edited after it ran."""
+
 
 RETRY_AFTER_SECONDS = 1.0
 

@@ -3,20 +3,14 @@
 Files ``migrations/NNNN_name.sql`` are applied in version order, each once,
 and recorded in ``<database>.schema_migrations`` with a checksum of the file.
 
-Idempotent by construction:
+Idempotent by construction: create the database and ``schema_migrations`` if missing;
+refuse (``StoreConfigurationError``) an applied migration whose checksum changed (add a
+new one instead); apply each missing migration, then record it. Every statement must itself
+be idempotent (``IF NOT EXISTS``...), so a crash between applying and recording, or two
+processes migrating at once, is harmless: the next run applies it again.
 
-1. ``CREATE DATABASE IF NOT EXISTS`` and ``CREATE TABLE IF NOT EXISTS schema_migrations``.
-2. Read the applied versions; a recorded checksum that differs from the file
-   raises ``ConfigurationError`` (an applied migration must never be edited;
-   add a new one).
-3. Apply each missing migration's statements, then record it. Every statement
-   must itself be idempotent (``IF NOT EXISTS``...), so a crash between
-   applying and recording, or two processes migrating at once, is harmless:
-   the next run applies the statements again and records the version.
-
-``{database}`` in a file is replaced by the allow-listed database name (never a
-bound parameter: identifiers cannot be parameters). Statements are separated by
-a ``;`` at the end of a line.
+``{database}`` in a file is replaced by the allow-listed database name (identifiers
+cannot be bound parameters). Statements are separated by a ``;`` at the end of a line.
 """
 
 from __future__ import annotations
@@ -27,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from projections.errors import ConfigurationError
+from sinks.errors import StoreConfigurationError
 from sinks.sql import qualified, validate_identifier
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -54,7 +48,8 @@ class Migration:
 
     def __post_init__(self) -> None:
         if not 0 < self.version < 10_000 or not _NAME_RE.fullmatch(self.name):
-            raise ConfigurationError(f"bad migration version or name: {self.version} {self.name!r}")
+            raise StoreConfigurationError(
+                f"bad migration version or name: {self.version} {self.name!r}")
 
     @property
     def checksum(self) -> str:
@@ -75,10 +70,10 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     for path in sorted(directory.glob("*.sql")):
         match = _FILE_RE.fullmatch(path.name)
         if match is None:
-            raise ConfigurationError(f"migration file name not NNNN_name.sql: {path.name}")
+            raise StoreConfigurationError(f"migration file name not NNNN_name.sql: {path.name}")
         version = int(match.group(1))
         if version in migrations:
-            raise ConfigurationError(f"two migrations with version {version}")
+            raise StoreConfigurationError(f"two migrations with version {version}")
         migrations[version] = Migration(version, match.group(2), path.read_text("utf-8"))
     return [migrations[v] for v in sorted(migrations)]
 
@@ -109,7 +104,7 @@ def apply_migrations(
         recorded = applied.get(migration.version)
         if recorded is not None:
             if recorded != migration.checksum:
-                raise ConfigurationError(
+                raise StoreConfigurationError(
                     f"migration {migration.version:04d}_{migration.name} was changed after "
                     "it was applied; add a new migration instead"
                 )

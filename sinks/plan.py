@@ -4,21 +4,14 @@ A plan names the table, the columns, the rows (plain tuples in column order)
 and the deduplication token. Building it is a pure function, so the shape of
 every insert is unit-tested; the stores only execute plans.
 
-The token makes a replayed insert a no-op (reliability.md, "Idempotent sink"):
-the sink derives it from the source offsets a batch covers, so a batch rebuilt
-after a crash carries the same token and the engine drops it, even when the
-rebuilt rows differ (order, versions). ``None`` means "no idempotence claimed":
-the stores then send a fresh random token, so every insert is written, a
-byte-identical repeat included. (Without any token the engine would fall back
-to hashing the block's content, and ``insert_deduplicate = 0`` does not switch
-that off for a non-replicated table in chdb 4.4, so a unique token is the one
-way to say "no deduplication" that means the same on every engine.)
+The token makes a replayed insert a no-op (reliability.md, "Idempotent sink"): the
+sink derives it from the source offsets a batch covers, so a batch rebuilt after a
+crash carries the same token and the engine drops it. ``None`` means "no idempotence
+claimed": the stores send a fresh random token, so every insert is written.
 
-Every planned row is stored as one row: the stores insert with
-``optimize_on_insert = 0``, so a ReplacingMergeTree does not collapse equal keys
-inside one insert. Repeats collapse only on merge or under ``FINAL``, and the raw
-``events`` table keeps one row per source record, which is what lets a test prove
-that the sink wrote each record exactly once.
+Every planned row is stored as one row (``optimize_on_insert = 0``): repeats collapse
+only on merge or under ``FINAL``. Why a random token rather than none, and what the
+one-row rule lets the tests prove: docs/sinks.md.
 """
 
 from __future__ import annotations

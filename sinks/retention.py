@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from projections.errors import ConfigurationError
+from sinks.errors import StoreConfigurationError
 from sinks.migrations import MigrationTarget
 from sinks.plan import EVENTS_TABLE, LINK_CLICKS_TABLE, MESSAGE_LOG_TABLE, REPLIES_TABLE
 from sinks.sql import qualified, string_literal, validate_identifier
@@ -43,7 +43,7 @@ class Retention:
 
     def __post_init__(self) -> None:
         if self.days < 0 or self.events_days < 0:
-            raise ConfigurationError("retention days must be >= 0 (0 = keep forever)")
+            raise StoreConfigurationError("retention days must be >= 0 (0 = keep forever)")
 
     def days_for(self, table: str) -> int:
         return self.events_days if table == EVENTS_TABLE else self.days

@@ -14,16 +14,16 @@ and ``insert``: the tables, their TTLs included, are the sinks' to change.
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 from urllib.parse import urlsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
 
-from projections.errors import CampaignAnalyticsError, SinkError
+from projections.errors import CampaignAnalyticsError
 from projections.message_log import MessageLogRow
-from sinks.errors import RETRY_AFTER_SECONDS, retry_after_for
+from sinks.errors import RETRY_AFTER_SECONDS, SinkError, retry_after_for
 from sinks.migrations import apply_migrations
 from sinks.plan import InsertPlan
 from sinks.reads import SqlReads
@@ -103,7 +103,7 @@ class ClickHouseServerStore(SqlReads):
 
     def migrate(self) -> list[int]:
         self._refuse_if_read_only("migrate")
-        target = _ServerMigrationTarget(self)
+        target = _ServerMigrationTarget(self._run, self._get_client)
         applied = apply_migrations(target, self._database)
         apply_retention(target, self._database, self._retention)
         return applied
@@ -175,14 +175,17 @@ class ClickHouseServerStore(SqlReads):
 
 
 class _ServerMigrationTarget:
-    def __init__(self, store: ClickHouseServerStore) -> None:
-        self._store = store
+    """A store's ``_run`` and ``_get_client``, for its migrations."""
+
+    def __init__(self, run: Callable[..., Any], client: Callable[[], Any]) -> None:
+        self._run = run
+        self._client = client
 
     def execute(self, sql: str) -> None:
-        self._store._run("migration", self._store._get_client().command, sql)
+        self._run("migration", self._client().command, sql)
 
     def select_rows(self, sql: str) -> list[tuple[Any, ...]]:
-        result = self._store._run("migration", self._store._get_client().query, sql)
+        result = self._run("migration", self._client().query, sql)
         return [tuple(row) for row in result.result_rows]
 
 

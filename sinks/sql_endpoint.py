@@ -1,38 +1,16 @@
 """``SqlEndpoint``: a read-only ClickHouse HTTP interface over the embedded engine.
 
-With chdb only one process may open the engine's directory (``sinks.chdb_store``),
-so data engineers cannot point ``clickhouse-client`` or a notebook at it while the
-sinks run. The process that owns the directory serves this endpoint beside its
-sinks: enough of ClickHouse's HTTP interface for ``clickhouse_connect.get_client``
-(handshake, ``query``, ``command``, ``{name:Type}`` parameters sent as
-``param_<name>``, Native results) and for ``curl 'http://HOST:PORT/?query=...'``.
+With chdb only one process may open the engine's directory (``sinks.chdb_store``), so
+its owner serves this beside its sinks, for ``clickhouse_connect``, ``curl``, notebooks.
+Each query runs in a worker thread on a fresh chdb connection of its own, so a
+request's settings never reach the sinks' connections or another request.
 
-Every query runs in a worker thread (never on the owner's event loop) on a fresh
-chdb connection to the same path: chdb connections of one process share the
-engine but not their session settings (measured: ``SET max_threads`` on one
-connection leaves another's at its default), so a request's settings cannot leak
-into the sinks' connections or into another request. Opening one while the engine
-is open costs under 1 ms; the endpoint keeps one connection of its own open from
-``start`` to ``stop`` so that the engine stays up between requests.
-
-Read-only, in two layers (``tests/contract/test_sql_endpoint.py`` proves each):
-
-1. The engine: each request's session runs with ClickHouse's ``readonly = 1``,
-   set after the request's own settings and the cost limits below. chdb then
-   refuses INSERT, CREATE, DROP, ALTER, TRUNCATE, RENAME, OPTIMIZE, SET, a query's
-   own ``SETTINGS`` clause (so no query can lift the limits) and table functions
-   such as ``file()`` and ``url()`` with code 164 READONLY.
-2. What ``readonly`` does not cover in chdb (measured): ``SYSTEM ...`` and
-   ``KILL QUERY`` still run (they are governed by grants, and chdb's one user has
-   them all), several statements in one request all run, and ``INTO OUTFILE``
-   writes a file. So the query is first put through ClickHouse's own parser
-   (``formatQuerySingleLine``, which refuses more than one statement) and only the
-   statement it prints is run, if it starts with SELECT, WITH, SHOW, DESCRIBE,
-   EXPLAIN or EXISTS and has no INTO OUTFILE.
-
-A request's URL settings are applied to its session before ``readonly``, except
-HTTP-transport ones (ignored), ``readonly`` itself (any value but 1 is refused
-with 164) and the cost limits, which a request may lower but not raise.
+Read-only, in two layers (``tests/contract/test_sql_endpoint.py`` proves each): the
+session runs with ClickHouse's ``readonly = 1``, after the request's settings and the
+cost limits (which a request may lower, never raise); and since chdb still runs
+``SYSTEM``, ``KILL``, several statements and ``INTO OUTFILE`` under it, only one
+statement, as printed by ClickHouse's own parser, starting with SELECT, WITH, SHOW,
+DESCRIBE, EXPLAIN or EXISTS and without INTO OUTFILE, is run. Details: docs/sinks.md.
 """
 
 from __future__ import annotations
@@ -53,7 +31,7 @@ from typing import Any
 import chdb
 from aiohttp import web
 
-from projections.errors import SinkError
+from sinks.errors import SinkError
 from sinks.sql import validate_identifier
 
 # What one request may cost. A query over these fails with ClickHouse's own error

@@ -1,71 +1,28 @@
-"""Settings, read from environment variables (every one has a documented default).
+"""Settings: environment variables, each declared once.
 
-| variable | default | meaning |
-|---|---|---|
-| ``CA_KAFKA_BOOTSTRAP`` | ``127.0.0.1:9092`` | Kafka bootstrap servers (comma separated) |
-| ``CA_APP_ID`` | ``campaign-analytics`` | Faust app id = consumer group and internal topic prefix |
-| ``CA_TOPIC_PREFIX`` | (empty) | prefix for every topic name (tests use a unique one) |
-| ``CA_PARTITIONS`` | ``4`` | partitions of the topics this system creates |
-| ``CA_DATA_DIR`` | ``.state`` | local state of workers and the embedded ClickHouse |
-| ``CA_CLICKHOUSE_URL`` | (empty) | ClickHouse server URL (``http://host:8123``); |
-|  |  | empty = the embedded chdb engine |
-| ``CA_CLICKHOUSE_DATABASE`` | ``campaign_analytics`` | ClickHouse database |
-| ``CA_CHDB_PATH`` | ``$CA_DATA_DIR/chdb`` | directory of the embedded engine's files |
-| ``CA_CLICKHOUSE_TTL_DAYS`` | ``0`` | days ``message_log``, ``replies`` and ``link_clicks`` |
-|  |  | rows are kept after their event time; 0 = forever |
-| ``CA_CLICKHOUSE_EVENTS_TTL_DAYS`` | ``90`` | days the raw audit ``events`` are kept; 0 = forever |
-| ``CA_WEB_HOST`` | ``127.0.0.1`` | address the worker's web server (``/metrics``) binds |
-| ``CA_WEB_PORT`` | ``6066`` | port of the worker's web server (``--web-port`` wins) |
-| ``CA_EMIT_INTERVAL`` | ``1.0`` | least seconds between two snapshots of one campaign |
-| ``CA_SINK_IN_WORKER`` | ``1`` | run the ClickHouse sink inside each worker (0: run |
-|   |   | ``campaign-analytics sink`` as its own process instead) |
-| ``CA_SINK_CHILD`` | ``1`` | with ``CA_SINK_IN_WORKER=1``: in a child process the worker |
-|   |   | starts, restarts and stops (0: in the worker's event loop); |
-|   |   | see ``streams/sink_runtime/process.py`` |
-| ``CA_SINK_BATCH_ROWS`` | ``5000`` | rows per ClickHouse insert (at most) |
-| ``CA_SINK_BATCH_SECONDS`` | ``1.0`` | longest a row waits before its batch is inserted |
-| ``CA_WINDOWS`` | ``60,3600`` | sizes (seconds) of the event-time tumbling windows |
-| ``CA_WINDOW_RETENTION_DAYS`` | ``30`` | windows older than this are no longer kept or published |
-| ``CA_BATCH_MAX`` | ``10000`` | most events an agent takes into one batch |
-| ``CA_BATCH_SECONDS`` | ``0.02`` | longest an agent waits to fill a batch |
-| ``CA_STATE_CACHE`` | ``200000`` | decoded message states kept beside the table (memory vs CPU) |
-| ``CA_PRODUCER_LINGER_MS`` | ``5`` | longest the producer waits to fill a request |
-| ``CA_FETCH_MAX_WAIT_MS`` | ``100`` | longest the broker holds a fetch with nothing new (Faust: |
-|   |   | 1500); see fix 6 in ``streams/engine/patches.py`` |
-| ``CA_PRODUCER_REQUEST_TIMEOUT`` | ``60`` | seconds a record may take to be delivered; one that |
-|   |   | fails stops the worker (``streams/engine/delivery_guard.py``) |
-| ``CA_SESSION_TIMEOUT`` | ``10`` | seconds before the group gives a dead worker's partitions away |
-| ``CA_BULK_RESTORE_SECONDS`` | ``45`` | longest a recovery reads table changelogs in bulk before |
-|   |   | Faust's own restore reads the rest (0: Faust's only); |
-|   |   | see ``streams/engine/restore.py`` |
-| ``CA_STANDBY_REPLICAS`` | ``0`` | workers that keep a standby copy of each table partition |
-|   |   | (Faust reads their changelogs record by record all the time; |
-|   |   | a takeover restores in bulk instead, ``streams/engine/restore.py``) |
-| ``CA_GC_GEN0`` | ``200000`` | allocations between two young garbage collections (0: |
-|   |   | CPython's 700); see ``streams/engine/gc_tuning.py`` |
-| ``CA_LOG_LEVEL`` | ``info`` | log level of the worker |
-| ``CA_API_HOST`` | ``127.0.0.1`` | address the API service (``campaign-analytics api``) binds |
-| ``CA_API_PORT`` | ``8080`` | port of the API service (``--port`` wins) |
-| ``CA_API_TOKEN`` | (empty) | when set, every ``/api`` route needs ``Authorization: Bearer`` it |
-| ``CA_SQL_HOST`` | ``127.0.0.1`` | address of the embedded engine's read-only SQL endpoint |
-| ``CA_SQL_PORT`` | ``8124`` | its port (ClickHouse HTTP interface; served by the engine's owner) |
-| ``CA_AB_ALPHA`` | ``0.05`` | significance level of the A/B verdict (always-valid test) |
-| ``CA_AB_LEVEL`` | ``0.95`` | confidence level of the A/B intervals |
-| ``CA_AB_METRIC`` | ``click_rate`` | the metric the A/B verdict is on (``delivery_rate``, |
-|   |   | ``unique_reply_rate``, ``click_rate``) |
-| ``CA_AB_CONTROL`` | (empty) | the control variant; empty = the first variant by name |
-| ``CA_AB_SPLIT`` | (empty) | planned split for the sample-ratio check, e.g. ``A=50,B=50``; |
-|   |   | empty = even |
+Every setting is one ``setting(...)`` field of ``Settings``: its variable, the text an
+unset variable reads as, the parser that turns text into the typed value (a bad value
+is a ``ConfigurationError`` naming the variable) and a one-line doc. The field's
+default is that text parsed; ``load_settings`` reads the environment through the same
+parsers; the README's Settings table is generated from the fields
+(``python -m streams.settings --markdown`` prints it, ``--update-readme README.md``
+rewrites it) and ``tests/unit/root/test_settings.py`` fails when the README differs.
 """
 
 from __future__ import annotations
 
+import argparse
+import copy
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
-from projections.errors import ConfigurationError
+from projections.errors import CampaignAnalyticsError
+
+T = TypeVar("T")
 
 # Names of the input topics (domain.md section 1), before CA_TOPIC_PREFIX.
 INPUT_TOPICS: dict[str, str] = {
@@ -76,12 +33,31 @@ INPUT_TOPICS: dict[str, str] = {
 }
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+class ConfigurationError(CampaignAnalyticsError):
+    """A setting (or a command's argument) has a value the system cannot work with."""
 
 
-def _float(name: str, default: str, least: float, strict: bool) -> float:
-    raw = _env(name, default)
+def unsafe_switch_on(name: str) -> bool:
+    """Whether a tests-only ``CA_UNSAFE_*`` switch is on (``1``, ``true`` or ``yes``)."""
+    return os.environ.get(name, "") in ("1", "true", "yes")
+
+
+# --- parsers: (variable, text) -> value, or a ConfigurationError naming the variable ---
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _path(name: str, raw: str) -> Path:
+    return Path(raw)
+
+
+def _switch(name: str, raw: str) -> bool:
+    return raw not in ("0", "false", "no", "off")
+
+
+def _float(name: str, raw: str, least: float, strict: bool) -> float:
     try:
         value = float(raw)
     except ValueError as exc:
@@ -92,29 +68,15 @@ def _float(name: str, default: str, least: float, strict: bool) -> float:
     return value
 
 
-def _positive_float(name: str, default: str) -> float:
-    return _float(name, default, 0.0, strict=True)
+def _positive_float(name: str, raw: str) -> float:
+    return _float(name, raw, 0.0, strict=True)
 
 
-def _non_negative_float(name: str, default: str) -> float:
-    return _float(name, default, 0.0, strict=False)
+def _non_negative_float(name: str, raw: str) -> float:
+    return _float(name, raw, 0.0, strict=False)
 
 
-def unsafe_switch_on(name: str) -> bool:
-    """Whether a tests-only ``CA_UNSAFE_*`` switch is on (``1``, ``true`` or ``yes``)."""
-    return os.environ.get(name, "") in ("1", "true", "yes")
-
-
-def _positive_int(name: str, default: str) -> int:
-    return _int(name, default, minimum=1)
-
-
-def _non_negative_int(name: str, default: str) -> int:
-    return _int(name, default, minimum=0)
-
-
-def _int(name: str, default: str, minimum: int) -> int:
-    raw = _env(name, default)
+def _int(name: str, raw: str, minimum: int) -> int:
     try:
         value = int(raw)
     except ValueError as exc:
@@ -124,8 +86,15 @@ def _int(name: str, default: str, minimum: int) -> int:
     return value
 
 
-def _days(name: str, default: str) -> int:
-    raw = _env(name, default)
+def _positive_int(name: str, raw: str) -> int:
+    return _int(name, raw, minimum=1)
+
+
+def _non_negative_int(name: str, raw: str) -> int:
+    return _int(name, raw, minimum=0)
+
+
+def _days(name: str, raw: str) -> int:
     try:
         value = int(raw)
     except ValueError as exc:
@@ -135,81 +104,227 @@ def _days(name: str, default: str) -> int:
     return value
 
 
-def _window_sizes(raw: str) -> tuple[int, ...]:
+def _window_sizes(name: str, raw: str) -> tuple[int, ...]:
     try:
         sizes = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
     except ValueError as exc:
-        raise ConfigurationError(f"CA_WINDOWS must be seconds, e.g. 60,3600; got {raw!r}") from exc
+        raise ConfigurationError(f"{name} must be seconds, e.g. 60,3600; got {raw!r}") from exc
     if not sizes or sizes[0] <= 0:
-        raise ConfigurationError(f"CA_WINDOWS needs at least one positive size; got {raw!r}")
+        raise ConfigurationError(f"{name} needs at least one positive size; got {raw!r}")
     return sizes
 
 
-def _fraction(name: str, default: str) -> float:
-    value = _positive_float(name, default)
+def _fraction(name: str, raw: str) -> float:
+    value = _positive_float(name, raw)
     if value >= 1:
         raise ConfigurationError(f"{name} must be within (0, 1), got {value:g}")
     return value
 
 
-def _split(raw: str) -> dict[str, float]:
+def _split(name: str, raw: str) -> dict[str, float]:
     """``A=50,B=50`` -> ``{"A": 50.0, "B": 50.0}`` (weights, any positive scale)."""
     split: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in raw.split(","))):
-        name, sep, weight = part.partition("=")
+        variant, sep, weight = part.partition("=")
         try:
             value = float(weight)
         except ValueError:
             value = -1.0
-        if not sep or not name.strip() or value <= 0:
+        if not sep or not variant.strip() or value <= 0:
             raise ConfigurationError(
-                f"CA_AB_SPLIT must look like A=50,B=50 (positive weights); got {raw!r}")
-        split[name.strip()] = value
+                f"{name} must look like A=50,B=50 (positive weights); got {raw!r}")
+        split[variant.strip()] = value
     return split
+
+
+def _under_data_dir(texts: Mapping[str, str]) -> str:
+    return str(Path(texts["CA_DATA_DIR"]) / "chdb")
+
+
+# --- the declaration ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One environment variable: its name, default text, parser and one-line doc."""
+
+    env: str
+    default: str  # the text an unset variable reads as (and the README shows)
+    parse: Callable[[str, str], T]
+    doc: str  # Markdown, one line: it is a row of the README's table
+    # A default computed from the texts of the settings declared before it; ``default``
+    # then only describes it (CA_CHDB_PATH follows CA_DATA_DIR).
+    derive: Callable[[Mapping[str, str]], str] | None = None
+
+    def text(self, env: Mapping[str, str], earlier: Mapping[str, str]) -> str:
+        """The variable's text in ``env``, else its default (``earlier``: the texts
+        of the settings declared before it)."""
+        raw = env.get(self.env)
+        if raw is not None:
+            return raw
+        return self.derive(earlier) if self.derive is not None else self.default
+
+
+_SETTING = "setting"
+_DEFAULT_TEXTS: dict[str, str] = {}  # variable -> its default text, in declaration order
+
+
+def setting(env: str, default: str, parse: Callable[[str, str], T], doc: str, *,
+            derive: Callable[[Mapping[str, str]], str] | None = None) -> T:
+    """A ``Settings`` field read from ``env``; its default is the default text parsed."""
+    spec = Setting(env, default, parse, doc, derive)
+    text = _DEFAULT_TEXTS[env] = spec.text({}, _DEFAULT_TEXTS)
+    value = parse(env, text)
+    if isinstance(value, dict | list | set):
+        return field(default_factory=lambda: copy.copy(value), metadata={_SETTING: spec})
+    return field(default=value, metadata={_SETTING: spec})
 
 
 @dataclass(frozen=True)
 class Settings:
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    app_id: str = "campaign-analytics"
-    topic_prefix: str = ""
-    partitions: int = 4
-    data_dir: Path = Path(".state")
-    clickhouse_url: str = ""
-    clickhouse_database: str = "campaign_analytics"
-    chdb_path: Path = Path(".state/chdb")
-    clickhouse_ttl_days: int = 0
-    clickhouse_events_ttl_days: int = 90
-    web_host: str = "127.0.0.1"
-    web_port: int = 6066
-    emit_interval: float = 1.0
-    sink_in_worker: bool = True
-    sink_child: bool = True
-    sink_batch_rows: int = 5000
-    sink_batch_seconds: float = 1.0
-    batch_max: int = 10000
-    batch_seconds: float = 0.02
-    producer_linger_ms: int = 5
-    fetch_max_wait_ms: int = 100
-    producer_request_timeout: float = 60.0
-    state_cache_size: int = 200_000
-    session_timeout: float = 10.0
-    bulk_restore_seconds: float = 45.0
-    standby_replicas: int = 0
-    gc_gen0_threshold: int = 200_000
-    window_sizes_s: tuple[int, ...] = (60, 3600)
-    window_retention_days: float = 30.0
-    log_level: str = "info"
-    api_host: str = "127.0.0.1"
-    api_port: int = 8080
-    api_token: str = ""
-    sql_host: str = "127.0.0.1"
-    sql_port: int = 8124
-    ab_alpha: float = 0.05
-    ab_level: float = 0.95
-    ab_metric: str = "click_rate"
-    ab_control: str = ""
-    ab_split: dict[str, float] = field(default_factory=dict)
+    """Every setting, typed; ``load_settings`` reads them from the environment."""
+
+    kafka_bootstrap: str = setting(
+        "CA_KAFKA_BOOTSTRAP", "127.0.0.1:9092", _text,
+        "Kafka bootstrap servers (comma separated)")
+    app_id: str = setting(
+        "CA_APP_ID", "campaign-analytics", _text,
+        "Faust app id: the consumer group and the prefix of internal topics")
+    topic_prefix: str = setting(
+        "CA_TOPIC_PREFIX", "", _text,
+        "prefix of every topic name (tests use a unique one)")
+    partitions: int = setting(
+        "CA_PARTITIONS", "4", _positive_int,
+        "partitions of the topics this system creates")
+    data_dir: Path = setting(
+        "CA_DATA_DIR", ".state", _path,
+        "local state: the workers' directories and the embedded ClickHouse files")
+    clickhouse_url: str = setting(
+        "CA_CLICKHOUSE_URL", "", _text,
+        "a ClickHouse server (`http://host:8123`); empty = the embedded chdb engine in "
+        "`CA_CHDB_PATH`")
+    clickhouse_database: str = setting(
+        "CA_CLICKHOUSE_DATABASE", "campaign_analytics", _text,
+        "ClickHouse database")
+    chdb_path: Path = setting(
+        "CA_CHDB_PATH", "$CA_DATA_DIR/chdb", _path,
+        "directory of the embedded engine's files", derive=_under_data_dir)
+    clickhouse_ttl_days: int = setting(
+        "CA_CLICKHOUSE_TTL_DAYS", "0", _days,
+        "days `message_log`, `replies` and `link_clicks` rows are kept after their event "
+        "time (0 = forever)")
+    clickhouse_events_ttl_days: int = setting(
+        "CA_CLICKHOUSE_EVENTS_TTL_DAYS", "90", _days,
+        "days the raw audit `events` are kept (0 = forever)")
+    web_host: str = setting(
+        "CA_WEB_HOST", "127.0.0.1", _text,
+        "address the worker's web server (`/metrics`) binds")
+    web_port: int = setting(
+        "CA_WEB_PORT", "6066", _positive_int,
+        "port of the worker's web server and `/metrics` (`--web-port` wins)")
+    emit_interval: float = setting(
+        "CA_EMIT_INTERVAL", "1.0", _positive_float,
+        "at most one metrics snapshot per campaign (and per window) per this many seconds; "
+        "a changed campaign gets its next one as soon as this long has passed since its last")
+    sink_in_worker: bool = setting(
+        "CA_SINK_IN_WORKER", "1", _switch,
+        "the worker runs the ClickHouse sinks (`0`, `false`, `no` or `off`: it does not; "
+        "run `campaign-analytics sink`)")
+    sink_child: bool = setting(
+        "CA_SINK_CHILD", "1", _switch,
+        "with `CA_SINK_IN_WORKER=1`: the sinks run in a child process the worker starts, "
+        "restarts and stops, whose metrics its `/metrics` includes (0: in the worker's "
+        "event loop; `streams/sink_runtime/process.py`)")
+    sink_batch_rows: int = setting(
+        "CA_SINK_BATCH_ROWS", "5000", _positive_int,
+        "rows per ClickHouse insert (at most)")
+    sink_batch_seconds: float = setting(
+        "CA_SINK_BATCH_SECONDS", "1.0", _positive_float,
+        "longest a row waits before its batch is inserted (seconds)")
+    batch_max: int = setting(
+        "CA_BATCH_MAX", "10000", _positive_int,
+        "most records a stage takes into one batch; a batch writes each touched message "
+        "once, so larger batches coalesce more under load, but a full one holds the event "
+        "loop for ~3 s, and snapshots wait that long while a backlog drains")
+    batch_seconds: float = setting(
+        "CA_BATCH_SECONDS", "0.02", _positive_float,
+        "longest a stage waits to fill a batch (seconds)")
+    producer_linger_ms: int = setting(
+        "CA_PRODUCER_LINGER_MS", "5", _positive_int,
+        "longest the producer waits to fill a request (ms)")
+    fetch_max_wait_ms: int = setting(
+        "CA_FETCH_MAX_WAIT_MS", "100", _positive_int,
+        "longest the broker holds a fetch that finds nothing new (ms); Faust's 1,500 made "
+        "a stage wait for records already in the log behind a fetch of idle partitions "
+        "(fix 6 in `streams/engine/patches.py`)")
+    producer_request_timeout: float = setting(
+        "CA_PRODUCER_REQUEST_TIMEOUT", "60", _positive_float,
+        "seconds a produced record may take to be delivered; one that is not stops the "
+        "worker at once (exit 70), so no commit covers its input "
+        "(`streams/engine/delivery_guard.py`)")
+    state_cache_size: int = setting(
+        "CA_STATE_CACHE", "200000", _positive_int,
+        "decoded message states kept beside the table (memory against CPU)")
+    session_timeout: float = setting(
+        "CA_SESSION_TIMEOUT", "10", _positive_float,
+        "seconds before the group gives a dead worker's partitions away")
+    bulk_restore_seconds: float = setting(
+        "CA_BULK_RESTORE_SECONDS", "45", _non_negative_float,
+        "on (re)assignment, the tables' changelogs are read in bulk (newest value per key) "
+        "for up to this many seconds before Faust's own one-by-one restore reads the rest "
+        "(0: Faust's restore only; `streams/engine/restore.py`)")
+    standby_replicas: int = setting(
+        "CA_STANDBY_REPLICAS", "0", _non_negative_int,
+        "workers keeping a standby copy of each table partition; standbys cost Faust's "
+        "one-by-one changelog reading all the time, and a takeover restores in bulk anyway")
+    gc_gen0_threshold: int = setting(
+        "CA_GC_GEN0", "200000", _non_negative_int,
+        "allocations between two young garbage collections of the worker (0: CPython's "
+        "700); the start-up heap is frozen and collections run right after a publish "
+        "(`streams/engine/gc_tuning.py`)")
+    window_sizes_s: tuple[int, ...] = setting(
+        "CA_WINDOWS", "60,3600", _window_sizes,
+        "sizes (seconds) of the event-time tumbling windows")
+    window_retention_days: float = setting(
+        "CA_WINDOW_RETENTION_DAYS", "30", _positive_float,
+        "windows older than this many days are no longer kept or published")
+    log_level: str = setting(
+        "CA_LOG_LEVEL", "info", _text,
+        "log level of the worker")
+    api_host: str = setting(
+        "CA_API_HOST", "127.0.0.1", _text,
+        "address `campaign-analytics api` binds")
+    api_port: int = setting(
+        "CA_API_PORT", "8080", _positive_int,
+        "port of `campaign-analytics api` (`--port` wins)")
+    api_token: str = setting(
+        "CA_API_TOKEN", "", _text,
+        "when set, every `/api` route needs `Authorization: Bearer <token>`")
+    sql_host: str = setting(
+        "CA_SQL_HOST", "127.0.0.1", _text,
+        "address of the embedded engine's read-only SQL endpoint, served by the process "
+        "running the sinks and read by `export`, the API and `sql` (unused with "
+        "`CA_CLICKHOUSE_URL`)")
+    sql_port: int = setting(
+        "CA_SQL_PORT", "8124", _positive_int,
+        "port of that SQL endpoint (ClickHouse's HTTP interface)")
+    ab_alpha: float = setting(
+        "CA_AB_ALPHA", "0.05", _fraction,
+        "significance level of the A/B verdict (always-valid test)")
+    ab_level: float = setting(
+        "CA_AB_LEVEL", "0.95", _fraction,
+        "confidence level of the A/B intervals")
+    ab_metric: str = setting(
+        "CA_AB_METRIC", "click_rate", _text,
+        "the metric the A/B verdict is on (`delivery_rate`, `unique_reply_rate` or "
+        "`click_rate`)")
+    ab_control: str = setting(
+        "CA_AB_CONTROL", "", _text,
+        "the control variant (empty: the first variant by name)")
+    ab_split: dict[str, float] = setting(
+        "CA_AB_SPLIT", "", _split,
+        "planned split for the sample-ratio check, e.g. `A=50,B=50` (empty: even)")
+    # Not a variable: the input topics under ``topic_prefix`` (``load_settings``).
     input_topics: dict[str, str] = field(default_factory=dict)
 
     def topic(self, name: str) -> str:
@@ -247,64 +362,85 @@ class Settings:
         return self.topic("campaign-analytics.campaign-metrics")
 
 
+# Every setting, in declaration order (the README's table is in this order).
+SETTINGS: tuple[Setting[Any], ...] = tuple(
+    f.metadata[_SETTING] for f in fields(Settings) if _SETTING in f.metadata)
+
+
 def settings_of(env: Mapping[str, str]) -> Settings:
     """The settings a process started with ``env`` on top of this one's would read
     (benchmarks and tests start such processes)."""
-    saved = dict(os.environ)
-    try:
-        os.environ.update(env)
-        return load_settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    return _read({**os.environ, **env}, {})
 
 
 def load_settings(**overrides: object) -> Settings:
     """Read the environment; keyword overrides (e.g. from CLI flags) win."""
-    data_dir = Path(_env("CA_DATA_DIR", ".state"))
-    prefix = _env("CA_TOPIC_PREFIX", "")
-    values: dict[str, object] = {
-        "kafka_bootstrap": _env("CA_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
-        "app_id": _env("CA_APP_ID", "campaign-analytics"),
-        "topic_prefix": prefix,
-        "partitions": _positive_int("CA_PARTITIONS", "4"),
-        "data_dir": data_dir,
-        "clickhouse_url": _env("CA_CLICKHOUSE_URL", ""),
-        "clickhouse_database": _env("CA_CLICKHOUSE_DATABASE", "campaign_analytics"),
-        "chdb_path": Path(_env("CA_CHDB_PATH", str(data_dir / "chdb"))),
-        "clickhouse_ttl_days": _days("CA_CLICKHOUSE_TTL_DAYS", "0"),
-        "clickhouse_events_ttl_days": _days("CA_CLICKHOUSE_EVENTS_TTL_DAYS", "90"),
-        "web_host": _env("CA_WEB_HOST", "127.0.0.1"),
-        "web_port": _positive_int("CA_WEB_PORT", "6066"),
-        "emit_interval": _positive_float("CA_EMIT_INTERVAL", "1.0"),
-        "sink_in_worker": _env("CA_SINK_IN_WORKER", "1") not in ("0", "false", "no", "off"),
-        "sink_child": _env("CA_SINK_CHILD", "1") not in ("0", "false", "no", "off"),
-        "sink_batch_rows": _positive_int("CA_SINK_BATCH_ROWS", "5000"),
-        "sink_batch_seconds": _positive_float("CA_SINK_BATCH_SECONDS", "1.0"),
-        "batch_max": _positive_int("CA_BATCH_MAX", "10000"),
-        "batch_seconds": _positive_float("CA_BATCH_SECONDS", "0.02"),
-        "producer_linger_ms": _positive_int("CA_PRODUCER_LINGER_MS", "5"),
-        "fetch_max_wait_ms": _positive_int("CA_FETCH_MAX_WAIT_MS", "100"),
-        "producer_request_timeout": _positive_float("CA_PRODUCER_REQUEST_TIMEOUT", "60"),
-        "state_cache_size": _positive_int("CA_STATE_CACHE", "200000"),
-        "session_timeout": _positive_float("CA_SESSION_TIMEOUT", "10"),
-        "bulk_restore_seconds": _non_negative_float("CA_BULK_RESTORE_SECONDS", "45"),
-        "standby_replicas": _non_negative_int("CA_STANDBY_REPLICAS", "0"),
-        "gc_gen0_threshold": _non_negative_int("CA_GC_GEN0", "200000"),
-        "window_sizes_s": _window_sizes(_env("CA_WINDOWS", "60,3600")),
-        "window_retention_days": _positive_float("CA_WINDOW_RETENTION_DAYS", "30"),
-        "log_level": _env("CA_LOG_LEVEL", "info"),
-        "api_host": _env("CA_API_HOST", "127.0.0.1"),
-        "api_port": _positive_int("CA_API_PORT", "8080"),
-        "api_token": _env("CA_API_TOKEN", ""),
-        "sql_host": _env("CA_SQL_HOST", "127.0.0.1"),
-        "sql_port": _positive_int("CA_SQL_PORT", "8124"),
-        "ab_alpha": _fraction("CA_AB_ALPHA", "0.05"),
-        "ab_level": _fraction("CA_AB_LEVEL", "0.95"),
-        "ab_metric": _env("CA_AB_METRIC", "click_rate"),
-        "ab_control": _env("CA_AB_CONTROL", ""),
-        "ab_split": _split(_env("CA_AB_SPLIT", "")),
-        "input_topics": {kind: prefix + name for kind, name in INPUT_TOPICS.items()},
-    }
+    return _read(os.environ, overrides)
+
+
+def _read(env: Mapping[str, str], overrides: Mapping[str, object]) -> Settings:
+    texts: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        spec: Setting[Any] | None = f.metadata.get(_SETTING)
+        if spec is not None:
+            text = texts[spec.env] = spec.text(env, texts)
+            values[f.name] = spec.parse(spec.env, text)
+    prefix = values["topic_prefix"]
+    values["input_topics"] = {kind: prefix + name for kind, name in INPUT_TOPICS.items()}
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)
+
+
+# --- the README's table -----------------------------------------------------------
+
+README_BEGIN = "<!-- settings table: generated by python -m streams.settings --markdown -->"
+README_END = "<!-- end of the settings table -->"
+
+
+def markdown_table() -> str:
+    """The README's Settings table: one row per setting, in declaration order."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for spec in SETTINGS:
+        default = f"`{spec.default}`" if spec.default else "(empty)"
+        rows.append(f"| `{spec.env}` | {default} | {spec.doc} |")
+    return "\n".join(rows) + "\n"
+
+
+def _table_span(readme: str) -> tuple[int, int]:
+    begin, end = readme.find(README_BEGIN), readme.find(README_END)
+    if begin < 0 or end < begin:
+        raise ConfigurationError(f"no settings table: the README needs the lines "
+                                 f"{README_BEGIN!r} and {README_END!r}")
+    return begin + len(README_BEGIN) + 1, end
+
+
+def readme_table(readme: str) -> str:
+    """The table between the README's markers."""
+    begin, end = _table_span(readme)
+    return readme[begin:end]
+
+
+def with_table(readme: str) -> str:
+    """``readme`` with the generated table between its markers."""
+    begin, end = _table_span(readme)
+    return readme[:begin] + markdown_table() + readme[end:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m streams.settings",
+                                     description="The settings table of the README.")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--markdown", action="store_true", help="print the table")
+    what.add_argument("--update-readme", metavar="README", type=Path,
+                      help="rewrite the table between the markers of this file")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(markdown_table())
+    else:
+        args.update_readme.write_text(with_table(args.update_readme.read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

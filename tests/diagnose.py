@@ -67,7 +67,8 @@ def diagnose(settings: Settings, events: list[dict[str, Any]]) -> str:
                                            timeout=300)):
         if value is None:
             continue
-        message_id, version, contribution = serde.decode_update_contribution(value)
+        message_id, version, fields = serde.decode_update_head(value)
+        contribution = serde.contribution_from_dict(fields)
         earlier = conflicts.setdefault((message_id, version), contribution)
         clashes += earlier != contribution
         if message_id not in newest or newest[message_id][0] < version:

@@ -29,16 +29,16 @@ import orjson
 from aiohttp import web
 
 from projections.ab import AbConfig, ab_statistics
-from projections.errors import ConfigurationError, SinkError
 from projections.message_log import MESSAGE_STATUSES, MessageLogRow
 from projections.metrics import WINDOW_METRICS
+from sinks.errors import SinkError
 from sinks.export import write_csv
 from sinks.store import ClickHouseStore
 from streams.api.live import LiveState, MetricsFollower, Snapshot, Subscription
 from streams.api.openapi import openapi_document
 from streams.api.pages import add_pages
 from streams.api.timefmt import iso, parse_instant
-from streams.settings import Settings
+from streams.settings import ConfigurationError, Settings
 
 log = logging.getLogger(__name__)
 

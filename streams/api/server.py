@@ -21,7 +21,8 @@ async def serve(settings: Settings, port: int, started: asyncio.Event | None = N
     """Serve until SIGINT or SIGTERM; a port that cannot be bound raises ``OSError``."""
     state = LiveState()
     follower = MetricsFollower(settings, state)
-    store = open_reader(settings)
+    store = open_reader(settings.clickhouse_url, settings.clickhouse_database,
+                        sql_host=settings.sql_host, sql_port=settings.sql_port)
     app = create_api(settings, state, store, follower)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()

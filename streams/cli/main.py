@@ -19,9 +19,10 @@ from typing import Any, TextIO
 
 from aiokafka.errors import KafkaError
 
-from projections.errors import CampaignAnalyticsError, ConfigurationError
+from projections.errors import CampaignAnalyticsError
+from sinks.errors import StoreConfigurationError
 from streams.cli.format import format_summary
-from streams.settings import Settings, load_settings
+from streams.settings import ConfigurationError, Settings, load_settings
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _quiet_libraries()
         handler = _COMMANDS[args.command]
         return handler(args, settings)
-    except ConfigurationError as exc:
+    except (ConfigurationError, StoreConfigurationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KafkaError as exc:  # aiokafka's errors are neither OSError nor ours
@@ -132,18 +133,18 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from streams.app import create_app
     from streams.cli.admin import ensure_topics
-    from streams.engine import gc_tuning, membership
+    from streams.engine import Seat, harden_process
 
     logging.basicConfig(level=settings.log_level.upper())
-    seat = membership.Seat(settings.worker_dir, settings.app_id)
+    seat = Seat(settings.worker_dir, settings.app_id)
     seat.claim()  # held until the process exits
     asyncio.run(ensure_topics(settings))
     # a SIGKILLed predecessor on this directory: its group seat is freed now, not
     # when its session times out (streams/engine/membership.py)
     asyncio.run(seat.evict_previous(settings.kafka_bootstrap))
-    app = create_app(settings)
-    membership.install(app, seat)
-    gc_tuning.install(app.telemetry, settings.gc_gen0_threshold)  # type: ignore[attr-defined]
+    app = create_app(settings)  # hardened there (streams.engine.harden)
+    harden_process(app.telemetry, settings.gc_gen0_threshold,  # type: ignore[attr-defined]
+                   app=app, seat=seat)
     Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     return EXIT_OK
 
@@ -191,7 +192,8 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.output != "-" and not Path(args.output).parent.is_dir():
         raise ConfigurationError(f"no such directory: {Path(args.output).parent}")
-    store = open_reader(settings)
+    store = open_reader(settings.clickhouse_url, settings.clickhouse_database,
+                        sql_host=settings.sql_host, sql_port=settings.sql_port)
     try:
         if store.count_message_log(args.campaign_id) == 0:
             print(f"error: no messages for campaign {args.campaign_id!r}", file=sys.stderr)
@@ -249,7 +251,7 @@ def _sink(args: argparse.Namespace, settings: Settings) -> int:
     when the worker is."""
     from prometheus_client import start_http_server
 
-    from streams.engine import gc_tuning
+    from streams.engine import harden_process
     from streams.sink_runtime import process as sink_process
     from streams.sink_runtime.runner import run_sinks
     from streams.telemetry import Telemetry
@@ -262,7 +264,7 @@ def _sink(args: argparse.Namespace, settings: Settings) -> int:
         sink_process.serve_metrics(telemetry.registry, args.port_fd)
     elif args.metrics_port is not None:
         start_http_server(args.metrics_port, addr=settings.web_host, registry=telemetry.registry)
-    gc_tuning.install(telemetry, settings.gc_gen0_threshold)
+    harden_process(telemetry, settings.gc_gen0_threshold)
 
     async def run() -> None:
         sinks = asyncio.ensure_future(run_sinks(settings, telemetry))

@@ -104,6 +104,17 @@ def decode_event(data: bytes, now_ms: int | None = None) -> Event:
 
 
 
+def decode_input(data: bytes, topic_kind: str | None) -> tuple[Event, str]:
+    """The rule for an input record, shared by the fold and the events sink: it decodes
+    (``decode_event``) and is of the kind its topic carries (``None``: any kind). The
+    event and its kind, or ``InvalidEventError``."""
+    event = decode_event(data)
+    kind = EVENT_TYPES[type(event)]
+    if topic_kind is not None and kind != topic_kind:
+        raise InvalidEventError(f"a {kind} record on the {topic_kind} topic")
+    return event, kind
+
+
 def _text(record: Mapping[str, Any], name: str, *, required: bool, limit: int) -> str | None:
     value = record.get(name)
     if value is None:

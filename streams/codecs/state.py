@@ -97,10 +97,6 @@ def state_from_dict(data: dict[str, Any]) -> MessageState:
     return MessageState(**values)
 
 
-def contribution_to_dict(c: MessageContribution | None) -> dict[str, Any] | None:
-    return None if c is None else _fields(c)
-
-
 def contribution_from_dict(data: dict[str, Any] | None) -> MessageContribution | None:
     return None if data is None else MessageContribution(**data)
 
@@ -174,16 +170,10 @@ def decode_update_row(data: bytes) -> tuple[int, MessageLogRow]:
     return int(head[1:head.index(b",")]), MessageLogRow(**loads(row))
 
 
-def decode_update_contribution(data: bytes) -> tuple[str, int, MessageContribution | None]:
-    """Message id, version and contribution of an update."""
-    message_id, version, contribution = decode_update_head(data)
-    return message_id, version, contribution_from_dict(contribution)
-
-
 def decode_update_head(data: bytes) -> tuple[str, int, dict[str, Any] | None]:
     """What the campaign stage needs of an update: message id, version and the
-    contribution as its dict (``contribution_to_dict``'s form, which the
-    ``contributions`` table stores as it is)."""
+    contribution as the dict of its fields (the form the ``contributions`` table
+    stores as it is; ``contribution_from_dict`` makes it the object)."""
     parts = _split(data)
     if parts is None:  # written before the two-line form: one JSON object
         payload = loads(data)

@@ -1,18 +1,10 @@
 """Say where an offset commit is stuck, while it is stuck.
 
-A commit (Faust's, every ``broker_commit_interval``) flushes the producer and then
-commits the acknowledged offsets through the consumer's own thread. Once, on a
-freshly started broker, a worker's first commit took 147 s and the metrics waited
-with it, and its info-level log said nothing but "Timer commit is overlapping"
-afterwards. The watchdog times every commit (histogram
-``campaign_analytics_commit_seconds``) and, when one has been running for
-``threshold`` seconds, logs a warning with what it is waiting on: the commit's
-await chain in the worker's loop and the await chains of the tasks in Faust's
-consumer thread (where the group coordinator call runs), and the producer's
-state (records in Faust's buffer or being handed over, aiokafka's pending
-batches and their age, the brokers with a produce request in flight), since a
-commit first waits for every record produced before it. Read-only: it changes
-nothing about the commit.
+Times every commit (``campaign_analytics_commit_seconds``) and, when one has run
+for ``threshold`` seconds, logs what it waits on: its await chain, the await
+chains of the tasks in Faust's consumer thread, and the producer's state (a
+commit first waits for every record produced before it). Read-only: it changes
+nothing about the commit. Why: docs/faust-hardening.md#commit-watchdog.
 """
 
 from __future__ import annotations

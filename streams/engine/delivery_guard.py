@@ -1,29 +1,13 @@
 """No commit after a record that was never delivered.
 
-Every record the worker produces (table changelogs, hand-offs, forwards,
-dead letters, snapshots) goes to the producer client, which delivers it in the
-background and reports the outcome on a future. Faust's commit flushes the
-producer first and then commits the input offsets, but a flush only waits for
-the deliveries to *end*: a record the broker refused (too large, topic gone,
-authorisation) or that ran out of retries ends too, and nobody read its
-future. The input that produced it was then committed without its write: a
-table change lost on the next restore, a hand-off the campaign stage never
-sees, with every later commit building on it.
-
-The guard watches every delivery future of the worker's producer. The first
-failure stops the process at once (exit code ``EXIT_DELIVERY_FAILED``) — the
-same as a SIGKILL, which every stage is built to survive (streams/engine/tables.py):
-nothing after the failure is committed, and the restarted worker processes the
-uncommitted input again. A cancelled delivery (the producer closing after the
-final commit) is not a failure: its input was not committed.
-
-The producer's request timeout (``CA_PRODUCER_REQUEST_TIMEOUT``, 60 s; Faust's
-default is 20 minutes) bounds how long a delivery can hang before it fails, so
-a produce request that never gets an answer stalls the worker (and its
-commits) for at most that long instead of twenty minutes.
-
-``CA_UNSAFE_DISABLE_DELIVERY_GUARD=1`` (tests only) leaves failures unread, as
-Faust does, so the tests can show what the guard prevents.
+Faust's flush before a commit waits for every delivery to *end*, delivered or
+not, and nobody reads a failed delivery's future: its input was committed
+without its write. The guard watches every delivery future of the worker's
+producer and stops the process at the first failure (exit code
+``EXIT_DELIVERY_FAILED``), as a SIGKILL would: nothing after it is committed, and
+the restarted worker processes that input again. A cancelled delivery is not a
+failure. ``CA_UNSAFE_DISABLE_DELIVERY_GUARD=1`` (tests only) leaves failures
+unread, as Faust does. Why: docs/faust-hardening.md#delivery-guard.
 """
 
 from __future__ import annotations

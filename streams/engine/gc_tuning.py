@@ -1,40 +1,20 @@
-"""The worker's garbage collector: measured, and tuned for a large, long-lived heap.
+"""The process's garbage collector: measured, and tuned for a large, long-lived heap.
 
-A worker holds hundreds of thousands of long-lived objects (the cache of decoded
-message states, the views; the tables hold their values as bytes, which the
-collector does not see: ``streams/engine/tables.py``) and allocates many
-short-lived ones per event. With CPython's default thresholds (700, 10, 10) the
-young generations are collected every few hundred allocations and every
-surviving object is traversed again and again on its way to the old
-generation, and a full collection walks the whole heap while the event loop
-waits: a pause in every record's path (its event-to-metric latency).
-
-``install`` (called once per worker process):
-
-* counts the time of every collection, by generation, in
-  ``campaign_analytics_gc_seconds`` (a histogram; SREs see the pauses);
-* moves everything allocated while starting (modules, Faust, schemas) to the
-  permanent generation (``gc.freeze``), so no collection walks it again;
-* raises the first threshold to ``CA_GC_GEN0`` (default 200,000 allocations;
-  0 keeps CPython's defaults): fewer, larger young collections.
-
-A young collection still walks every object that survived since the last one:
-with the default threshold, ~190,000 objects (the cache of decoded message
-states: the cache's tuple, the state, its ``seen`` set, its send and receipts),
-0.15-0.25 s at 7,500 events/s. Any record in flight then waits that long, and
-one that misses its campaign's next snapshot because of it waits a whole
-``CA_EMIT_INTERVAL`` more. So the worker runs due collections itself at the
-moment that costs least, ``collect_when_quiet``: right after it has published
-snapshots, when what is in flight has a whole interval before the next ones.
-
-Reference cycles are still collected; only how often the collector runs
-changes.
+``install`` (once per worker or sink process, ``streams.engine.harden_process``)
+times every collection (``campaign_analytics_gc_seconds``), freezes what
+starting allocated (``gc.freeze``), and raises the young threshold to
+``CA_GC_GEN0``. ``collect_when_quiet`` runs a due collection when it costs
+least (right after snapshots are published); ``no_collection`` holds collections
+off while a restore builds its values. Reference cycles are still collected.
+Why, with the pauses measured: docs/faust-hardening.md#gc-tuning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from streams.telemetry import Telemetry
@@ -101,3 +81,22 @@ def uninstall(timer: GcTimer) -> None:
         gc.callbacks.remove(timer)
     gc.unfreeze()
     gc.set_threshold(700, 10, 10)
+
+
+@contextlib.contextmanager
+def no_collection() -> Iterator[None]:
+    """No cyclic garbage collection inside; afterwards everything that exists moves to
+    the permanent generation.
+
+    A restore builds a million table values (and a rebuild as many view entries);
+    the collector would walk them again and again while they are built (half the
+    time of a restore) and at every full collection afterwards. Table values and
+    views are plain data, never cycles, and reference counting still frees them."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+        gc.freeze()

@@ -1,26 +1,15 @@
 """Bulk consumption inside Faust: its consumer, group, commits and rebalancing,
-without its per-event stream machinery.
+without its per-event stream machinery (most of the worker's CPU).
 
-Faust hands every record to a per-partition callback of its conductor, which
-decodes it into an event, queues it on each subscribed channel, and lets a
-stream take it through sensors, processors and acks: roughly 0.3-0.5 ms of
-CPU per event per stage, most of the worker's time. The consumer hands the
-records of an ``Inbox``'s topics to that inbox instead: it keeps the records as they come
-(in order per partition, bounded, waiting while Faust's flow control is
-stopped during a rebalance), and ``Inbox.batches`` yields them in lists to
-one task that processes a whole list in plain Python, then acknowledges every
-record of it. Faust then commits exactly as for its own streams: it flushes
-the producer and commits the acknowledged offsets (streams/engine/tables.py,
-step 5).
-
-Records fetched before a rebalance (an older consumer generation) or for a
-partition no longer assigned are dropped unacknowledged, as Faust's streams
-do: Faust seeks back to the committed offset and delivers them again, or the
-new owner does. Within a generation, every record must follow the one before
-it in its partition's read epoch (``streams/engine/positions.py``): a record fetched
-before its partition's latest seek is left to that seek, a repeat is
-skipped, and a jump over missing offsets makes the partition be read again
-from the first one missing, so no record is ever passed over unprocessed.
+The consumer hands the records of an ``Inbox``'s topics to that inbox: it keeps
+them in order per partition (bounded; waiting while Faust's flow is stopped),
+and ``Inbox.batches`` yields them in lists to one task, then acknowledges the
+whole list; Faust commits the acknowledged offsets as for its own streams.
+Records of an older consumer generation or of a partition no longer assigned
+are dropped unacknowledged (Faust delivers them again), and within a generation
+every record must follow the one before it in its partition's read epoch
+(``streams/engine/positions.py``), so no record is passed over unprocessed.
+Why, with the costs measured: docs/faust-hardening.md#inbox.
 """
 
 from __future__ import annotations

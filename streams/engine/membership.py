@@ -1,26 +1,13 @@
 """A restarted worker takes its place in the consumer group at once.
 
-A worker that is SIGKILLed (or loses its machine) cannot leave its consumer group.
-The broker drops it only when its session times out (``CA_SESSION_TIMEOUT``, 10 s),
-and until then every member's join, the restarted worker's included, waits: measured,
-7-8 s of every restart's recovery went to that wait.
-
-So each worker keeps a *seat* in its own data directory:
-
-- it holds an exclusive lock on the directory for its whole life (a second worker
-  started on the same directory stops with a clear error instead);
-- once it has joined, it writes its group member id there (``group-member``);
-- the next worker started on the directory therefore knows that whoever wrote the
-  id is gone (the lock was free), and asks the group coordinator to remove that
-  member (``LeaveGroup`` on its behalf) before it joins. The broker then rebalances
-  without waiting for the dead member's session to time out.
-
-Removing a member that already left (a clean stop sends its own ``LeaveGroup``) or
-timed out is answered with ``UNKNOWN_MEMBER_ID`` and changes nothing. If the id were
-wrongly still in use, the broker would only make that member rejoin (one more
-rebalance); nothing is committed on a removed member's behalf, so this is never a
-question of exactness, only of how soon a restart gets going. Every failure here is
-logged and the worker starts as before (it then waits for the session timeout).
+A SIGKILLed worker cannot leave its group, and every join waits until its session
+times out. So each worker keeps a *seat* in its data directory: an exclusive lock
+held for its life (a second worker on the directory stops with
+``DirectoryInUseError``) and its group member id (``group-member``), which the next
+worker on the directory asks the group coordinator to remove (``LeaveGroup`` on
+its behalf) before it joins. Never a question of exactness, only of how soon a
+restart gets going: every failure here is logged and the worker waits for the
+session timeout as before. Why: docs/faust-hardening.md#membership.
 """
 
 from __future__ import annotations
@@ -38,16 +25,12 @@ from aiokafka.client import ConnectionGroup
 from aiokafka.errors import UnknownMemberIdError, for_code
 from aiokafka.protocol.group import LeaveGroupRequest
 
-from projections.errors import CampaignAnalyticsError
+from streams.engine.errors import DirectoryInUseError
 
 log = logging.getLogger(__name__)
 
 MEMBER_FILE = "group-member"
 LOCK_FILE = "worker.lock"
-
-
-class DirectoryInUseError(CampaignAnalyticsError):
-    """Another live process holds this data directory's lock."""
 
 
 class Seat:

@@ -1,19 +1,11 @@
 """Records produced in bulk: one record batch per partition, not one send per record.
 
-A stage's batch writes thousands of records (changelog values, hand-offs). Through
-``producer.send`` each one costs a partitioner call, a per-record future, its
-append to the accumulator and, on delivery, its future's resolution: about a
-fifth of the worker's CPU. An ``Outbox`` gathers a stage batch's records per
-topic partition and hands each partition's records to aiokafka as whole record
-batches (``AIOKafkaProducer.send_batch``), appended by aiokafka's C batch
-builder, with one delivery future per record batch.
-
-Nothing about durability changes (streams/engine/tables.py, step 5): the record
-batches sit in the same accumulator that Faust's flush waits for before every
-commit, and the delivery guard (streams/engine/delivery_guard.py) watches each batch's future
-as it watches each record's. Records of one partition keep their order: a
-partition's record batches are submitted in order, and aiokafka queues a
-partition's batches in the order submitted.
+An ``Outbox`` gathers a stage batch's records per topic partition and hands each
+partition's records to aiokafka as whole record batches (``send_batch``), with
+one delivery future per batch, which the delivery guard watches. The batches sit
+in the accumulator Faust's flush waits for before every commit, so durability is
+unchanged; a partition's records keep their order. Why (per-record sends were a
+fifth of the worker's CPU): docs/faust-hardening.md#outbox.
 """
 
 from __future__ import annotations
@@ -82,3 +74,19 @@ class Outbox:
         self.batches_sent += 1
         if self._watch is not None:
             future.add_done_callback(self._watch)
+
+
+def producer_client(app: Any) -> Any:
+    """The aiokafka producer under a Faust app's producer (Faust makes it at start)."""
+    return app.producer._ensure_producer()
+
+
+async def partition_count(app: Any, topic: str) -> int:
+    """The topic's partitions, from the producer's metadata (fetched if missing, as
+    ``producer.send`` does before it partitions a record)."""
+    client = producer_client(app).client
+    partitions = client.cluster.partitions_for_topic(topic)
+    if not partitions:
+        await client._wait_on_metadata(topic)
+        partitions = client.cluster.partitions_for_topic(topic)
+    return len(partitions)

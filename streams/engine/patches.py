@@ -1,78 +1,17 @@
 """Fixes for faust-streaming 0.15.3 bugs that lose or stall input, in one place.
 
-Installed once by ``streams.app.create_app``; each fix says what it repairs
-and which test shows it.
+Applied by ``streams.engine.harden`` (idempotent). What each fix repairs, the
+incident that showed it and its test: docs/faust-hardening.md#patches.
 
-1. **Records thrown away on a partition without a committed offset.**
-   When Faust's fetcher gets records while the flow is stopped (during a
-   rebalance's recovery), it discards them and "seeks back to the committed
-   offsets" (``Consumer.getmany`` -> ``perform_seek`` -> aiokafka's
-   ``seek_to_committed``). aiokafka only seeks partitions whose committed
-   offset is a positive number, so a partition that has no commit yet (or
-   whose commit is 0) stays at the position *after* the discarded records,
-   and those records are never processed. Seen with two workers started
-   together: the one that joined first read its partitions in generation 1,
-   got some of them back in generation 2 before any commit, and skipped them
-   for good (``tests/integration/test_pipeline.py::
-   test_two_workers_side_by_side_in_one_directory`` failed about one run in
-   two). The fix: the seek to the committed offsets sends every input
-   partition without a committed offset to where ``auto_offset_reset`` says
-   (earliest here) and every one committed at 0 to 0, and records each
-   position as the start of a new read epoch (fix 4). Changelog partitions
-   are left alone: Faust's recovery positions them itself.
-
-2. **Commits crawling after a rebalance.** Faust keeps the acknowledged
-   offsets of a partition in a list (and a set meant to keep it free of
-   repeats) and commits up to the end of the list's first run of consecutive
-   numbers. After SIGKILLs and rebalances the list was seen holding every
-   offset twice (``3678, 3679, 3679, 3680, 3680, ...``): each run was then
-   two numbers long, so each commit (every 2.8 s) advanced the partition by
-   one or two offsets, and a restarted worker reprocessed almost everything
-   (found by ``tests/integration/test_chaos.py``'s ten-SIGKILL run). The fix
-   (part of fix 4's ``positions.next_commit``): the list is made sorted, free
-   of repeats and of offsets below the committed one before the offset to
-   commit is picked.
-
-3. **A commit that does not wait for the table writes it covers.** Before
-   committing, Faust flushes its producer, starting with the buffer that
-   holds table changelog records (``ProducerBuffer``). That flush gives up
-   when no record leaves the buffer within 0.1 s, and the commit goes ahead:
-   measured under load, it returned with 4,249, 4,526 and 8,439 changelog
-   records still waiting. A SIGKILL then loses table writes whose input is
-   already committed. (The same flush also returned while the last record
-   taken from the buffer was still on its way to the client.) Our tables no
-   longer write through that buffer (``RebuildingTable.pending_to``), and
-   the flush now returns only when the buffer is empty and nothing taken
-   from it is still being handed over; ``tests/unit/test_faust_fixes.py``
-   shows both behaviours on Faust's own buffer.
-
-4. **Commits over records that were never processed**, and the fetch-loop
-   filter that lost them: ``streams/engine/positions.py`` (read epochs, records
-   stamped in the consumer thread, a strict choice of the offset to commit,
-   and a re-read of any partition whose commit finds its head missing).
-
-5. **The commit at a revocation made without the offsets it covers.** Faust
-   forgets a revoked partition's acknowledged and committed offsets first, and
-   only then lets the app stop the flow, wait for the records in processing
-   and commit. That commit saw the acknowledgements made after the forgetting
-   only, and no committed offset: Faust committed from the lowest of them,
-   over whatever came before (strict, fix 4 holds such a commit instead, and
-   the next owner re-did the work). Now the app's handler runs first and the
-   offsets are forgotten after it, as Kafka's rebalance listener contract
-   intends ("commit in onPartitionsRevoked").
-
-6. **A stage waiting up to 1.5 s for records already in the log.** Faust
-   creates its consumer with ``fetch_max_wait_ms=1500`` (hard-coded). aiokafka
-   fetches the partitions whose fetched records are all taken and leaves out
-   those still holding some; the broker holds such a fetch until data comes or
-   the wait is over, and no other fetch goes to that broker meanwhile. So
-   while one stage works through its records, a fetch for the partitions that
-   are idle (the inputs, when the backlog is read) is held for 1.5 s, and the
-   partitions the stage has just emptied wait behind it: measured, the
-   campaign stage took ~5,000 hand-offs, then waited 1.0-1.4 s for the next,
-   again and again (80k events: 2,957 events/s; with a 100 ms wait 5,062).
-   The worker's consumer now waits at most ``CA_FETCH_MAX_WAIT_MS`` (100 ms);
-   an idle worker sends a few more empty fetches per second.
+1. The seek to the committed offsets also seeks partitions never committed (or
+   committed at 0), and starts a read epoch (fix 4).
+2. The acknowledged offsets are made sorted and free of repeats before a commit
+   (in ``positions.next_commit``).
+3. The producer buffer's flush returns only when every record left it.
+4. No commit over records never processed: ``streams/engine/positions.py``.
+5. At a revocation, the app's handler (and its commit) runs before Faust forgets
+   the revoked partitions' offsets.
+6. The consumer's fetch wait is the app's ``fetch_max_wait_ms``, not 1.5 s.
 """
 
 from __future__ import annotations
@@ -219,7 +158,8 @@ _create_worker_consumer = faust_aiokafka.AIOKafkaConsumerThread._create_worker_c
 
 
 def _create_worker_consumer_waiting_less(self: Any, transport: Any) -> Any:
-    """Fix 6: the app's ``fetch_max_wait_ms`` (set by ``create_app``), not Faust's 1.5 s."""
+    """Fix 6: the app's ``fetch_max_wait_ms`` (set by ``streams.engine.harden``), not
+    Faust's 1.5 s."""
     consumer = _create_worker_consumer(self, transport)
     consumer._fetch_max_wait_ms = getattr(self.app, "fetch_max_wait_ms",
                                           FAUST_FETCH_MAX_WAIT_MS)

@@ -1,46 +1,17 @@
 """Fix 4 for faust-streaming 0.15.3: no commit past a record that was not processed.
 
-What went wrong (a fresh-clone run of the two-workers crash test lost one event
-of each of 76 messages, at the fold):
-
-* Faust commits, per partition, up to the end of the first run of consecutive
-  acknowledged offsets. It checks that this run starts at the committed offset
-  only loosely (it lets one missing offset through) and not at all for a
-  partition with no commit yet, or committed at 0: records that were never
-  processed were committed over.
-* Records went missing because Faust's fetch loop remembers the last offset it
-  delivered per partition and drops anything below it. Our inbox can hold a
-  delivery while a rebalance seeks the partition back; the loop then stored
-  the old, higher offset *after* the seek, and dropped the re-read records up to
-  it. Records fetched before a seek and delivered after it were the other
-  source of trouble.
-
-What this module does instead:
-
-1. **Every seek of a partition starts a new read epoch** (``ReadPositions``), and
-   every fetched record is stamped, in the consumer thread, with the epoch of
-   its partition at the moment the fetch returned. Seeks and stamps both
-   happen in the consumer thread's loop with no ``await`` between a seek and
-   its epoch, so a record stamped with the current epoch was fetched from the
-   position of the latest seek onwards, in order.
-2. The inbox (``streams/engine/inbox.py``) takes a record only if it carries its
-   partition's current epoch (an older one is read again by that seek), and
-   expects offsets to follow each other: the first record after a seek to P is
-   P (a higher one proves P.. absent from the log: compaction, transaction
-   markers, retention), and each later one is the previous + 1 (a jump means
-   records were lost between fetch and delivery: the partition is read again
-   from the missing offset). Faust's own last-offset filter is switched off for
-   the inbox's topics (``ReadOffsets``): the inbox does that job, exactly.
-3. **The commit never passes a missing offset**: the run of acknowledged
-   offsets must start at the committed offset, or, before the first commit, at
-   the position the partition was sought to. Offsets proven absent (2) count
-   as done. If the head is missing anyway, the partition is read again from
-   there (``hole``, at most once per ``REPAIR_EVERY`` seconds, with a warning
-   and a count): a lost record becomes a late one, never a gap.
-
-Tests: ``tests/unit/test_positions.py`` (the decisions, with Faust's lenient
-choice as the negative control) and the crash tests in
-``tests/integration/test_chaos.py``.
+1. Every seek of a partition starts a new read epoch (``ReadPositions``), and
+   every fetched record is stamped, in the consumer thread, with its partition's
+   epoch (no ``await`` between a seek and its epoch).
+2. The inbox takes a record only if it carries the current epoch and follows the
+   one before it (``streams/engine/inbox.py``); Faust's own last-offset filter is
+   off for the inbox's topics (``ReadOffsets``).
+3. The commit never passes a missing offset (``next_commit``): the acknowledged
+   run must start at the committed offset, or where the partition was sought to;
+   offsets proven absent count as done, and a missing head makes the partition be
+   read again from there (``hole``).
+What went wrong before: docs/faust-hardening.md#positions. Tests:
+``tests/unit/engine/test_positions.py`` and ``tests/integration/test_chaos.py``.
 """
 
 from __future__ import annotations

@@ -1,40 +1,29 @@
 """Bulk restore of the memory tables: read each changelog partition in large fetches
-and apply only the newest record per key, before Faust's own recovery reads what is left.
+and apply only the newest record per key, before Faust's own recovery reads the rest.
 
-Faust restores a memory table one changelog record at a time (an ``asyncio.wait_for``
-per record, a debug message formatted per record, its buffers): for a million
-messages of state that took ~10 minutes (docs/performance.md, run G). Here, at the
-point where Faust has the highwater of every active changelog partition and its start
-offset (``Recovery._build_offsets``), each partition of a ``RebuildingTable`` is read
-from that start to its highwater with a plain aiokafka consumer (no group, nothing
-committed). A fetch's records are reduced to the newest value per key, decoded once
-and stored, and Faust's start offset for the partition is moved to the last offset
-applied. Faust then seeks there, finds nothing (or only what arrived since) left to
-read, and its recovery completes as before: ``on_recovery_completed`` rebuilds the
-views from the restored table (streams/engine/tables.py, step 6).
-
-Why this restores the same state as Faust's own reading: a changelog value is the
-key's whole state (never a delta), so applying the newest record of each key in
-offset order leaves each key as the last record left it, and a deletion (``null``) as
-absent, exactly as applying every record would. The start offset is moved only past
-records already applied, so whatever the bulk read did not reach (a time limit, a
-rebalance cancelling it) Faust reads itself, from there.
+At ``Recovery._build_offsets`` (Faust knows each active changelog partition's
+start offset and highwater), each ``RebuildingTable`` partition is read with a
+plain aiokafka consumer (no group, nothing committed), reduced to the newest value
+per key and stored, and Faust's start offset is moved past what was applied; Faust
+then reads whatever is left. The same state as Faust's record-by-record reading,
+since a changelog value is a key's whole state, never a delta. Why (Faust took
+~10 minutes for a million messages): docs/faust-hardening.md#restore.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.tables.recovery import Recovery
 from faust.types import TP
+from orjson import loads
 
-from streams.codecs.state import loads
+from streams.engine.gc_tuning import no_collection
+from streams.engine.tables import RebuildingTable
 
 log = logging.getLogger(__name__)
 
@@ -64,25 +53,6 @@ def apply_newest(store: Any, partition: int, newest: Mapping[bytes, bytes | None
             key = loads(raw_key)
             data.pop(key, None)
             key_partition.pop(key, None)
-
-
-@contextlib.contextmanager
-def no_collection() -> Iterator[None]:
-    """No cyclic garbage collection inside; afterwards everything that exists moves to
-    the permanent generation.
-
-    A restore builds a million table values (and a rebuild as many view entries);
-    the collector would walk them again and again while they are built (half the
-    time of a restore) and at every full collection afterwards. Table values and
-    views are plain data, never cycles, and reference counting still frees them."""
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if collecting:
-            gc.enable()
-        gc.freeze()
 
 
 class BulkRestore:
@@ -170,8 +140,6 @@ async def _build_offsets_then_bulk_restore(self: Any, consumer: Any, tps: set[TP
     bulk: BulkRestore | None = getattr(self.app, "bulk_restore", None)
     if bulk is None or title != "active":
         return
-    from streams.engine.tables import RebuildingTable
-
     tables = {tp: self.tp_to_table[tp] for tp in tps
               if isinstance(self.tp_to_table.get(tp), RebuildingTable)}
     await bulk.load(tables, destination, self.active_highwaters)

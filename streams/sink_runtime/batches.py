@@ -4,24 +4,13 @@ Pure (no Kafka, no engine), so the batching rules are unit-tested on their own:
 
 - a partition's records are buffered until ``max_rows`` are there or the oldest
   has waited ``max_seconds``; a batch is at most ``max_rows`` records;
-- a partition whose committed offset carries an intent (see below) first
-  rebuilds exactly the batch the intent names, whatever size or age it has;
-- a revoked partition's buffer is dropped (its new owner reads it again).
+- a partition whose committed offset carries an intent (``intent_metadata(first,
+  last)``, committed before the insert) first rebuilds exactly the batch it names,
+  whatever size or age it has, so a replay carries the same deduplication token;
+- a revoked partition's buffer is dropped (its new owner reads it again);
+- memory is bounded: fewer than ``(partitions + 1) * max_rows`` records are held.
 
-Memory is bounded: a partition is flushed once ``max_rows`` are buffered, and a
-fetch adds at most ``max_rows`` records, so fewer than ``(partitions + 1) *
-max_rows`` records are ever held.
-
-**The intent.** Before inserting a batch the sink commits the batch's *first*
-offset (the position it already had: nothing moves) with the metadata
-``intent_metadata(first, last)``; after the insert it commits ``last + 1``
-with empty metadata. A consumer that takes the partition over after a crash in
-between finds the intent next to the committed offset, re-reads exactly
-``first..last`` and inserts it with the same token, which the engine drops if
-the first insert went through. Without it, a replay would batch the records
-differently, carry another token and write them twice (the ClickHouse Kafka
-connector keeps the same state in Keeper; here it lives, atomically, with the
-offset).
+The commit protocol the intent serves, and why it writes each record once: docs/sinks.md.
 """
 
 from __future__ import annotations

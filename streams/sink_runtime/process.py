@@ -1,27 +1,15 @@
 """The ClickHouse sinks in a child process of the worker (``CA_SINK_CHILD=1``, default).
 
-Inside the worker's event loop the sinks blocked it for up to a third of a second
-at a time (planning a batch, opening the embedded engine), and every event's
-metric update waited behind them: event -> metric p99 was 1.6-2.4 s there, 1.5 s
-with the sinks in a process of their own (docs/performance.md). So the worker
-starts ``campaign-analytics sink`` as a child and keeps it running:
+Inside the worker's event loop the sinks' inserts held up every metric update behind
+them, so the worker starts ``campaign-analytics sink`` as a child and keeps it running:
 
-- the child dies with the worker: it asks the kernel for ``SIGTERM`` when its
-  parent dies (``PR_SET_PDEATHSIG``, Linux) and also checks its parent once a
-  second (elsewhere, or if the parent died before the request took effect);
-- a child that exits is started again after ``RESTART_PAUSE`` seconds (logged, and
-  counted as a ``sink-process`` processing error);
-- the worker's ``/metrics`` includes the child's metrics (``merge_expositions``):
-  one scrape target per worker, as before.
+- the child dies with the worker (``PR_SET_PDEATHSIG`` on Linux, and a check of its
+  parent once a second);
+- a child that exits is started again after ``RESTART_PAUSE`` seconds;
+- the worker's ``/metrics`` includes the child's metrics (``merge_expositions``).
 
-Nothing about exactness changes: the sinks have their own consumer groups and
-commit protocol (``streams/sink_runtime/runner.py``) whichever process runs them, and a
-child killed at any point is the crash that protocol is built for.
-
-With the embedded engine the child that takes the sink lock owns the engine for
-its life and serves the read-only SQL endpoint readers use; the other workers'
-children wait for the lock. A restarted child takes it again (the old one's lock
-and port went with it).
+Exactness does not depend on it: a child killed at any point is the crash the sinks'
+commit protocol is built for. Details: docs/sinks.md; figures: docs/performance.md.
 """
 
 from __future__ import annotations

@@ -1,42 +1,17 @@
 """The ClickHouse sinks: one consumer group each, inserting exactly what they commit.
 
-- ``ClickHouseSink``: ``message-updates`` -> ``message_log`` (newest version of
-  each message in a batch), group ``<app_id>-clickhouse-sink``;
-- ``ClickHouseEventsSink``: the four input topics (every valid input record:
-  the ones the worker dead-letters are skipped the same way here) -> ``events``
-  (raw, for audit), ``replies`` and ``link_clicks``, group
-  ``<app_id>-clickhouse-events-sink``.
+- ``ClickHouseSink``: ``message-updates`` -> ``message_log`` (newest version of each
+  message in a batch), group ``<app_id>-clickhouse-sink``;
+- ``ClickHouseEventsSink``: every valid record of the four input topics -> ``events``
+  (raw, for audit), ``replies`` and ``link_clicks``, group ``<app_id>-clickhouse-events-sink``.
 
-A worker runs them in a child process (``streams/sink_runtime/process.py``), apart from
-Faust's stream machinery, so a slow or unavailable ClickHouse pauses only the
-sinks (their lag grows), never the metrics. For each batch of one partition
-(``streams.sink_runtime.batches``: by size and by time, memory bounded), in this order:
-
-1. commit the batch's first offset with its intent ``first..last`` (nothing
-   moves; it records the batch boundaries next to the offset);
-2. build the insert plans (pure, ``sinks.plan``) with the deduplication token
-   ``topic-partition-first-last``;
-3. insert; on ``SinkError`` wait (``retry_after`` or backoff up to 30 s) and
-   insert the same plans again, forever: nothing is skipped and nothing is
-   committed meanwhile, and no record is fetched while waiting;
-4. commit ``last + 1`` (empty metadata).
-
-A crash before 1: the batch is read again, as a new batch. Between 1 and 4:
-whoever owns the partition next finds the intent, rebuilds exactly
-``first..last`` and inserts it with the same token; the engine drops the insert
-if it had gone through (per-table ``non_replicated_deduplication_window``). A
-crash after 4 loses nothing. So each record is written once; the tables'
-ReplacingMergeTree keys (message version, event id) are a second line of
-defence. A failed commit raises, and the caller restarts the sink from the
-committed offsets (``run_restarting``).
-
-The embedded engine (chdb) can be opened by one process at a time, so with it
-only the process holding ``<chdb dir>.sink.lock`` runs the sinks (both of them);
-the others wait for it (a process that dies releases it). That process owns the
-engine for its life: it keeps it open and serves every reader through the
-read-only SQL endpoint (``_EngineOwner``, ``sinks.open_reader``). With a
-ClickHouse server every worker runs the sinks, each group splits the partitions,
-and readers go to the server.
+A worker runs them in a child process (``streams/sink_runtime/process.py``), so a slow
+or unavailable ClickHouse pauses only the sinks (their lag grows), never the metrics.
+Each batch's boundaries are committed with its offset before the insert, so a batch
+replayed after a crash carries the same deduplication token and is written once (the
+steps in ``_PartitionSink._flush``; why it holds: docs/sinks.md). With the embedded
+engine only the process holding ``<chdb dir>.sink.lock`` runs the sinks and serves
+readers (``_EngineOwner``); with a server every worker runs them.
 """
 
 from __future__ import annotations
@@ -55,9 +30,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from projections.errors import InvalidEventError, SinkError
-from projections.events import EVENT_TYPES, Event
-from sinks import ClickHouseStore, open_store
+from projections.errors import InvalidEventError
+from projections.events import Event
+from sinks import ClickHouseStore, Retention, open_store
+from sinks.errors import SinkError
 from sinks.plan import (
     InsertPlan,
     SourcedEvent,
@@ -66,7 +42,7 @@ from sinks.plan import (
     plan_message_log_insert,
 )
 from streams.codecs import state as serde
-from streams.codecs.input_avro import decode_event
+from streams.codecs.input_avro import decode_input
 from streams.settings import Settings
 from streams.sink_runtime.batches import PartitionBatches, intent_metadata, parse_intent
 from streams.telemetry import Telemetry
@@ -154,10 +130,7 @@ def plan_message_events(records: Records, token: str | None, kind_of_topic: dict
             sourced.append(SourcedEvent(record.topic, record.partition, record.offset, known))
             continue
         try:
-            event = decode_event(record.value)
-            expected = kind_of_topic.get(record.topic)
-            if expected is not None and EVENT_TYPES[type(event)] != expected:
-                raise InvalidEventError(f"not a {expected} event")
+            event, _ = decode_input(record.value, kind_of_topic.get(record.topic))
             sourced.append(SourcedEvent(record.topic, record.partition, record.offset, event))
         except InvalidEventError as exc:
             log.debug("events sink skips %s[%d]@%d: %s", record.topic, record.partition,
@@ -273,7 +246,10 @@ class _EngineOwner:
                          "runs the sinks", os.getpid())
             # Connects on its first call, the migrations, which run in a thread: starting
             # the embedded engine takes 70-190 ms.
-            store = open_store(settings, hold_open=True)
+            store = open_store(settings.clickhouse_url, settings.clickhouse_database,
+                               settings.chdb_path, hold_open=True,
+                               retention=Retention(settings.clickhouse_ttl_days,
+                                                   settings.clickhouse_events_ttl_days))
             stack.push_async_callback(asyncio.to_thread, store.close)
             await _insist("clickhouse_sinks", telemetry, store.migrate)
             if not settings.clickhouse_url:
@@ -336,7 +312,8 @@ class _PartitionSink:
             self._batches.clear()  # a fresh start: read again from the committed offsets
             await admin.start()
             try:
-                consumer.subscribe(self.topics(), listener=_Rebalance(self, admin))
+                consumer.subscribe(self.topics(),
+                                   listener=_Rebalance(self, self._batches, admin))
                 await consumer.start()
                 try:
                     await self._consume(consumer)
@@ -360,6 +337,14 @@ class _PartitionSink:
     async def _flush(
         self, consumer: AIOKafkaConsumer, due: dict[TopicPartition, list[ConsumerRecord]]
     ) -> None:
+        """One round: the due batches, each inserted exactly once (docs/sinks.md).
+
+        1. commit each batch's first offset with its intent ``first..last`` (nothing moves);
+        2. build the insert plans (pure) with the token ``topic-partition-first-last``;
+        3. insert, retried until it succeeds: nothing is skipped, committed or fetched
+           meanwhile;
+        4. commit ``last + 1`` (empty metadata).
+        """
         bounds = {tp: (records[0].offset, records[-1].offset) for tp, records in due.items()}
         await consumer.commit(  # step 1
             {tp: (first, intent_metadata(first, last)) for tp, (first, last) in bounds.items()}
@@ -392,16 +377,19 @@ class _PartitionSink:
 class _Rebalance(ConsumerRebalanceListener):
     """Drops revoked partitions' buffers; on assignment, rebuilds pending intents."""
 
-    def __init__(self, sink: _PartitionSink, admin: AIOKafkaAdminClient) -> None:
+    def __init__(self, sink: _PartitionSink,
+                 batches: PartitionBatches[TopicPartition, ConsumerRecord],
+                 admin: AIOKafkaAdminClient) -> None:
         self._sink = sink
+        self._batches = batches  # the sink's own
         self._admin = admin
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        self._sink._batches.drop(revoked)
+        self._batches.drop(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         tps = list(assigned)
-        self._sink._batches.drop(tps)
+        self._batches.drop(tps)
         if not tps:
             return
         for attempt in range(5):
@@ -421,7 +409,7 @@ class _Rebalance(ConsumerRebalanceListener):
             if intent is not None and intent[0] == at.offset:
                 log.info("%s: rebuilding batch %s[%d] %d..%d after a restart",
                          self._sink.name, tp.topic, tp.partition, *intent)
-                self._sink._batches.replay(tp, intent[1])
+                self._batches.replay(tp, intent[1])
 
 
 class ClickHouseSink(_PartitionSink):

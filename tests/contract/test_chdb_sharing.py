@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from projections.errors import SinkError
 from sinks.chdb_store import ChdbStore
+from sinks.errors import SinkError
 from sinks.plan import dedup_token, plan_message_log_insert
 from tests.contract.test_store_contract import rows_for
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from projections.errors import SinkError
-from sinks import open_reader
+from sinks import ClickHouseStore, open_reader
 from sinks.chdb_store import ChdbStore
+from sinks.errors import SinkError
 from sinks.plan import plan_message_log_insert
 from sinks.server_store import ReadOnlyStoreError
 from streams.settings import Settings
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import sys
-from projections.errors import SinkError
+from sinks.errors import SinkError
 from sinks.chdb_store import ChdbStore
 try:
     ChdbStore(sys.argv[1], "campaign_analytics", lock_timeout=0.3).count_message_log("x")
@@ -73,10 +73,15 @@ def _settings(tmp_path: Path, port: int) -> Settings:
                     sql_host="127.0.0.1", sql_port=port)
 
 
+def _reader(settings: Settings) -> ClickHouseStore:
+    return open_reader(settings.clickhouse_url, settings.clickhouse_database,
+                       sql_host=settings.sql_host, sql_port=settings.sql_port)
+
+
 def test_the_owner_keeps_the_engine_serves_readers_and_lets_go_when_it_stops(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = _settings(tmp_path, free_port())
-    reader = open_reader(settings)
+    reader = _reader(settings)
     seen: dict[str, object] = {}
 
     async def scenario() -> None:
@@ -105,7 +110,7 @@ def test_the_owner_keeps_the_engine_serves_readers_and_lets_go_when_it_stops(
 
 def test_a_reader_changes_nothing(tmp_path: Path) -> None:
     settings = _settings(tmp_path, free_port())
-    reader = open_reader(settings)
+    reader = _reader(settings)
     plan = plan_message_log_insert(rows_for("c", 1), None)
     with pytest.raises(ReadOnlyStoreError):
         reader.migrate()
@@ -139,7 +144,7 @@ def test_a_waiting_process_takes_over_when_the_owner_stops(tmp_path: Path) -> No
     mine, theirs = _settings(tmp_path, free_port()), free_port()
     env = os.environ | {"PYTHONPATH": str(REPO), "CA_CLICKHOUSE_URL": "",
                         "CA_CHDB_PATH": str(mine.chdb_path), "CA_SQL_PORT": str(theirs)}
-    reader = open_reader(Settings(clickhouse_url="", sql_host="127.0.0.1", sql_port=theirs))
+    reader = _reader(Settings(clickhouse_url="", sql_host="127.0.0.1", sql_port=theirs))
 
     async def scenario(child: subprocess.Popen[str]) -> list[str]:
         assert child.stdout is not None

@@ -1,7 +1,8 @@
 """The CLI's ``export`` reads through ``open_reader`` and changes nothing: run with the
 CLI's own TTL settings (30 days; the audit events' default 90), it leaves the tables'
 TTLs as the writer set them. Its negative control applies those settings the way
-``export`` used to (``open_store(settings).migrate()``) and sees the checker catch it.
+``export`` used to (``open_store(...).migrate()`` with its settings) and sees the
+checker catch it.
 
 Backends: the owner's SQL endpoint over chdb (the default deployment), the server
 store's code on clickhouse-connect's ``chdb://`` backend, and a real server when
@@ -103,7 +104,10 @@ def test_export_leaves_the_ttls_as_the_writer_set_them(target: Target, tmp_path:
     assert target.ttls() == before
 
     # Negative control: what export did before (migrate with the CLI's settings).
-    store = open_store(load_settings())
+    cli = load_settings()
+    store = open_store(cli.clickhouse_url, cli.clickhouse_database, cli.chdb_path,
+                       retention=Retention(cli.clickhouse_ttl_days,
+                                           cli.clickhouse_events_ttl_days))
     try:
         store.migrate()
     finally:

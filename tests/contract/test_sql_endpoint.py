@@ -46,6 +46,7 @@ from sinks.sql_endpoint import SqlEndpoint
 from streams import cli
 from streams.cli.demo import generate_campaign
 from streams.codecs.input_avro import parse_json_line
+from tests.waiting import wait_until
 
 DATABASE = "campaign_analytics"
 CAMPAIGN = "sql-camp"
@@ -272,11 +273,16 @@ def test_busy_endpoint_answers_503_and_keeps_the_loop_free(data: Data) -> None:
     try:
         slow = threading.Thread(target=sql_get, args=(running, "SELECT sleep(2)"))
         slow.start()
-        time.sleep(0.3)
+
+        def turned_away() -> tuple[int, dict[str, str], bytes] | None:
+            answer = sql_get(running, "SELECT 1")  # waits queue_wait for the slot
+            return answer if answer[0] == 503 else None
+
+        status, headers, body = wait_until(
+            turned_away, "the slow query to hold the only slot", 5, 0.05)
         started = time.monotonic()
         assert get(f"{running.url}/ping")[2] == b"Ok.\n"  # the loop is not blocked
         assert time.monotonic() - started < 0.5
-        status, headers, body = sql_get(running, "SELECT 1")
         assert (status, headers["Retry-After"]) == (503, "1")
         assert headers["X-ClickHouse-Exception-Code"] == "202"
         slow.join(10)

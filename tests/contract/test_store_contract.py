@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from projections.errors import SinkError
 from projections.message_log import CSV_EXPORT_COLUMNS, MessageLogRow
+from sinks.errors import SinkError
 from sinks.migrations import load_migrations
 from sinks.plan import dedup_token, plan_message_log_insert
 from sinks.store import ClickHouseStore

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from streams.settings import Settings, settings_of
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
@@ -92,17 +92,17 @@ class WorkerProcess:
         return metric_sum(self.metrics(), name)
 
     def wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                pytest.fail(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                self.metrics()
-                return
-            except OSError:
-                time.sleep(0.5)
-        pytest.fail(f"worker not ready after {timeout}s:\n{self.tail()}")
+        proc = self.proc
+        assert proc is not None
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"worker exited with {proc.returncode}:\n{self.tail()}")
+            self.metrics()
+            return True
+
+        wait_until(ready, f"the worker's /metrics on port {self.web_port}", timeout, 0.5,
+                   explain=self.tail)
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -199,17 +199,23 @@ class Deployment:
                          timeout: float = 120, keys: Callable[[dict], dict] | None = None
                          ) -> dict[str, object]:
         pick = keys or (lambda s: s)
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
+        last: dict[str, object] | None = None
+
+        def matching() -> dict[str, object] | None:
+            nonlocal last
             last = self.summary(campaign_id)
-            if last is not None and pick(last) == expected:
-                return last
-            time.sleep(1)
-        logs = "\n".join(f"-- worker {w.web_port}: warnings\n{w.warnings()}\n"
-                         f"-- worker {w.web_port}: last lines\n{w.tail(30)}"
-                         for w in self.workers)
-        pytest.fail(f"summary never matched the recount.\nlast: {last}\nwant: {expected}\n{logs}")
+            return last if last is not None and pick(last) == expected else None
+
+        def explain() -> str:
+            logs = "\n".join(f"-- worker {w.web_port}: warnings\n{w.warnings()}\n"
+                             f"-- worker {w.web_port}: last lines\n{w.tail(30)}"
+                             for w in self.workers)
+            return f"last: {last}\nwant: {expected}\n{logs}"
+
+        found = wait_until(matching, f"{campaign_id}'s summary to match the recount", timeout, 1,
+                           explain=explain)
+        assert found is not None
+        return found
 
     def wait_for_members(self, count: int, timeout: float = 90) -> None:
         """Until the worker group is stable with ``count`` members (each holds partitions)."""
@@ -225,17 +231,15 @@ class Deployment:
             finally:
                 await admin.close()
 
-        deadline = time.monotonic() + timeout
-        state: tuple[str, int] | str = ("", 0)
-        while time.monotonic() < deadline:
-            try:
-                state = asyncio.run(members())
-            except Exception as exc:  # e.g. a group still forming; ask again
-                state = repr(exc)
-            if state == ("Stable", count):
-                return
-            time.sleep(0.5)
-        pytest.fail(f"worker group not stable with {count} members: {state}")
+        state: tuple[str, int] | None = None
+
+        def stable() -> bool:  # an exception (e.g. a group still forming): ask again
+            nonlocal state
+            state = asyncio.run(members())
+            return state == ("Stable", count)
+
+        wait_until(stable, f"the worker group to be stable with {count} members", timeout, 0.5,
+                   explain=lambda: f"last group state: {state}")
 
     def close(self) -> None:
         for worker in self.workers:

@@ -26,6 +26,7 @@ from streams.cli.demo import generate_campaign
 from tests.integration.conftest import CLI, Deployment, free_port
 from tests.integration.test_pipeline import _messy_events, _write
 from tests.oracle import BREAKDOWN_KEYS, expected_log, recount, recount_windows
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -60,18 +61,13 @@ class Api:
         return json.loads(body)
 
     def wait(self, check: Any, what: str, timeout: float = 120) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"api exited:\n{self.log.read_text()[-3000:]}"
-            try:
-                last = check()
-                if last is not None and last is not False:
-                    return last
-            except (OSError, AssertionError, KeyError, ValueError) as exc:
-                last = exc
-            time.sleep(1)
-        pytest.fail(f"{what} never came: {last!r}\n{self.log.read_text()[-3000:]}")
+        def alive_and_checked() -> Any:
+            if self.proc.poll() is not None:
+                pytest.fail(f"api exited:\n{self.log.read_text()[-3000:]}")
+            return check()
+
+        return wait_until(alive_and_checked, what, timeout, 1,
+                          explain=lambda: self.log.read_text()[-3000:])
 
     def pages(self, path: str, limit: int) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

@@ -23,6 +23,7 @@ from streams.settings import load_settings
 from tests.diagnose import diagnose
 from tests.integration.conftest import Deployment, free_port
 from tests.oracle import recount, recount_breakdowns, recount_windows
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -91,42 +92,52 @@ def _expected_windows(events: list[dict], campaign_id: str) -> dict:
 def _assert_windows(dep: Deployment, events: list[dict], campaign_id: str) -> None:
     """The published windows equal the recount; a window's snapshot may come up to one
     emit interval after its campaign's (each key has its own), so wait a little."""
-    deadline = time.monotonic() + 30
-    while _windows(dep, campaign_id) != _expected_windows(events, campaign_id) and \
-            time.monotonic() < deadline:
-        time.sleep(1)
-    assert _windows(dep, campaign_id) == _expected_windows(events, campaign_id)
+    want = _expected_windows(events, campaign_id)
+    got: Any = None
+
+    def published() -> bool:
+        nonlocal got
+        got = _windows(dep, campaign_id)
+        return got == want
+
+    wait_until(published, f"{campaign_id}'s windows to equal the recount", 30, 1,
+               explain=lambda: f"got: {got}\nwant: {want}")
 
 
 def _wait_exact(dep: Deployment, events: list[dict], timeout: float = 600) -> None:
     """Until every campaign's summary equals the recount (or fail showing the diff)."""
     expected = _expected(events)
     _wait_caught_up(dep, timeout)  # cheap to poll, unlike the CLI
-    deadline = time.monotonic() + 120
     got: dict = {}
-    while time.monotonic() < deadline:
+
+    def exact() -> bool:
+        nonlocal got
         got = _summaries(dep, sorted(expected))
-        if got == expected:
-            return
-        time.sleep(2)
-    diff = {cid: {k: (got[cid] or {}).get(k), "want": v}
-            for cid in expected for k, v in expected[cid].items()
-            if (got[cid] or {}).get(k) != v}
-    pytest.fail(f"metrics differ from the batch recount after catching up "
+        return got == expected
+
+    def explain() -> str:
+        diff = {cid: {k: (got.get(cid) or {}).get(k), "want": v}
+                for cid in expected for k, v in expected[cid].items()
+                if (got.get(cid) or {}).get(k) != v}
+        return (f"metrics differ from the batch recount after catching up "
                 f"(group {dep.env['CA_APP_ID']}): {diff}\n"
                 f"where, stage by stage:\n{diagnose(_settings(dep), events)}")
+
+    wait_until(exact, "every campaign's summary to equal the batch recount", 120, 2,
+               explain=explain)
 
 
 def _wait_caught_up(dep: Deployment, timeout: float = 300) -> None:
     settings = _settings(dep)
-    deadline = time.monotonic() + timeout
     lag = -1
-    while time.monotonic() < deadline:
+
+    def caught_up() -> bool:
+        nonlocal lag
         lag = asyncio.run(group_lag(settings))
-        if lag == 0:
-            return
-        time.sleep(2)
-    pytest.fail(f"consumer group still lags by {lag} after {timeout}s")
+        return lag == 0
+
+    wait_until(caught_up, "the consumer group to catch up", timeout, 2,
+               explain=lambda: f"it still lags by {lag}")
 
 
 async def _rewind_inputs(settings: Any) -> int:
@@ -166,13 +177,15 @@ def test_consuming_the_same_input_twice_changes_nothing(deployment: Deployment):
     assert asyncio.run(group_lag(_settings(deployment))) >= len(events)  # really rewound
     again = deployment.worker(worker.web_port).start()
     again.wait_ready()
-    deadline = time.monotonic() + 300
-    while _consumed(again) < len(events) and time.monotonic() < deadline:
-        time.sleep(1)
-    assert _consumed(again) >= len(events), "the input was not consumed a second time"
+    wait_until(lambda: _consumed(again) >= len(events),
+               "the input to be consumed a second time", 300, 1,
+               explain=lambda: f"consumed: {_consumed(again)} of {len(events)}")
     _wait_caught_up(deployment)
-    time.sleep(3)  # a snapshot interval or two after the last change
-    assert _summaries(deployment, ["replay"]) == _expected(events)
+    # a snapshot interval or two after the last change
+    wait_until(lambda: _summaries(deployment, ["replay"]) == _expected(events),
+               "the summary after the replay to equal the recount", 30, 1,
+               explain=lambda: f"got: {_summaries(deployment, ['replay'])}\n"
+                               f"want: {_expected(events)}")
     _assert_windows(deployment, events, "replay")
 
 
@@ -229,11 +242,11 @@ def _kill_loop(dep: Deployment, events: list[dict], kills: int, seed: int,
 
 def _folding(worker: Any, timeout: float = 90) -> bool:
     """Whether the worker starts folding input within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while worker.counter("campaign_analytics_events_consumed_total") == 0:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
+    try:
+        wait_until(lambda: worker.counter("campaign_analytics_events_consumed_total") > 0,
+                   "the worker to fold input", timeout, 0.1)
+    except AssertionError:
+        return False
     return True
 
 
@@ -268,10 +281,15 @@ def test_negative_control_without_replay_protection_the_checker_fails(
     events = _messy_100k(duplicates=False)
     _kill_loop(deployment, events, kills=10, seed=91, mid_work=True)
     _wait_caught_up(deployment, timeout=900)
-    time.sleep(3)
     expected = _expected(events)
-    got = _summaries(deployment, sorted(expected))
-    assert got != expected, "the checker could not tell double counting from exact counts"
-    inflated = [(cid, k) for cid in expected for k in ("replies", "link_clicks")
+    got: dict = {}
+
+    def inflated() -> list[tuple[str, str]]:  # counts only grow: the snapshots settle on it
+        nonlocal got
+        got = _summaries(deployment, sorted(expected))
+        return [(cid, k) for cid in expected for k in ("replies", "link_clicks")
                 if got[cid] and got[cid][k] > expected[cid][k]]
-    assert inflated, f"expected redelivery to inflate counts: {got} vs {expected}"
+
+    wait_until(inflated, "redelivery to inflate counts", 30, 1,
+               explain=lambda: f"got: {got}\nwant: {expected}")
+    assert got != expected, "the checker could not tell double counting from exact counts"

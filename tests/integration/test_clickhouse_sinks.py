@@ -19,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +41,7 @@ from streams.sink_runtime.runner import UNSAFE_NO_DEDUP_ENV, ClickHouseEventsSin
 from streams.telemetry import Telemetry
 from tests import oracle
 from tests.integration.conftest import free_port
+from tests.waiting import wait_until, wait_until_async
 
 pytestmark = pytest.mark.integration
 
@@ -147,15 +147,16 @@ async def sink_lag(settings: Settings) -> int:
         await admin.close()
 
 
-def wait_caught_up(settings: Settings, timeout: float = 120, check: Any = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check is not None:
-            check()
-        if asyncio.run(sink_lag(settings)) == 0:
-            return
-        time.sleep(0.5)
-    pytest.fail(f"the sinks did not catch up in {timeout}s")
+def wait_caught_up(settings: Settings, timeout: float = 120) -> None:
+    lag = -1
+
+    def caught_up() -> bool:
+        nonlocal lag
+        lag = asyncio.run(sink_lag(settings))
+        return lag == 0
+
+    wait_until(caught_up, "the sinks to catch up", timeout, 0.5,
+               explain=lambda: f"their lag: {lag}")
 
 
 class Scenario:
@@ -261,12 +262,18 @@ def crash_then_recover(scenario: Scenario, crashes: tuple[int, ...]) -> None:
     cursor, chunk = 0, 25
     for crash_after in crashes:
         child = scenario.run_child(crash_after)
-        deadline = time.monotonic() + 120
-        while child.poll() is None and time.monotonic() < deadline:
+
+        def fed_until_exit(child: subprocess.Popen[bytes] = child) -> bool:
+            nonlocal cursor
+            if child.poll() is not None:
+                return True
             if cursor < len(scenario.raw):
                 scenario.produce(slice(cursor, cursor + chunk))
                 cursor += chunk
-            time.sleep(0.2)
+            return False
+
+        wait_until(fed_until_exit, f"the sinks to kill themselves after insert {crash_after}",
+                   120, 0.2, explain=lambda: (scenario.root / "sink.log").read_text())
         assert child.wait(10) == -signal.SIGKILL, (scenario.root / "sink.log").read_text()
     scenario.produce(slice(cursor, None))
     child = scenario.run_child(0)
@@ -338,10 +345,9 @@ def test_clickhouse_unavailable_for_a_while_then_exact_catch_up(scenario_factory
             sinks = [ClickHouseSink(scenario.settings, telemetry),
                      ClickHouseEventsSink(scenario.settings, telemetry)]
             tasks = [asyncio.create_task(s.run()) for s in sinks]
-            deadline = time.monotonic() + 60  # each try waits up to 10 s for the directory
-            while telemetry.sink_errors._value.get() < 2 and time.monotonic() < deadline:
-                await asyncio.sleep(0.5)
-            assert telemetry.sink_errors._value.get() >= 2  # it did hit the locked engine
+            # it did hit the locked engine (each try waits up to 10 s for the directory)
+            await wait_until_async(lambda: telemetry.sink_errors._value.get() >= 2,
+                                   "two sink errors on the locked engine", 60, 0.5)
             assert await sink_lag(scenario.settings) > 0  # ... and committed nothing
         finally:
             assert holder.stdin is not None

@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -30,6 +29,7 @@ from streams.cli.demo import generate_campaign
 from streams.codecs import output_avro as outputs
 from tests.integration.conftest import REPO, Deployment
 from tests.oracle import BREAKDOWN_KEYS, recount, recount_windows
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +77,7 @@ def test_the_example_imports_nothing_but_aiokafka_fastavro_and_the_standard_libr
 
 def _summary() -> dict[str, Any]:
     from projections.metrics import summarize
-    from tests.unit.test_projections import stream_fold
+    from tests.unit.projections.test_projections import stream_fold
 
     _, campaigns = stream_fold(generate_campaign("c1", 200, seed=3))
     return summarize("c1", campaigns["c1"])
@@ -197,13 +197,15 @@ def test_the_example_decodes_the_batch_recount_from_the_metric_topics(
     want = _expected(events, campaigns)
     assert all(want["camp-doc"]["variants"][v][k] for v in ("A", "B") for k in BREAKDOWN_KEYS)
     got: dict = {}
-    deadline = time.monotonic() + 120  # a window may come one interval after its campaign
-    while time.monotonic() < deadline:
+
+    def recounted() -> bool:
+        nonlocal got
         got = _as_recounted(_decoded(_run(example, deployment, schemas)), campaigns)
-        if got == want:
-            break
-        time.sleep(1)
-    assert got == want, f"worker log:\n{worker.tail(30)}"
+        return got == want
+
+    # a window may come one interval after its campaign
+    wait_until(recounted, "the example consumer to read the recount", 120, 1,
+               explain=lambda: f"got: {got}\nwant: {want}\nworker log:\n{worker.tail(30)}")
 
     # Negative controls: the recount of one message fewer differs (per variant and in
     # the breakdowns), and the example refuses records of a schema version it lacks.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from streams.engine.delivery_guard import EXIT_DELIVERY_FAILED, UNSAFE_ENV
 from streams.settings import Settings
 from tests.integration.conftest import Deployment
 from tests.oracle import recount
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -117,12 +117,14 @@ def test_a_refused_state_write_stops_the_worker_before_any_commit(
 
 def _wait_committed(settings: Settings, timeout: float = 60) -> tuple[int, int]:
     """(committed input records, changelog records) once the group committed any."""
-    deadline = time.monotonic() + timeout
-    committed, written = asyncio.run(_positions(settings))
-    while committed == 0 and time.monotonic() < deadline:
-        time.sleep(1)
-        committed, written = asyncio.run(_positions(settings))
-    return committed, written
+
+    def committed() -> tuple[int, int] | None:
+        positions = asyncio.run(_positions(settings))
+        return positions if positions[0] > 0 else None
+
+    found = wait_until(committed, "the worker group to commit any input", timeout, 1)
+    assert found is not None
+    return found
 
 
 def test_negative_control_without_the_guard_input_is_committed_without_its_writes(

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.engine.membership import Seat
 from tests.integration.conftest import CLI, new_topic
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -145,11 +145,12 @@ def test_a_terminated_sink_process_leaves_its_groups(deployment: Any, sig: int) 
     proc = subprocess.Popen([*CLI, "sink"], env=deployment.env, cwd=deployment.root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 90
-        while [len(asyncio.run(_members(kafka(deployment), g))) for g in groups] != [1, 1]:
-            assert time.monotonic() < deadline, "the sinks never joined their groups"
-            assert proc.poll() is None, "the sink process exited"
-            time.sleep(0.5)
+        def joined() -> bool:
+            if proc.poll() is not None:
+                pytest.fail("the sink process exited")
+            return [len(asyncio.run(_members(kafka(deployment), g))) for g in groups] == [1, 1]
+
+        wait_until(joined, "the sinks to join their groups", 90, 0.5)
         proc.send_signal(sig)
         proc.wait(timeout=60)
     finally:

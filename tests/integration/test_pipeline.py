@@ -13,6 +13,7 @@ import pytest
 from streams.cli.demo import generate_campaign
 from tests.integration.conftest import CLI, Deployment, metric_sum
 from tests.oracle import expected_log, recount
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -90,16 +91,18 @@ def _summary_and_export(deployment: Deployment, tmp_path: Path) -> None:
     want = expected_log(events, "camp-ab")
     out = tmp_path / "camp-ab.csv"
     rows: list[dict[str, str]] = []
-    for _ in range(60):  # the sink writes in batches; poll until it caught up
+
+    def caught_up() -> bool:  # the sink writes in batches
+        nonlocal rows
         deployment.cli("export", "camp-ab", "--output", str(out), check=False)
         if out.exists():
             with out.open(newline="", encoding="utf-8") as f:
                 rows = list(csv.DictReader(f))
-            if len(rows) == len(want) and _statuses(rows) == _statuses(want.values()):
-                break
-        import time
+        return len(rows) == len(want) and _statuses(rows) == _statuses(want.values())
 
-        time.sleep(1)
+    # (60 tries of an export and a 1 s pause before)
+    wait_until(caught_up, "the CSV export to hold every message with its status", 120, 1,
+               explain=lambda: f"{len(rows)} row(s) exported, {len(want)} expected")
     assert list(rows[0]) == ["contact_name", "phone", "variant", "status", "sent_at",
                              "delivered_at", "error_code", "error_description"]
     assert len(rows) == len(want)
@@ -168,11 +171,10 @@ def test_records_outside_their_message_partition_are_forwarded(deployment: Deplo
     hand) kept one worker right but broke the recount after the split. The events
     sink writes every input record."""
     import asyncio
-    import time
 
     from aiokafka import AIOKafkaProducer
 
-    from sinks import open_store
+    from sinks import Retention, open_store
     from streams.cli.admin import ensure_topics
     from streams.codecs.input_avro import parse_json_line
     from streams.codecs.routing import message_partition
@@ -209,11 +211,9 @@ def test_records_outside_their_message_partition_are_forwarded(deployment: Deplo
     deployment.wait_for_summary("camp-keys", _expected(events[:half], "camp-keys"), keys=_pick)
     rerouted = "campaign_analytics_rerouted_events_total"
     assert metric_sum(first.metrics(), rerouted) == sum(elsewhere[:half])
-    for _ in range(30):  # Faust commits every 2.8 s; the watchdog times each commit
-        if metric_sum(first.metrics(), "campaign_analytics_commit_seconds_count") > 0:
-            break
-        time.sleep(0.5)
-    assert metric_sum(first.metrics(), "campaign_analytics_commit_seconds_count") > 0
+    # Faust commits every 2.8 s; the watchdog times each commit
+    wait_until(lambda: metric_sum(first.metrics(), "campaign_analytics_commit_seconds_count"),
+               "the first worker's first timed commit", 15, 0.5)
 
     second = deployment.worker().start()
     second.wait_ready()
@@ -223,14 +223,14 @@ def test_records_outside_their_message_partition_are_forwarded(deployment: Deplo
     # (a rebalance may hand records to the next owner again: at least once each)
     assert sum(metric_sum(w.metrics(), rerouted) for w in (first, second)) >= sum(elsewhere)
 
-    for _ in range(60):  # the events sink writes in batches
-        if sum(sunk(w.metrics()) for w in (first, second)) >= len(records):
-            break
-        time.sleep(1)
-    assert sum(sunk(w.metrics()) for w in (first, second)) >= len(records)
+    wait_until(lambda: sum(sunk(w.metrics()) for w in (first, second)) >= len(records),
+               f"the events sinks to write {len(records)} rows", 60, 1,  # in batches
+               explain=lambda: f"written: {sum(sunk(w.metrics()) for w in (first, second))}")
     second.stop()
     first.stop()
-    store = open_store(settings)
+    store = open_store(settings.clickhouse_url, settings.clickhouse_database,
+                       settings.chdb_path, retention=Retention(
+                           settings.clickhouse_ttl_days, settings.clickhouse_events_ttl_days))
     try:
         counts = store.row_counts("events")
     finally:
