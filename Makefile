@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test chaos lint typecheck unit integration clean help browser screenshots
+.PHONY: install run test chaos lint typecheck unit integration clean help browser screenshots promtool
 
 help:
 	@echo "make run        set up, start Kafka + a worker, publish a demo campaign, watch its summary"
@@ -28,6 +28,11 @@ install: $(STAMP)
 browser:
 	@bash deploy/ensure-chromium.sh
 
+# The alert-rule tests (tests/unit/deploy/test_alerts.py) run Debian's promtool
+# (package `prometheus`); installs it when missing (apt-get as root, or sudo -n).
+promtool:
+	@bash deploy/ensure-promtool.sh
+
 include Makefile.kafka
 
 run: install kafka-jars
@@ -39,13 +44,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-unit: install
+unit: install promtool
 	$(BIN)/python -m pytest tests/unit tests/contract -q
 
 integration: install kafka-jars browser
 	$(BIN)/python -m pytest tests/integration -q
 
-test: install kafka-jars browser lint typecheck
+test: install kafka-jars browser promtool lint typecheck
 	$(BIN)/python -m pytest -q --durations=10
 
 # The browser tests only, keeping their full-page screenshots of the campaign page

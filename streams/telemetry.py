@@ -157,6 +157,13 @@ class Telemetry:
             "Offset commits still running after the watchdog threshold (logged with stacks)",
             registry=r,
         )
+        self.consumer_lag = Gauge(
+            "campaign_analytics_consumer_lag",
+            "Records in each assigned partition past the committed offset (highwater - "
+            "committed, from the consumer's own positions every few seconds; "
+            "streams/engine/lag.py)",
+            ["topic", "partition"], registry=r,
+        )
         self.processing_seconds = BulkHistogram(
             "campaign_analytics_processing_seconds",
             "Time from an input record's Kafka timestamp to its processing",

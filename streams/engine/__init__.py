@@ -20,6 +20,7 @@ import faust
 
 from streams.engine import commit_watchdog, delivery_guard, gc_tuning, membership, patches
 from streams.engine import inbox as inboxes_
+from streams.engine import lag as lag_
 from streams.engine import restore as restore_
 from streams.engine.errors import EngineError, UnsupportedFaustVersionError
 from streams.engine.gc_tuning import collect_when_quiet
@@ -108,6 +109,7 @@ def harden(app: faust.App, *, telemetry: Telemetry, bootstrap: str,
     inboxes_.install(app, inboxes.values())
     positions_of(app.consumer).on_reread = lambda reason: telemetry.rereads.labels(reason).inc()
     commit_watchdog.install(app, telemetry)
+    lag_.install(app, telemetry)
     return Engine(app, inboxes, guard)
 
 

@@ -245,13 +245,59 @@ def test_grafana_dashboards_are_mounted_and_use_known_metrics(compose: dict[str,
     telemetry = (REPO / "streams" / "telemetry.py").read_text()
     known = set(re.findall(r'"(campaign_analytics_[a-z0-9_]+)"', telemetry))
     for file in dashboards:
-        dash = json.loads(file.read_text())
-        for panel in dash["panels"]:
-            assert panel["datasource"]["uid"] in uids, panel["title"]
-            for target in panel["targets"]:
-                for metric in re.findall(r"campaign_analytics_[a-z0-9_]+", target["expr"]):
-                    base = re.sub(r"_(bucket|sum|count)$", "", metric)
-                    assert base in known, f"{file.name}: {panel['title']}: unknown {metric}"
+        assert dashboard_problems(json.loads(file.read_text()), known, uids) == [], file.name
+
+
+def dashboard_problems(dash: dict[str, Any], known: set[str], uids: set[str]) -> list[str]:
+    """Panels (rows aside) on a known datasource, using only metrics the worker exports."""
+    problems = []
+    for panel in dash["panels"]:
+        if panel.get("type") == "row":
+            continue
+        if panel.get("datasource", {}).get("uid") not in uids:
+            problems.append(f"{panel['title']}: unknown datasource")
+        for target in panel["targets"]:
+            for metric in re.findall(r"campaign_analytics_[a-z0-9_]+", target["expr"]):
+                base = re.sub(r"_(bucket|sum|count)$", "", metric)
+                if base not in known:
+                    problems.append(f"{panel['title']}: unknown {metric}")
+    return problems
+
+
+def dashboard_metrics(dash: dict[str, Any]) -> set[str]:
+    return {re.sub(r"_(bucket|sum|count)$", "", m)
+            for panel in dash["panels"] for target in panel.get("targets", [])
+            for m in re.findall(r"campaign_analytics_[a-z0-9_]+", target["expr"])}
+
+
+def test_dashboard_shows_every_metric_the_alerts_use() -> None:
+    alerts = (REPO / "deploy" / "prometheus" / "alerts.yml").read_text()
+    alerted = {re.sub(r"_(bucket|sum|count)$", "", m)
+               for m in re.findall(r"campaign_analytics_[a-z0-9_]+", alerts)}
+    dash = json.loads((GRAFANA / "dashboards" / "campaign-analytics.json").read_text())
+    assert "campaign_analytics_stalled_commits_total" in alerted
+    assert alerted - dashboard_metrics(dash) == set()
+    assert "row" in {panel["type"] for panel in dash["panels"]}
+
+
+def test_prometheus_loads_the_alert_rules(compose: dict[str, Any]) -> None:
+    assert load_yaml(PROMETHEUS)["rule_files"] == ["alerts.yml"]  # next to prometheus.yml
+    volumes = compose["services"]["prometheus"]["volumes"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in volumes}
+    assert mounts["/etc/prometheus/alerts.yml"] == "./deploy/prometheus/alerts.yml"
+
+
+def test_negative_control_dashboard_with_unknown_metric_and_datasource() -> None:
+    dash = {"panels": [
+        {"type": "row", "title": "a row"},
+        {"type": "timeseries", "title": "fake", "datasource": {"uid": "elsewhere"},
+         "targets": [{"expr": "rate(campaign_analytics_fake_metric_total[1m])"}]},
+        {"type": "timeseries", "title": "fine", "datasource": {"uid": "prometheus"},
+         "targets": [{"expr": "rate(campaign_analytics_sink_batch_seconds_bucket[1m])"}]},
+    ]}
+    known = {"campaign_analytics_sink_batch_seconds"}
+    assert dashboard_problems(dash, known, {"prometheus"}) == [
+        "fake: unknown datasource", "fake: unknown campaign_analytics_fake_metric_total"]
 
 
 def test_kafka_script_and_template_agree() -> None:
