@@ -41,6 +41,18 @@ MAX_ID_LENGTH = 256
 MAX_TEXT_LENGTH = 4096
 MIN_OCCURRED_AT = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_FUTURE_SKEW_MS = 7 * 24 * 3600 * 1000
+# ``now_ms`` for a record already judged (the fold's own forwards on message-events):
+# no occurred_at is that far ahead, so the far-future rule passes it.
+ALREADY_JUDGED_MS = 2**62
+
+
+def broker_time_ms(timestamp_ms: float | None) -> int | None:
+    """The ``now_ms`` that judges an input record: its own broker timestamp (Kafka
+    record timestamp, ms), so a replay judges it the same; ``None`` (the wall clock)
+    for a record without one (Kafka gives -1; a time before 2000 is no clock either)."""
+    if timestamp_ms is None or timestamp_ms < MIN_OCCURRED_AT:
+        return None
+    return round(timestamp_ms)
 
 
 _ALL_SCHEMAS = [s for s in load_schemas() if s.name in EVENT_KINDS]
@@ -80,7 +92,10 @@ def encode_event(event: Event) -> bytes:
 
 
 def decode_event(data: bytes, now_ms: int | None = None) -> Event:
-    """Decode one single-object-encoded event and check domain.md's bad-input rules."""
+    """Decode one single-object-encoded event and check domain.md's bad-input rules.
+
+    ``now_ms``: what "the future" is judged against: the record's broker timestamp
+    (``broker_time_ms``) for a consumed record; ``None``: the wall clock."""
     if data is None or len(data) < 10 or data[:2] != MAGIC:
         raise InvalidEventError("not an Avro single-object-encoded record")
     schema = BY_FINGERPRINT.get(data[2:10])
@@ -104,11 +119,13 @@ def decode_event(data: bytes, now_ms: int | None = None) -> Event:
 
 
 
-def decode_input(data: bytes, topic_kind: str | None) -> tuple[Event, str]:
+def decode_input(data: bytes, topic_kind: str | None,
+                 now_ms: int | None = None) -> tuple[Event, str]:
     """The rule for an input record, shared by the fold and the events sink: it decodes
-    (``decode_event``) and is of the kind its topic carries (``None``: any kind). The
+    (``decode_event``, judged at ``now_ms``: both pass the record's broker timestamp,
+    ``broker_time_ms``) and is of the kind its topic carries (``None``: any kind). The
     event and its kind, or ``InvalidEventError``."""
-    event = decode_event(data)
+    event = decode_event(data, now_ms)
     kind = EVENT_TYPES[type(event)]
     if topic_kind is not None and kind != topic_kind:
         raise InvalidEventError(f"a {kind} record on the {topic_kind} topic")

@@ -15,7 +15,12 @@ from projections.message import MessageState, apply_event
 from projections.message_log import message_log_row
 from projections.metrics import message_contribution
 from streams.codecs import state as codec
-from streams.codecs.input_avro import decode_event, decode_input
+from streams.codecs.input_avro import (
+    ALREADY_JUDGED_MS,
+    broker_time_ms,
+    decode_event,
+    decode_input,
+)
 from streams.codecs.routing import message_partition
 from streams.settings import unsafe_switch_on
 
@@ -50,6 +55,13 @@ class Record(Protocol):
     key: bytes | None
     value: bytes | None
     timestamp: float
+
+
+def record_time_ms(record: Record) -> int | None:
+    """The record's broker timestamp in ms (Faust gives seconds), which the far-future
+    rule judges against, as the events sink does with the same record."""
+    timestamp = record.timestamp
+    return broker_time_ms(None if timestamp is None else timestamp * 1000.0)
 
 
 class MessageTable(Protocol):
@@ -106,7 +118,8 @@ class FoldStage:
         for record in records:
             try:
                 if record.topic == self.message_events_topic:
-                    event = decode_event(record.value or b"")  # valid when forwarded
+                    # valid when forwarded: judged then, against its input record's time
+                    event = decode_event(record.value or b"", ALREADY_JUDGED_MS)
                 else:
                     # Step 1: validate; fold here only in the message's own partition
                     admitted = self._admit(record, homes, out, now_s)
@@ -150,7 +163,8 @@ class FoldStage:
                now_s: float) -> Event | None:
         topic = record.topic
         try:
-            event, kind = decode_input(record.value or b"", self.kind_of_topic.get(topic, "?"))
+            event, kind = decode_input(record.value or b"", self.kind_of_topic.get(topic, "?"),
+                                       record_time_ms(record))
         except InvalidEventError as exc:
             out.consumed[topic, "invalid"] += 1
             out.dead_letters.append((record, exc.reason))

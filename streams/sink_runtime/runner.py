@@ -42,7 +42,7 @@ from sinks.plan import (
     plan_message_log_insert,
 )
 from streams.codecs import state as serde
-from streams.codecs.input_avro import decode_input
+from streams.codecs.input_avro import broker_time_ms, decode_input
 from streams.settings import Settings
 from streams.sink_runtime.batches import PartitionBatches, intent_metadata, parse_intent
 from streams.telemetry import Telemetry
@@ -120,7 +120,8 @@ def plan_message_events(records: Records, token: str | None, kind_of_topic: dict
     ``link_clicks``.
 
     A record the worker dead-letters (it does not decode, or its type is not its
-    topic's) is left out and logged by position only; the dead-letter topic has it.
+    topic's; judged, as the fold judges it, at the record's broker timestamp) is left
+    out and logged by position only; the dead-letter topic has it.
     ``decoded`` gives the events already decoded and accepted (``DecodedEvents``).
     """
     sourced: list[SourcedEvent] = []
@@ -130,7 +131,8 @@ def plan_message_events(records: Records, token: str | None, kind_of_topic: dict
             sourced.append(SourcedEvent(record.topic, record.partition, record.offset, known))
             continue
         try:
-            event, _ = decode_input(record.value, kind_of_topic.get(record.topic))
+            event, _ = decode_input(record.value, kind_of_topic.get(record.topic),
+                                    broker_time_ms(record.timestamp))
             sourced.append(SourcedEvent(record.topic, record.partition, record.offset, event))
         except InvalidEventError as exc:
             log.debug("events sink skips %s[%d]@%d: %s", record.topic, record.partition,

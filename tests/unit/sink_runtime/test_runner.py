@@ -15,7 +15,7 @@ from streams.sink_runtime.runner import plan_message_events, plan_message_update
 
 
 def record(offset: int, value: bytes, topic: str = "t") -> Any:
-    return SimpleNamespace(topic=topic, partition=3, offset=offset, value=value)
+    return SimpleNamespace(topic=topic, partition=3, offset=offset, value=value, timestamp=-1)
 
 
 KINDS = {f"in.{kind}": kind for kind in ("sent", "delivery", "reply", "click")}
