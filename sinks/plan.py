@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 
 import orjson
@@ -53,12 +53,17 @@ _row_values = attrgetter(*MESSAGE_LOG_COLUMNS)
 
 @dataclass(frozen=True, slots=True)
 class InsertPlan:
-    """One insert: ``rows`` are tuples in ``columns`` order (timestamps in epoch ms)."""
+    """One insert: ``rows`` are tuples in ``columns`` order (timestamps in epoch ms).
+
+    ``sources``, when known, gives for each row the input record it came from as
+    ``(topic, partition, offset)``: a row the store refuses is dead-lettered as that
+    record. Not part of the insert (and not compared)."""
 
     table: str
     columns: tuple[str, ...]
     rows: list[tuple[object, ...]]
     dedup_token: str | None
+    sources: tuple[tuple[str, int, int], ...] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.dedup_token is not None and not _TOKEN_RE.fullmatch(self.dedup_token):
@@ -83,13 +88,18 @@ def dedup_token(topic: str, partition: int, first_offset: int, last_offset: int)
     return token
 
 
-def plan_message_log_insert(rows: Sequence[MessageLogRow], token: str | None) -> InsertPlan:
-    """The insert of ``rows`` into the message log, in ``MESSAGE_LOG_COLUMNS`` order."""
+def plan_message_log_insert(
+    rows: Sequence[MessageLogRow], token: str | None,
+    sources: Sequence[tuple[str, int, int]] | None = None,
+) -> InsertPlan:
+    """The insert of ``rows`` into the message log, in ``MESSAGE_LOG_COLUMNS`` order
+    (``sources``: each row's input record, see ``InsertPlan``)."""
     return InsertPlan(
         table=MESSAGE_LOG_TABLE,
         columns=MESSAGE_LOG_COLUMNS,
         rows=[_row_values(row) for row in rows],
         dedup_token=token,
+        sources=tuple(sources) if sources is not None else None,
     )
 
 
@@ -132,8 +142,13 @@ def plan_event_inserts(events: Sequence[SourcedEvent], token: str | None) -> lis
         for s in events if isinstance(e := s.event, LinkClicked)
     ]
     plans = [
-        InsertPlan(EVENTS_TABLE, EVENT_COLUMNS, raw, token),
-        InsertPlan(REPLIES_TABLE, REPLY_COLUMNS, replies, token),
-        InsertPlan(LINK_CLICKS_TABLE, LINK_CLICK_COLUMNS, clicks, token),
+        InsertPlan(EVENTS_TABLE, EVENT_COLUMNS, raw, token,
+                   tuple((s.topic, s.partition, s.offset) for s in events)),
+        InsertPlan(REPLIES_TABLE, REPLY_COLUMNS, replies, token,
+                   tuple((s.topic, s.partition, s.offset) for s in events
+                         if isinstance(s.event, ReplyReceived))),
+        InsertPlan(LINK_CLICKS_TABLE, LINK_CLICK_COLUMNS, clicks, token,
+                   tuple((s.topic, s.partition, s.offset) for s in events
+                         if isinstance(s.event, LinkClicked))),
     ]
     return [plan for plan in plans if plan.rows]

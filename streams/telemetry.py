@@ -115,6 +115,13 @@ class Telemetry:
             "Failed ClickHouse inserts (retried)",
             registry=r,
         )
+        self.sink_rejected_rows = Counter(
+            "campaign_analytics_sink_rejected_rows_total",
+            "Rows ClickHouse refused for good (a non-transient error), dead-lettered and "
+            "skipped, by table",
+            ["table"],
+            registry=r,
+        )
         self.sink_batch_seconds = Histogram(
             "campaign_analytics_sink_batch_seconds",
             "Latency of one ClickHouse insert",

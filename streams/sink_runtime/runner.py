@@ -22,10 +22,12 @@ import fcntl
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
@@ -42,6 +44,7 @@ from sinks.plan import (
     plan_message_log_insert,
 )
 from streams.codecs import state as serde
+from streams.codecs.dead_letters import dead_letter
 from streams.codecs.input_avro import broker_time_ms, decode_input
 from streams.settings import Settings
 from streams.sink_runtime.batches import PartitionBatches, intent_metadata, parse_intent
@@ -58,16 +61,20 @@ UNSAFE_NO_DEDUP_ENV = "CA_UNSAFE_DISABLE_SINK_DEDUP"
 
 Records = Sequence[ConsumerRecord]
 
+# The dead-letter producer's limit (aiokafka's default ``max_request_size``).
+DEAD_LETTER_MAX_BYTES = 1_048_576
+
 
 def plan_message_updates(records: Records, token: str | None) -> list[InsertPlan]:
     """The newest ``message_log`` row of each message in one partition's batch."""
-    latest: dict[str, tuple[int, bytes]] = {}
+    latest: dict[str, tuple[int, ConsumerRecord]] = {}
     for record in records:
         message_id, version = serde.update_identity(record.value)
         if message_id not in latest or latest[message_id][0] < version:
-            latest[message_id] = (version, record.value)
-    rows = [serde.decode_update_row(value)[1] for _, value in latest.values()]
-    return [plan_message_log_insert(rows, token)]
+            latest[message_id] = (version, record)
+    rows = [serde.decode_update_row(r.value)[1] for _, r in latest.values()]
+    sources = [(r.topic, r.partition, r.offset) for _, r in latest.values()]
+    return [plan_message_log_insert(rows, token, sources)]
 
 
 class DecodedEvents:
@@ -159,8 +166,11 @@ def sink_lock_path(settings: Settings) -> Path:
     return settings.chdb_path.with_name(settings.chdb_path.name + ".sink.lock")
 
 
-async def _insist(name: str, telemetry: Telemetry, work: Callable[[], object]) -> None:
-    """Run ``work`` in a thread until it succeeds; never give up, never skip."""
+async def _insist(name: str, telemetry: Telemetry, work: Callable[[], object], *,
+                  refusable: bool = False) -> None:
+    """Run ``work`` in a thread until it succeeds; never give up, never skip. With
+    ``refusable``, a non-transient ``SinkError`` (``retry_after`` None: trying again
+    fails the same way) is raised instead of retried."""
     delay = 0.5
     while True:
         try:
@@ -168,6 +178,8 @@ async def _insist(name: str, telemetry: Telemetry, work: Callable[[], object]) -
             return
         except SinkError as exc:
             telemetry.sink_errors.inc()
+            if refusable and exc.retry_after is None:
+                raise
             wait = exc.retry_after or delay
             log.warning("%s: ClickHouse call failed (%s); retrying in %.1fs", name, exc, wait)
             await asyncio.sleep(wait)
@@ -283,6 +295,7 @@ class _PartitionSink:
             settings.sink_batch_rows, settings.sink_batch_seconds
         )
         self._store: ClickHouseStore | None = None
+        self._producer: AIOKafkaProducer | None = None  # dead letters; started on need
 
     @property
     def group_id(self) -> str:
@@ -323,6 +336,9 @@ class _PartitionSink:
                     await consumer.stop()
             finally:
                 await admin.close()
+                producer, self._producer = self._producer, None
+                if producer is not None:
+                    await producer.stop()
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:
@@ -344,7 +360,10 @@ class _PartitionSink:
         1. commit each batch's first offset with its intent ``first..last`` (nothing moves);
         2. build the insert plans (pure) with the token ``topic-partition-first-last``;
         3. insert, retried until it succeeds: nothing is skipped, committed or fetched
-           meanwhile;
+           meanwhile; except a row the store refuses for good (a non-transient
+           ``SinkError``): its plan is bisected until the refused rows stand alone, the
+           rest is inserted, and each refused row is dead-lettered (sent and acknowledged)
+           and counted;
         4. commit ``last + 1`` (empty metadata).
         """
         bounds = {tp: (records[0].offset, records[-1].offset) for tp, records in due.items()}
@@ -356,24 +375,107 @@ class _PartitionSink:
             plans += self.plans(
                 records, dedup_token(tp.topic, tp.partition, *bounds[tp]) if self._dedup else None)
             await asyncio.sleep(0)  # one partition at a time: the stages run in between
-        await self._write(plans)  # step 3
+        refused = await self._write(plans)  # step 3
+        if refused:
+            await self._dead_letter(refused, due)  # step 3 (before the commit)
         await consumer.commit({tp: (last + 1, "") for tp, (_, last) in bounds.items()})  # step 4
 
-    async def _write(self, plans: list[InsertPlan]) -> None:
+    async def _write(self, plans: list[InsertPlan]) -> list[tuple[InsertPlan, int, str]]:
         """Step 3: all inserts of a round through the process's one store (``_EngineOwner``),
-        retried until they succeed."""
+        a transient failure retried until it succeeds. A plan refused for good is
+        bisected (``_isolate``); the refused rows come back as (plan, row index, reason)."""
         store = self._store
         if store is None:
             raise RuntimeError("a sink writes only while run() holds the store")
+        done = 0  # plans inserted: a retry goes on from the one that failed
 
-        def insert_all() -> None:
-            for plan in plans:
-                store.insert(plan)
+        def insert_rest() -> None:
+            nonlocal done
+            while done < len(plans):
+                store.insert(plans[done])
+                done += 1
 
+        refused: list[tuple[InsertPlan, int, str]] = []
         with self._telemetry.sink_batch_seconds.time():
-            await _insist(self.name, self._telemetry, insert_all)
+            while done < len(plans):
+                try:
+                    await _insist(self.name, self._telemetry, insert_rest, refusable=True)
+                except SinkError as exc:
+                    refused += await self._isolate(store, plans[done], str(exc))
+                    done += 1
         for plan in plans:
-            self._telemetry.sink_rows.labels(plan.table).inc(len(plan.rows))
+            self._telemetry.sink_rows.labels(plan.table).inc(
+                len(plan.rows) - sum(p is plan for p, _, _ in refused))
+        return refused
+
+    async def _isolate(self, store: ClickHouseStore, plan: InsertPlan, reason: str
+                       ) -> list[tuple[InsertPlan, int, str]]:
+        """Insert ``plan``, which the store refused for good, in halves, and halves of
+        the halves that are refused, until each refused row stands alone; those rows
+        come back with the store's reason. A part's token is the plan's with its row
+        range (``token/first-end``): the refusal is deterministic, so a batch replayed
+        after a crash splits the same way and its parts are deduplicated too."""
+        refused: list[tuple[InsertPlan, int, str]] = []
+        parts: list[tuple[int, int, str | None]] = [(0, len(plan.rows), reason)]
+        while parts:
+            first, end, why = parts.pop()
+            if why is None:  # not tried yet
+                why = await self._refusal(store, replace(
+                    plan, rows=plan.rows[first:end],
+                    sources=plan.sources[first:end] if plan.sources is not None else None,
+                    dedup_token=(f"{plan.dedup_token}/{first}-{end}"
+                                 if plan.dedup_token is not None else None)))
+                if why is None:
+                    continue
+            if end - first == 1:
+                refused.append((plan, first, why))
+                continue
+            middle = (first + end) // 2
+            parts += [(middle, end, None), (first, middle, None)]  # the first half first
+        return refused
+
+    async def _refusal(self, store: ClickHouseStore, plan: InsertPlan) -> str | None:
+        """None once ``plan`` is inserted (transient failures retried), else why the
+        store refuses it for good."""
+        try:
+            await _insist(self.name, self._telemetry, lambda: store.insert(plan),
+                          refusable=True)
+        except SinkError as exc:
+            return str(exc)
+        return None
+
+    async def _dead_letter(self, refused: list[tuple[InsertPlan, int, str]],
+                           due: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Each refused row to the dead-letter topic as the input record it came from
+        (``streams/codecs/dead_letters.py``); a row that cannot be traced to one
+        record goes as its key (first column), the row as JSON and the reason."""
+        records = {(r.topic, r.partition, r.offset): r
+                   for batch in due.values() for r in batch}
+        topic = self._settings.dead_letter_topic
+        if self._producer is None:
+            producer = AIOKafkaProducer(bootstrap_servers=self._settings.kafka_bootstrap,
+                                        max_request_size=DEAD_LETTER_MAX_BYTES, acks="all")
+            await producer.start()
+            self._producer = producer
+        for plan, index, reason in refused:
+            row = plan.rows[index]
+            why = f"ClickHouse refused the row for {plan.table}: {reason}"[:2000]
+            source = records.get(plan.sources[index]) if plan.sources is not None else None
+            if source is not None:
+                key, value, headers = dead_letter(
+                    source.key or b"", source.value or b"", why, source.topic,
+                    source.partition, source.offset, DEAD_LETTER_MAX_BYTES)
+            else:
+                key = str(row[0]).encode()
+                value = orjson.dumps(dict(zip(plan.columns, row, strict=True)), default=str)
+                key, value, headers = key[:1024], value[:DEAD_LETTER_MAX_BYTES // 2], {
+                    "reason": why.encode(), "table": plan.table.encode()}
+            await self._producer.send_and_wait(topic, value, key=key,
+                                               headers=list(headers.items()))
+            self._telemetry.sink_rejected_rows.labels(plan.table).inc()
+            log.error("%s: dead-lettered %s: %s", self.name,
+                      f"{source.topic}[{source.partition}]@{source.offset}"
+                      if source is not None else f"the row keyed {row[0]!r}", why)
 
 
 class _Rebalance(ConsumerRebalanceListener):
