@@ -89,6 +89,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
     message_updates = app.topic(settings.message_updates_topic, internal=True, **RAW)
     metrics_topic = app.topic(settings.campaign_metrics_topic, **RAW)
     windows_topic = app.topic(settings.window_metrics_topic, **RAW)
+    windows_name = settings.window_metrics_topic
 
     protected = replay_protection_enabled()
     if not protected:
@@ -206,19 +207,22 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         while True:
             await asyncio.sleep(settings.emit_interval / EMIT_CHECKS_PER_INTERVAL)
             now = _now_ms()
+            if now - pruned >= settings.emit_interval * 1000:
+                views.prune_windows(now)  # their tombstones go out with this publish
+                pruned = now
             if await publish_due(now):
                 collect_when_quiet()  # what is in flight has an interval to go
-            if now - pruned >= settings.emit_interval * 1000:
-                views.prune_windows(now)
-                pruned = now
 
     async def publish_due(now: int) -> int:
         """Publish the due snapshots; how many."""
         metrics, windows = due_snapshots(views, now)
         for key, value in metrics:
             await metrics_topic.send(key=key, value=value)
-        for key, value in windows:
-            await windows_topic.send(key=key, value=value)
+        for key, window in windows:
+            if window is None:  # a window past retention: compaction removes its key
+                await app.producer.send(windows_name, key, None, None, None, None)
+            else:
+                await windows_topic.send(key=key, value=window)
         telemetry.metric_snapshots.inc(len(metrics))
         return len(metrics) + len(windows)
 

@@ -287,7 +287,9 @@ class Settings:
         "sizes (seconds) of the event-time tumbling windows")
     window_retention_days: float = setting(
         "CA_WINDOW_RETENTION_DAYS", "30", _positive_float,
-        "windows older than this many days are no longer kept or published")
+        "windows older than this many days are no longer kept or published: each gets a "
+        "tombstone on the windows topic and the API stops showing it (fractional days "
+        "allowed)")
     log_level: str = setting(
         "CA_LOG_LEVEL", "info", _text,
         "log level of the worker")

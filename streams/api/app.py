@@ -234,7 +234,7 @@ async def timeseries(request: web.Request) -> web.Response:
         except ValueError as exc:
             raise ApiError(400, "bad_parameter", f"{name}: {exc}") from exc
     since, until = bounds
-    windows = request.app[STATE].windows.get(snapshot.campaign_id, {})
+    windows = request.app[STATE].windows_of(snapshot.campaign_id)  # within retention
     points = []
     for (window_size, start), record in sorted(windows.items()):
         if window_size != size or (since is not None and start < since) or (

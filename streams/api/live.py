@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ from streams.codecs.output_avro import decode_campaign_metrics, decode_campaign_
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+
+PRUNE_INTERVAL_S = 60.0  # how often the follower drops windows past retention
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +83,22 @@ class Subscription:
 
 @dataclass
 class LiveState:
-    """The newest snapshot per campaign and the newest counts per window."""
+    """The newest snapshot per campaign and the newest counts per window.
+
+    A window ends when the worker prunes it past ``CA_WINDOW_RETENTION_DAYS`` and
+    publishes a tombstone for its key: the window is removed, and a record of it read
+    at a lower offset (read again) does not bring it back. With ``window_retention_ms``
+    set, a window past retention is never kept or shown, tombstone or not."""
 
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     # campaign -> (window_seconds, window_start) -> the decoded window record
     windows: dict[str, dict[tuple[int, int], dict[str, Any]]] = field(default_factory=dict)
     subscribers: dict[str, set[Subscription]] = field(default_factory=dict)
     rejected: int = 0
+    window_retention_ms: int | None = None
+    # (campaign, window_seconds, window_start) -> offset of its tombstone; kept only
+    # while the window is within retention here (older records are refused anyway)
+    ended: dict[tuple[str, int, int], int] = field(default_factory=dict)
 
     def apply_metrics(self, offset: int, value: bytes | None) -> None:
         if value is None:  # a tombstone: nothing publishes one today; keep the last state
@@ -105,9 +117,12 @@ class LiveState:
         for subscription in self.subscribers.get(snapshot.campaign_id, ()):
             subscription.offer(snapshot)
 
-    def apply_window(self, key: bytes | None, value: bytes | None) -> None:
+    def apply_window(self, key: bytes | None, value: bytes | None, offset: int = -1,
+                     now_ms: int | None = None) -> None:
+        """One record of the windows topic at ``offset`` (``-1``: unknown); a value
+        ``None`` is a tombstone."""
         if value is None:
-            self._drop_window(key)
+            self._drop_window(key, offset, now_ms)
             return
         try:
             record = decode_campaign_window(value)
@@ -115,16 +130,55 @@ class LiveState:
             self.rejected += 1
             log.warning("skipping an undecodable window record: %s", exc)
             return
-        start = _epoch_ms(record["window_start"])
-        self.windows.setdefault(record["campaign_id"], {})[
-            (int(record["window_seconds"]), start)] = record
+        campaign_id, where = record["campaign_id"], (int(record["window_seconds"]),
+                                                      _epoch_ms(record["window_start"]))
+        if where[1] < self._horizon(now_ms):
+            self.windows.get(campaign_id, {}).pop(where, None)
+            return
+        if self.ended:
+            tombstone = self.ended.get((campaign_id, *where))
+            if tombstone is not None:
+                if offset <= tombstone:
+                    return  # older than the window's tombstone: read again
+                del self.ended[(campaign_id, *where)]
+        self.windows.setdefault(campaign_id, {})[where] = record
 
-    def _drop_window(self, key: bytes | None) -> None:
+    def _drop_window(self, key: bytes | None, offset: int, now_ms: int | None) -> None:
         try:
             campaign_id, size, start = (key or b"").decode().rsplit("|", 2)
-            self.windows.get(campaign_id, {}).pop((int(size), int(start)), None)
+            where = (int(size), int(start))
         except ValueError:
             self.rejected += 1
+            return
+        self.windows.get(campaign_id, {}).pop(where, None)
+        if offset >= 0 and where[1] >= self._horizon(now_ms):
+            self.ended[(campaign_id, *where)] = offset
+
+    def _horizon(self, now_ms: int | None) -> int:
+        """Windows starting before this are past retention (none without one)."""
+        if self.window_retention_ms is None:
+            return -(1 << 62)
+        return (_wall_ms() if now_ms is None else now_ms) - self.window_retention_ms
+
+    def windows_of(self, campaign_id: str, now_ms: int | None = None
+                   ) -> dict[tuple[int, int], dict[str, Any]]:
+        """A campaign's windows within retention (a tombstone may not have come yet)."""
+        windows = self.windows.get(campaign_id, {})
+        horizon = self._horizon(now_ms)
+        return {where: w for where, w in windows.items() if where[1] >= horizon}
+
+    def prune_windows(self, now_ms: int | None = None) -> int:
+        """Forget windows (and tombstone offsets) past retention; how many windows."""
+        horizon = self._horizon(now_ms)
+        dropped = 0
+        for windows in self.windows.values():
+            old = [where for where in windows if where[1] < horizon]
+            for where in old:
+                del windows[where]
+            dropped += len(old)
+        for ended in [k for k in self.ended if k[2] < horizon]:
+            del self.ended[ended]
+        return dropped
 
     def subscribe(self, campaign_id: str) -> Subscription:
         subscription = Subscription()
@@ -140,6 +194,10 @@ class LiveState:
 
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self.subscribers.values())
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _epoch_ms(value: Any) -> int:
@@ -163,6 +221,7 @@ class MetricsFollower:
         self.problem: str | None = "the metric topics have not been read yet"
         self._retry = retry
         self._positions: dict[TopicPartition, int] = {}  # next offset to read, per partition
+        self._pruned = time.monotonic()  # when windows past retention were last dropped
 
     async def run(self) -> None:
         topics = [self._settings.campaign_metrics_topic, self._settings.window_metrics_topic]
@@ -199,6 +258,10 @@ class MetricsFollower:
                 log.info("metric topics read: %d campaign(s)", len(self.state.snapshots))
             while True:
                 self._apply(await consumer.getmany(timeout_ms=1000))
+                now = time.monotonic()
+                if now - self._pruned >= PRUNE_INTERVAL_S:
+                    self.state.prune_windows()
+                    self._pruned = now
         finally:
             await consumer.stop()
 
@@ -228,7 +291,7 @@ class MetricsFollower:
                     self.state.apply_metrics(record.offset, record.value)
             else:
                 for record in records:
-                    self.state.apply_window(record.key, record.value)
+                    self.state.apply_window(record.key, record.value, record.offset)
             if records:
                 self._positions[tp] = records[-1].offset + 1
 

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 async def serve(settings: Settings, port: int, started: asyncio.Event | None = None) -> None:
     """Serve until SIGINT or SIGTERM; a port that cannot be bound raises ``OSError``."""
-    state = LiveState()
+    state = LiveState(window_retention_ms=int(settings.window_retention_days * 86_400_000))
     follower = MetricsFollower(settings, state)
     store = open_reader(settings.clickhouse_url, settings.clickhouse_database,
                         sql_host=settings.sql_host, sql_port=settings.sql_port)

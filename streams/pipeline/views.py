@@ -62,6 +62,7 @@ class CampaignViews:
         self.windows: dict[str, dict[str, CampaignCounts]] = {}
         self._dirty: set[str] = set()
         self._dirty_windows: set[tuple[str, str]] = set()
+        self._ended_windows: list[tuple[str, str]] = []  # pruned, their tombstones not out
 
     def move(self, old: MessageContribution | None, new: MessageContribution | None) -> None:
         """Apply one message's change of contribution to its campaign's views."""
@@ -120,12 +121,21 @@ class CampaignViews:
         return out
 
     def prune_windows(self, now_ms: int) -> int:
-        """Drop windows older than the retention; returns how many were dropped."""
+        """Drop windows older than the retention; returns how many were dropped. Each
+        dropped window is reported once by ``take_ended_windows`` (for its tombstone);
+        so is one that a rebuild (or a late event) brought back and this drops again."""
         horizon = now_ms - self.window_retention_ms
         dropped = 0
-        for windows in self.windows.values():
+        ended = self._ended_windows
+        for campaign_id, windows in self.windows.items():
             old = [key for key in windows if parse_window_key(key)[1] < horizon]
             for key in old:
                 del windows[key]
+                ended.append((campaign_id, key))
             dropped += len(old)
         return dropped
+
+    def take_ended_windows(self) -> list[tuple[str, str]]:
+        """The (campaign, window key) pairs pruned since the last call, in order."""
+        ended, self._ended_windows = self._ended_windows, []
+        return ended

@@ -265,3 +265,52 @@ def test_negative_control_the_batch_check_sees_one_change_left_out():
     rebuilt = CampaignViews(RETENTION)
     rebuilt.rebuild(final)
     assert _nonempty(moved)[0] != _nonempty(rebuilt)[0]
+
+
+def test_pruned_windows_are_reported_for_tombstoning_exactly_once():
+    views, _ = _incremental(_events(20, 4))
+    newest = max(parse_window_key(k)[1] for k in views.windows["cw"])
+    now = newest + RETENTION - 30 * 60_000
+    old = {("cw", k) for k in views.windows["cw"] if parse_window_key(k)[1] < now - RETENTION}
+    assert old and views.take_ended_windows() == []  # nothing pruned yet
+    assert views.prune_windows(now) == len(old)
+    ended = views.take_ended_windows()
+    assert sorted(ended) == sorted(old)
+    assert views.prune_windows(now) == 0 and views.take_ended_windows() == []  # once
+    assert not {k for _, k in ended} & set(views.windows["cw"])
+    assert all(parse_window_key(k)[1] >= now - RETENTION
+               for _, k, _ in views.take_dirty_windows(now))
+
+
+def test_windows_a_rebuild_brings_back_past_retention_are_pruned_again_not_published():
+    lines = _events(20, 4)
+    views, current = _incremental(lines)
+    newest = max(parse_window_key(k)[1] for k in views.windows["cw"])
+    now = newest + RETENTION - 30 * 60_000
+    views.prune_windows(now)
+    first = views.take_ended_windows()
+    restored = CampaignViews(RETENTION)  # a restart: the contributions table restored
+    restored.rebuild(current.values())
+    published = restored.take_dirty_windows(now)
+    assert all(parse_window_key(k)[1] >= now - RETENTION for _, k, _ in published)
+    restored.prune_windows(now)
+    assert sorted(restored.take_ended_windows()) == sorted(first)
+
+
+def test_negative_control_without_the_tombstone_the_key_stays_on_the_topic():
+    """Compaction keeps a key's newest value: unless a tombstone follows the last
+    snapshot of a window, the window stays on the topic for ever."""
+    from streams.pipeline.publish import due_snapshots
+
+    views, _ = _incremental(_events(20, 4))
+    newest = max(parse_window_key(k)[1] for k in views.windows["cw"])
+    topic: dict[bytes, bytes | None] = {}
+    _, snapshots = due_snapshots(views, newest)  # everything within retention then
+    topic.update(snapshots)
+    now = newest + RETENTION - 30 * 60_000
+    views.prune_windows(now)
+    ended = views.take_ended_windows()  # dropped: these tombstones never go out
+    _, later = due_snapshots(views, now)
+    topic.update(later)
+    compacted = {k for k, v in topic.items() if v is not None}
+    assert ended and all(f"cw|{k.replace('s@', '|')}".encode() in compacted for _, k in ended)
