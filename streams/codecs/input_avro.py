@@ -147,9 +147,24 @@ def _text(record: Mapping[str, Any], name: str, *, required: bool, limit: int) -
     return value
 
 
+# An id is a name, never markup or a statement: no control characters (C0, DEL, C1)
+# and none of the characters that quote or end SQL (ids are written with parameters
+# everywhere; a record whose ids look like an injection is rejected all the same).
+NOT_IN_ID = re.compile(r"[\x00-\x1f\x7f-\x9f'\";\\`]")
+
+
 def _id(record: Mapping[str, Any], name: str) -> str:
     value = _text(record, name, required=True, limit=MAX_ID_LENGTH)
     assert value is not None  # noqa: S101 - required=True never returns None
+    return _id_characters(name, value)
+
+
+def _id_characters(name: str, value: str) -> str:
+    found = NOT_IN_ID.search(value)
+    if found is not None:
+        char = found.group()
+        what = repr(char) if char.isprintable() else "a control character"
+        raise InvalidEventError(f"{name} has {what}, not allowed in an id")
     return value
 
 
@@ -195,7 +210,8 @@ def _sent(r: Mapping[str, Any], now: int | None) -> MessageSent:
         message_id=_id(r, "message_id"),
         occurred_at=_occurred_at(r, now),
         campaign_id=_id(r, "campaign_id"),
-        variant=_text(r, "variant", required=False, limit=MAX_ID_LENGTH) or None,
+        variant=_id_characters("variant", _text(r, "variant", required=False,
+                                                  limit=MAX_ID_LENGTH) or "") or None,
         contact_id=_id(r, "contact_id"),
         contact_name=_opt(r, "contact_name"),
         phone=_phone(r),

@@ -64,6 +64,11 @@ def test_record_written_with_old_schema_reads_with_current():
         (_sent(contact_name="x" * 5000), "longer than"),
         (_sent(surprise=1), "unknown field"),
         (_sent(segments=0), "segments"),
+        (_sent(event_id="e\u00001"), "event_id has a control character"),
+        (_sent(contact_id="k\n1"), "contact_id has a control character"),
+        (_sent(campaign_id="c\u00851"), "campaign_id has a control character"),
+        (_sent(message_id="m1'); DROP TABLE events; --"), "message_id has \"'\""),
+        (_sent(variant="A; DELETE FROM message_log"), "variant has ';'"),
     ],
 )
 def test_bad_lines_are_rejected_with_a_reason(line, reason):
@@ -94,20 +99,21 @@ def test_bytes_after_the_record_raise_invalid_event():
 
 
 texts = st.text(min_size=1, max_size=40).filter(lambda s: s.strip())
+ids = texts.filter(lambda s: not codec.NOT_IN_ID.search(s))
 times = st.integers(min_value=codec.MIN_OCCURRED_AT, max_value=NOW)
 
 
 @settings(max_examples=200, deadline=None)
 @given(
     st.one_of(
-        st.builds(ReceiptReceived, event_id=texts, message_id=texts, occurred_at=times,
+        st.builds(ReceiptReceived, event_id=ids, message_id=ids, occurred_at=times,
                   status=st.sampled_from(DeliveryStatus),
                   error_code=st.none() | texts, error_description=st.none() | st.text(),
                   carrier=st.none() | texts),
-        st.builds(ReplyReceived, event_id=texts, message_id=texts, occurred_at=times,
-                  contact_id=texts, phone=st.just("+447700900123"), body=st.text()),
-        st.builds(LinkClicked, event_id=texts, message_id=texts, occurred_at=times,
-                  link_id=texts, user_agent=st.none() | st.text()),
+        st.builds(ReplyReceived, event_id=ids, message_id=ids, occurred_at=times,
+                  contact_id=ids, phone=st.just("+447700900123"), body=st.text()),
+        st.builds(LinkClicked, event_id=ids, message_id=ids, occurred_at=times,
+                  link_id=ids, user_agent=st.none() | st.text()),
     )
 )
 def test_avro_round_trip_property(event):
