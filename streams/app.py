@@ -89,7 +89,6 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
     message_updates = app.topic(settings.message_updates_topic, internal=True, **RAW)
     metrics_topic = app.topic(settings.campaign_metrics_topic, **RAW)
     windows_topic = app.topic(settings.window_metrics_topic, **RAW)
-    windows_name = settings.window_metrics_topic
 
     protected = replay_protection_enabled()
     if not protected:
@@ -127,7 +126,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
 
     inbox_of = engine.inboxes
 
-    async def produce(topic: faust.TopicT, key: bytes, value: bytes,
+    async def produce(topic: faust.TopicT, key: bytes, value: bytes | None,
                       headers: dict[str, bytes] | None = None) -> None:
         """Hand a record to the producer (Faust flushes it before committing, step 5)."""
         await app.producer.send(topic.get_topic_name(), key, value, None, None, headers)
@@ -220,7 +219,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
             await metrics_topic.send(key=key, value=value)
         for key, window in windows:
             if window is None:  # a window past retention: compaction removes its key
-                await app.producer.send(windows_name, key, None, None, None, None)
+                await produce(windows_topic, key, None)
             else:
                 await windows_topic.send(key=key, value=window)
         telemetry.metric_snapshots.inc(len(metrics))

@@ -117,8 +117,6 @@ def decode_event(data: bytes, now_ms: int | None = None) -> Event:
     return record_to_event(schema.name, record, now_ms)
 
 
-
-
 def decode_input(data: bytes, topic_kind: str | None,
                  now_ms: int | None = None) -> tuple[Event, str]:
     """The rule for an input record, shared by the fold and the events sink: it decodes

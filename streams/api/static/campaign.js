@@ -1,8 +1,8 @@
 // The campaign detail page: summary cards, A/B section, charts, message log, replies,
 // link clicks and export, kept current by the API's server-sent events.
 import {
-  ApiError, AuthError, api, askForToken, authHeaders, cell, count, el, percent, raw,
-  showError, signedPercent, time, timeCell,
+  ApiError, AuthError, api, askForToken, cell, count, el, percent, raw,
+  request, showError, signedPercent, time, timeCell,
 } from "./common.js";
 import { barChart, lineChart } from "./charts.js";
 
@@ -377,9 +377,7 @@ async function exportCsv() {
   const button = $("export");
   button.disabled = true;
   try {
-    const response = await fetch(`${base}/export.csv`, { headers: authHeaders() });
-    if (response.status === 401) throw new AuthError("a valid API token is required");
-    if (!response.ok) throw new ApiError(response.status, "", `the export failed (HTTP ${response.status})`);
+    const response = await request(`${base}/export.csv`, { headers: { Accept: "text/csv" } });
     const url = URL.createObjectURL(await response.blob());
     const link = el("a", { href: url, download: `${campaignId.replace(/[^A-Za-z0-9._-]/g, "_")}.csv` });
     document.body.append(link);
@@ -412,11 +410,9 @@ async function follow(onSummary) {
       silence = setTimeout(() => abort.abort(), 30_000);
     };
     try {
-      const headers = { Accept: "text/event-stream", ...authHeaders() };
+      const headers = { Accept: "text/event-stream" };
       if (lastId !== null) headers["Last-Event-ID"] = lastId;
-      const response = await fetch(`${base}/events`, { headers, signal: abort.signal, cache: "no-store" });
-      if (response.status === 401) throw new AuthError("a valid API token is required");
-      if (!response.ok) throw new ApiError(response.status, "", `live updates: HTTP ${response.status}`);
+      const response = await request(`${base}/events`, { headers, signal: abort.signal, cache: "no-store" });
       setLive("live");
       watchdog();
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();

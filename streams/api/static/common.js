@@ -19,7 +19,8 @@ export function authHeaders() {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
-export async function api(path, options = {}) {
+// A fetch with the token whose answer is 2xx; AuthError on 401, ApiError otherwise.
+export async function request(path, options = {}) {
   const response = await fetch(path, {
     ...options,
     headers: { Accept: "application/json", ...authHeaders(), ...(options.headers || {}) },
@@ -30,7 +31,11 @@ export async function api(path, options = {}) {
     try { body = await response.json(); } catch { /* not JSON: keep the status */ }
     throw new ApiError(response.status, body.error, body.detail);
   }
-  return response.json();
+  return response;
+}
+
+export async function api(path, options = {}) {
+  return (await request(path, options)).json();
 }
 
 // The token form: shown when the API answers 401; the token is kept for this tab only.
