@@ -5,7 +5,8 @@ down and its sink backs off (``SinkError.retry_after``) until it is up.
 clickhouse-connect never retries an insert by itself: the sink does, with the
 same plan and so the same ``insert_deduplication_token``.
 
-Error messages never contain the URL (it may carry a password).
+Error messages never contain the URL (it may carry a password) nor the password of
+the ``Credentials`` (``sinks/credentials.py``) the store sends.
 
 A reader's store (``read_only=True``, ``sinks.open_reader``) refuses ``migrate``
 and ``insert``: the tables, their TTLs included, are the sinks' to change.
@@ -23,6 +24,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalErr
 
 from projections.errors import CampaignAnalyticsError
 from projections.message_log import MessageLogRow
+from sinks.credentials import Credentials
 from sinks.errors import RETRY_AFTER_SECONDS, SinkError, retry_after_for
 from sinks.migrations import apply_migrations
 from sinks.plan import InsertPlan
@@ -60,7 +62,9 @@ class ClickHouseServerStore(SqlReads):
         retention: Retention | None = None,
         read_only: bool = False,
         where: str | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
+        self._credentials = credentials or Credentials()
         self._retention = retention or Retention()
         self._url = url
         self._where = where or _redacted(url)
@@ -81,19 +85,31 @@ class ClickHouseServerStore(SqlReads):
                     "send_receive_timeout": self._send_receive_timeout,
                 }
                 # clickhouse-connect's embedded backend (chdb://...) has no HTTP options.
-                options = {} if self._url.startswith("chdb:") else http_options
+                options = {} if self._url.startswith("chdb:") else {
+                    **http_options, **self._credentials.client_options()}
                 try:
                     self._client = clickhouse_connect.get_client(dsn=self._url, **options)
                 except (ClickHouseError, OSError) as exc:
                     message = f"cannot connect to ClickHouse at {self._where}"
-                    raise _sink_error(message, exc) from exc
+                    raise self._error(message, exc) from self._cause(exc)
             return self._client
 
     def _run(self, action: str, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return call(*args, **kwargs)
         except (ClickHouseError, OSError) as exc:
-            raise _sink_error(f"ClickHouse {action} failed at {self._where}", exc) from exc
+            raise self._error(f"ClickHouse {action} failed at {self._where}", exc) \
+                from self._cause(exc)
+
+    def _error(self, message: str, exc: BaseException) -> SinkError:
+        """``_sink_error`` with the password taken out of the client's message."""
+        error = _sink_error(message, exc)
+        return SinkError(self._credentials.scrub(str(error)), error.retry_after)
+
+    def _cause(self, exc: BaseException) -> BaseException | None:
+        """``exc``, or None if its chain names the password (a logged traceback would)."""
+        text = _chain_text(exc)
+        return exc if self._credentials.scrub(text) == text else None
 
     # -- ClickHouseStore ---------------------------------------------------
 
@@ -129,9 +145,11 @@ class ClickHouseServerStore(SqlReads):
                 settings=settings,
             )
         except (ClickHouseError, OSError) as exc:
-            raise _sink_error(f"ClickHouse insert failed at {self._where}", exc) from exc
+            raise self._error(f"ClickHouse insert failed at {self._where}", exc) \
+                from self._cause(exc)
         except (ValueError, TypeError, OverflowError) as exc:  # a value its column cannot hold
-            raise SinkError(f"rows do not fit the columns of {plan.table}: {exc}") from exc
+            raise SinkError(self._credentials.scrub(
+                f"rows do not fit the columns of {plan.table}: {exc}")) from self._cause(exc)
         return len(plan.rows)
 
     def message_log(
@@ -165,7 +183,8 @@ class ClickHouseServerStore(SqlReads):
                 for row in stream:
                     yield tuple(row)
         except (ClickHouseError, OSError) as exc:
-            raise _sink_error(f"ClickHouse export failed at {self._where}", exc) from exc
+            raise self._error(f"ClickHouse export failed at {self._where}", exc) \
+                from self._cause(exc)
 
     def close(self) -> None:
         with self._mutex:
@@ -193,6 +212,16 @@ def _sink_error(message: str, exc: BaseException) -> SinkError:
     transient = isinstance(exc, OperationalError | OSError)
     retry_after = RETRY_AFTER_SECONDS if transient else retry_after_for(str(exc))
     return SinkError(f"{message}: {_reason(exc)}", retry_after)
+
+
+def _chain_text(exc: BaseException) -> str:
+    """The messages of ``exc`` and of its causes and contexts, joined."""
+    texts: list[str] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(texts) < 20:
+        texts.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    return "\n".join(texts)
 
 
 def _reason(exc: BaseException) -> str:

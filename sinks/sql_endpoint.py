@@ -31,6 +31,7 @@ from typing import Any
 import chdb
 from aiohttp import web
 
+from sinks.credentials import Credentials
 from sinks.errors import SinkError
 from sinks.sql import validate_identifier
 
@@ -105,6 +106,7 @@ _CONTENT_TYPES = {
 # anything else is 500. TIMEOUT_EXCEEDED stays 500: a 504 would make
 # clickhouse-connect retry a query that just used its whole time.
 _HTTP_STATUS_BY_NAME = {
+    "AUTHENTICATION_FAILED": 401,
     **dict.fromkeys(
         ("SYNTAX_ERROR", "CANNOT_PARSE_TEXT", "CANNOT_PARSE_QUOTED_STRING", "CANNOT_PARSE_NUMBER",
          "CANNOT_PARSE_DATE", "CANNOT_PARSE_DATETIME", "BAD_QUERY_PARAMETER", "TYPE_MISMATCH",
@@ -192,7 +194,9 @@ class SqlEndpoint:
         *,
         max_concurrent: int = MAX_CONCURRENT_QUERIES,
         queue_wait: float = QUEUE_WAIT_SECONDS,
+        credentials: Credentials | None = None,
     ) -> None:
+        self._credentials = credentials or Credentials()
         self._path = Path(chdb_path).resolve()
         self._database = validate_identifier(database)
         self._max_concurrent = max_concurrent
@@ -268,6 +272,13 @@ class SqlEndpoint:
             "X-ClickHouse-Server-Display-Name": self._display_name,
             "X-ClickHouse-Timezone": self._timezone,
         }
+        if not self._credentials.admits(request.headers):
+            # the API's rule for its token: missing or wrong is a 401, compared in
+            # constant time; ClickHouse's own code for it, which clients recognise
+            headers["WWW-Authenticate"] = 'Basic realm="campaign-analytics SQL"'
+            return _error_response(QueryError(
+                516, "AUTHENTICATION_FAILED",
+                "DB::Exception: a valid user and password are required"), headers)
         try:
             parsed = await self._parse(request)
             if parsed is None:  # ClickHouse answers a bare GET / like /ping

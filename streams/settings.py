@@ -53,6 +53,10 @@ def _path(name: str, raw: str) -> Path:
     return Path(raw)
 
 
+def _optional_path(name: str, raw: str) -> Path | None:
+    return Path(raw) if raw else None
+
+
 def _switch(name: str, raw: str) -> bool:
     return raw not in ("0", "false", "no", "off")
 
@@ -170,14 +174,17 @@ _DEFAULT_TEXTS: dict[str, str] = {}  # variable -> its default text, in declarat
 
 
 def setting(env: str, default: str, parse: Callable[[str, str], T], doc: str, *,
-            derive: Callable[[Mapping[str, str]], str] | None = None) -> T:
-    """A ``Settings`` field read from ``env``; its default is the default text parsed."""
+            derive: Callable[[Mapping[str, str]], str] | None = None,
+            secret: bool = False) -> T:
+    """A ``Settings`` field read from ``env``; its default is the default text parsed.
+    A ``secret`` one (a password, a token) is left out of ``repr(settings)``."""
     spec = Setting(env, default, parse, doc, derive)
     text = _DEFAULT_TEXTS[env] = spec.text({}, _DEFAULT_TEXTS)
     value = parse(env, text)
     if isinstance(value, dict | list | set):
-        return field(default_factory=lambda: copy.copy(value), metadata={_SETTING: spec})
-    return field(default=value, metadata={_SETTING: spec})
+        return field(default_factory=lambda: copy.copy(value), metadata={_SETTING: spec},
+                     repr=not secret)
+    return field(default=value, metadata={_SETTING: spec}, repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -206,6 +213,18 @@ class Settings:
     clickhouse_database: str = setting(
         "CA_CLICKHOUSE_DATABASE", "campaign_analytics", _text,
         "ClickHouse database")
+    clickhouse_user: str = setting(
+        "CA_CLICKHOUSE_USER", "", _text,
+        "user the sinks, the API and the CLI give the ClickHouse server (empty: `default`) "
+        "and the embedded engine's SQL endpoint asks its readers for")
+    clickhouse_password: str = setting(
+        "CA_CLICKHOUSE_PASSWORD", "", _text,
+        "that user's password (empty: none; the SQL endpoint then asks for none); never "
+        "logged. Prefer `CA_CLICKHOUSE_PASSWORD_FILE`; setting both is an error",
+        secret=True)
+    clickhouse_password_file: Path | None = setting(
+        "CA_CLICKHOUSE_PASSWORD_FILE", "", _optional_path,
+        "a file holding that password (one trailing newline ignored), e.g. a Docker secret")
     chdb_path: Path = setting(
         "CA_CHDB_PATH", "$CA_DATA_DIR/chdb", _path,
         "directory of the embedded engine's files", derive=_under_data_dir)
@@ -301,7 +320,7 @@ class Settings:
         "port of `campaign-analytics api` (`--port` wins)")
     api_token: str = setting(
         "CA_API_TOKEN", "", _text,
-        "when set, every `/api` route needs `Authorization: Bearer <token>`")
+        "when set, every `/api` route needs `Authorization: Bearer <token>`", secret=True)
     sql_host: str = setting(
         "CA_SQL_HOST", "127.0.0.1", _text,
         "address of the embedded engine's read-only SQL endpoint, served by the process "
@@ -331,6 +350,24 @@ class Settings:
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def clickhouse_login(self) -> tuple[str, str]:
+        """The ClickHouse user and password (``sinks.Credentials(*login)``); the password
+        file is read now (a missing, unreadable or empty file is a ``ConfigurationError``
+        naming the file only)."""
+        password = self.clickhouse_password
+        path = self.clickhouse_password_file
+        if path is not None:
+            try:
+                password = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise ConfigurationError(
+                    f"CA_CLICKHOUSE_PASSWORD_FILE: cannot read {path}: {reason}") from None
+            password = password.removesuffix("\n").removesuffix("\r")
+            if not password:
+                raise ConfigurationError(f"CA_CLICKHOUSE_PASSWORD_FILE: {path} is empty")
+        return self.clickhouse_user, password
 
     @property
     def worker_dir(self) -> Path:
@@ -388,6 +425,9 @@ def _read(env: Mapping[str, str], overrides: Mapping[str, object]) -> Settings:
         if spec is not None:
             text = texts[spec.env] = spec.text(env, texts)
             values[f.name] = spec.parse(spec.env, text)
+    if values["clickhouse_password"] and values["clickhouse_password_file"] is not None:
+        raise ConfigurationError("set CA_CLICKHOUSE_PASSWORD or CA_CLICKHOUSE_PASSWORD_FILE, "
+                                 "not both")
     prefix = values["topic_prefix"]
     values["input_topics"] = {kind: prefix + name for kind, name in INPUT_TOPICS.items()}
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -9,7 +9,7 @@ import signal
 
 from aiohttp import web
 
-from sinks import open_reader
+from sinks import Credentials, open_reader
 from streams.api.app import create_api
 from streams.api.live import LiveState, MetricsFollower
 from streams.settings import Settings
@@ -22,7 +22,8 @@ async def serve(settings: Settings, port: int, started: asyncio.Event | None = N
     state = LiveState(window_retention_ms=int(settings.window_retention_days * 86_400_000))
     follower = MetricsFollower(settings, state)
     store = open_reader(settings.clickhouse_url, settings.clickhouse_database,
-                        sql_host=settings.sql_host, sql_port=settings.sql_port)
+                        sql_host=settings.sql_host, sql_port=settings.sql_port,
+                        credentials=Credentials(*settings.clickhouse_login()))
     app = create_api(settings, state, store, follower)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()

@@ -136,6 +136,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.engine import Seat, harden_process
 
     logging.basicConfig(level=settings.log_level.upper())
+    settings.clickhouse_login()  # a bad password file: exit 2 now, not a sink crash loop
     seat = Seat(settings.worker_dir, settings.app_id)
     seat.claim()  # held until the process exits
     asyncio.run(ensure_topics(settings))
@@ -187,13 +188,14 @@ def _summary(args: argparse.Namespace, settings: Settings) -> int:
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     """Through ``open_reader``: the ClickHouse server, or the SQL endpoint of the process
     that owns the embedded engine. It changes nothing (no migration, no TTL)."""
-    from sinks import open_reader
+    from sinks import Credentials, open_reader
     from sinks.export import write_csv, write_csv_file
 
     if args.output != "-" and not Path(args.output).parent.is_dir():
         raise ConfigurationError(f"no such directory: {Path(args.output).parent}")
     store = open_reader(settings.clickhouse_url, settings.clickhouse_database,
-                        sql_host=settings.sql_host, sql_port=settings.sql_port)
+                        sql_host=settings.sql_host, sql_port=settings.sql_port,
+                        credentials=Credentials(*settings.clickhouse_login()))
     try:
         if store.count_message_log(args.campaign_id) == 0:
             print(f"error: no messages for campaign {args.campaign_id!r}", file=sys.stderr)
@@ -257,6 +259,7 @@ def _sink(args: argparse.Namespace, settings: Settings) -> int:
     from streams.telemetry import Telemetry
 
     logging.basicConfig(level=settings.log_level.upper())
+    settings.clickhouse_login()  # a bad password file: exit 2 now
     telemetry = Telemetry()
     if args.parent_pid is not None:
         sink_process.die_with_parent(args.parent_pid)
@@ -297,15 +300,19 @@ def _sql(args: argparse.Namespace, settings: Settings) -> int:
     import clickhouse_connect
     from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
 
+    from sinks import Credentials
+
     if settings.clickhouse_url:
         dsn, where, hint = settings.clickhouse_url, _url_origin(settings.clickhouse_url), ""
     else:
         dsn = where = f"http://{settings.sql_host}:{settings.sql_port}"
         hint = ": is a worker (its sink process) running?"
+    credentials = Credentials(*settings.clickhouse_login())
     try:
         client = clickhouse_connect.get_client(
             dsn=dsn, database=settings.clickhouse_database, connect_timeout=5,
             autogenerate_session_id=False, show_clickhouse_errors="scrub",
+            **credentials.client_options(),
         )
         try:
             result = client.query(args.query)
@@ -314,10 +321,11 @@ def _sql(args: argparse.Namespace, settings: Settings) -> int:
     except ClickHouseError as exc:
         code = getattr(exc, "code", None)
         if isinstance(exc, DatabaseError) and code is not None and code != 202:
-            print(f"error: {_clickhouse_message(str(exc))}", file=sys.stderr)
+            print(f"error: {credentials.scrub(_clickhouse_message(str(exc)))}", file=sys.stderr)
             return EXIT_USAGE
         # no answer, or 202 TOO_MANY_SIMULTANEOUS_QUERIES: try again later
-        detail = _clickhouse_message(str(exc)) if code is not None else "no answer"
+        detail = credentials.scrub(_clickhouse_message(str(exc))) if code is not None else (
+            "no answer")
         print(f"error: cannot query ClickHouse SQL at {where} ({detail}){hint}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     names = list(result.column_names)

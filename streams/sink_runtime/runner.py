@@ -34,7 +34,7 @@ from aiokafka.structs import ConsumerRecord
 
 from projections.errors import InvalidEventError
 from projections.events import Event
-from sinks import ClickHouseStore, Retention, open_store
+from sinks import ClickHouseStore, Credentials, Retention, open_store
 from sinks.errors import SinkError
 from sinks.plan import (
     InsertPlan,
@@ -192,7 +192,8 @@ async def _serve_sql(settings: Settings) -> SqlEndpoint | None:
     the port taken again, and the message log would stop."""
     from sinks.sql_endpoint import SqlEndpoint
 
-    endpoint = SqlEndpoint(settings.chdb_path, settings.clickhouse_database)
+    endpoint = SqlEndpoint(settings.chdb_path, settings.clickhouse_database,
+                           credentials=Credentials(*settings.clickhouse_login()))
     try:
         port = await endpoint.start(settings.sql_host, settings.sql_port)
     except (OSError, SinkError) as exc:
@@ -262,6 +263,7 @@ class _EngineOwner:
             # the embedded engine takes 70-190 ms.
             store = open_store(settings.clickhouse_url, settings.clickhouse_database,
                                settings.chdb_path, hold_open=True,
+                               credentials=Credentials(*settings.clickhouse_login()),
                                retention=Retention(settings.clickhouse_ttl_days,
                                                    settings.clickhouse_events_ttl_days))
             stack.push_async_callback(asyncio.to_thread, store.close)

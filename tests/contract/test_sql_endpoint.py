@@ -555,3 +555,77 @@ def test_example_failures_by_error_code(server: Running, data: Data) -> None:
 
 def _ms(value: dt.datetime) -> int:
     return int(value.replace(tzinfo=dt.UTC).timestamp() * 1000)
+
+
+# -- credentials (issue 19 item 2) -------------------------------------------
+
+SQL_PASSWORD = "endpoint-Pa55"  # noqa: S105 - a test password
+
+
+@pytest.fixture(scope="module")
+def guarded(data: Data) -> Iterator[Running]:
+    """The endpoint of an owner configured with CA_CLICKHOUSE_USER/_PASSWORD."""
+    from sinks.credentials import Credentials
+
+    running = Running(SqlEndpoint(data.path, DATABASE,
+                                  credentials=Credentials("reader", SQL_PASSWORD)))
+    yield running
+    running.stop()
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    import base64
+
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_with_a_password_the_endpoint_asks_for_it(guarded: Running, server: Running) -> None:
+    url = f"{guarded.url}/?query=SELECT%201"
+    for headers in ({}, basic("reader", "wrong"), basic("default", SQL_PASSWORD),
+                    {"X-ClickHouse-User": "reader", "X-ClickHouse-Key": "wrong"},
+                    {"Authorization": "Basic !!!"}, {"Authorization": f"Bearer {SQL_PASSWORD}"}):
+        status, answer, body = get(url, headers)
+        assert status == 401, headers
+        assert answer["X-ClickHouse-Exception-Code"] == "516"
+        assert answer["WWW-Authenticate"].startswith("Basic")
+        assert SQL_PASSWORD not in body.decode()
+    for headers in (basic("reader", SQL_PASSWORD),
+                    {"X-ClickHouse-User": "reader", "X-ClickHouse-Key": SQL_PASSWORD}):
+        assert get(url, headers)[::2] == (200, b"1\n")
+    assert get(f"{guarded.url}/ping")[0] == 200  # as ClickHouse's: no credentials
+    # negative control: without a password configured, the same bare request passes
+    assert get(f"{server.url}/?query=SELECT%201")[::2] == (200, b"1\n")
+
+
+def test_clickhouse_connect_and_open_reader_log_in(guarded: Running, data: Data) -> None:
+    from sinks import open_reader
+    from sinks.credentials import Credentials
+
+    with pytest.raises(DatabaseError, match="516"):
+        client(guarded).query("SELECT 1")
+    good = client(guarded, username="reader", password=SQL_PASSWORD)
+    assert good.query("SELECT 1").result_rows == [(1,)]
+    good.close()
+    reader = open_reader("", DATABASE, sql_host="127.0.0.1", sql_port=guarded.port,
+                         credentials=Credentials("reader", SQL_PASSWORD))
+    try:
+        assert reader.count_message_log(CAMPAIGN) == len(data.rows)
+    finally:
+        reader.close()
+
+
+def test_sql_command_sends_the_configured_credentials(
+    monkeypatch: pytest.MonkeyPatch, guarded: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CA_CLICKHOUSE_URL", raising=False)
+    monkeypatch.delenv("CA_CLICKHOUSE_PASSWORD_FILE", raising=False)
+    monkeypatch.setenv("CA_SQL_PORT", str(guarded.port))
+    monkeypatch.setenv("CA_CLICKHOUSE_DATABASE", DATABASE)
+    monkeypatch.setenv("CA_CLICKHOUSE_USER", "reader")
+    monkeypatch.setenv("CA_CLICKHOUSE_PASSWORD", SQL_PASSWORD)
+    assert cli.main(["sql", "SELECT 1 AS one", "--format", "csv"]) == 0
+    assert capsys.readouterr().out == "one\n1\n"
+    monkeypatch.setenv("CA_CLICKHOUSE_PASSWORD", "not-" + SQL_PASSWORD)
+    assert cli.main(["sql", "SELECT 1"]) == 2
+    err = capsys.readouterr().err
+    assert "Code: 516." in err and err.count("\n") == 1 and SQL_PASSWORD not in err

@@ -376,3 +376,59 @@ def test_api_service_reads_the_same_kafka_and_clickhouse_as_the_worker(
     assert command[:2] == ["campaign-analytics", "api"]
     port = int(command[command.index("--port") + 1])
     assert port in {container_port(p) for p in services["api"]["ports"]}
+
+
+# --- ClickHouse credentials (issue 19 item 2) ----------------------------------
+
+
+def clickhouse_credential_problems(compose: dict[str, Any]) -> list[str]:
+    """The ClickHouse server has a password, and every service that reaches it through
+    CA_CLICKHOUSE_URL logs in with the same user and password, from their own settings
+    (never in the URL, where logs and error messages would show them)."""
+    problems: list[str] = []
+    services: dict[str, Any] = compose.get("services") or {}
+    server = environment(services.get("clickhouse") or {})
+    password = server.get("CLICKHOUSE_PASSWORD", "")
+    if server.get("CLICKHOUSE_SKIP_USER_SETUP") == "1" or not password:
+        problems.append("clickhouse: no password (CLICKHOUSE_PASSWORD)")
+    user = server.get("CLICKHOUSE_USER", "default")
+    for name, svc in services.items():
+        env = environment(svc or {})
+        if not env.get("CA_CLICKHOUSE_URL"):
+            continue
+        parts = urlsplit(env["CA_CLICKHOUSE_URL"])
+        if parts.username or parts.password:
+            problems.append(f"{name}: credentials in CA_CLICKHOUSE_URL")
+        if env.get("CA_CLICKHOUSE_USER", "default") != user:
+            problems.append(f"{name}: CA_CLICKHOUSE_USER is not the server's user {user!r}")
+        if "CA_CLICKHOUSE_PASSWORD_FILE" not in env and (
+                env.get("CA_CLICKHOUSE_PASSWORD") != password):
+            problems.append(f"{name}: CA_CLICKHOUSE_PASSWORD is not the server's password")
+    return problems
+
+
+def test_clickhouse_has_a_password_the_worker_and_api_use(compose: dict[str, Any]) -> None:
+    assert clickhouse_credential_problems(compose) == []
+    # the dev fallback is overridable from the shell or a .env file
+    password = environment(compose["services"]["clickhouse"])["CLICKHOUSE_PASSWORD"]
+    assert password.startswith("${CA_CLICKHOUSE_PASSWORD:-")
+    assert "dev-only" in password
+    for name in ("worker", "api"):
+        assert environment(compose["services"][name])["CA_CLICKHOUSE_PASSWORD"] == password
+
+
+def test_negative_control_clickhouse_credentials() -> None:
+    broken = {"services": {
+        "clickhouse": {"image": "clickhouse", "environment": {"CLICKHOUSE_SKIP_USER_SETUP": "1"}},
+        "worker": {"environment": {"CA_CLICKHOUSE_URL": "http://u:secret@clickhouse:8123"}},
+        "api": {"environment": {"CA_CLICKHOUSE_URL": "http://clickhouse:8123",
+                                "CA_CLICKHOUSE_USER": "someone",
+                                "CA_CLICKHOUSE_PASSWORD": "other"}},
+    }}
+    assert clickhouse_credential_problems(broken) == [
+        "clickhouse: no password (CLICKHOUSE_PASSWORD)",
+        "worker: credentials in CA_CLICKHOUSE_URL",
+        "worker: CA_CLICKHOUSE_PASSWORD is not the server's password",
+        "api: CA_CLICKHOUSE_USER is not the server's user 'default'",
+        "api: CA_CLICKHOUSE_PASSWORD is not the server's password",
+    ]

@@ -124,7 +124,8 @@ def test_ttl_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
 _FREE_TEXT = {"CA_KAFKA_BOOTSTRAP", "CA_APP_ID", "CA_TOPIC_PREFIX", "CA_DATA_DIR",
               "CA_CLICKHOUSE_URL", "CA_CLICKHOUSE_DATABASE", "CA_CHDB_PATH", "CA_WEB_HOST",
               "CA_SINK_IN_WORKER", "CA_SINK_CHILD", "CA_LOG_LEVEL", "CA_API_HOST",
-              "CA_API_TOKEN", "CA_SQL_HOST", "CA_AB_METRIC", "CA_AB_CONTROL"}
+              "CA_API_TOKEN", "CA_SQL_HOST", "CA_AB_METRIC", "CA_AB_CONTROL",
+              "CA_CLICKHOUSE_USER", "CA_CLICKHOUSE_PASSWORD", "CA_CLICKHOUSE_PASSWORD_FILE"}
 
 
 @pytest.mark.parametrize("env", sorted({s.env for s in SETTINGS} - _FREE_TEXT))
