@@ -32,6 +32,7 @@ _TABLE_KEYS: dict[str, str] = {
     LINK_CLICKS_TABLE: "event_id",
     EVENTS_TABLE: "event_id",
 }
+SINK_TABLES = tuple(_TABLE_KEYS)
 
 _ASCII_SPACE = "' \\t\\n\\r\\f\\v'"  # a ClickHouse literal: space and escaped controls
 _OPT_OUTS = ", ".join(string_literal(k) for k in sorted(OPT_OUT_KEYWORDS))
@@ -286,6 +287,18 @@ def row_counts_query(database: str, table: str) -> str:
         f"SELECT (SELECT count() FROM {name}), (SELECT count() FROM {name} FINAL),"  # noqa: S608
         f" (SELECT uniqExact({key}) FROM {name}){sources}"
     )
+
+
+def stored_rows_query(database: str) -> tuple[str, dict[str, object]]:
+    """``table, rows`` of each sink table as stored (the active parts in ``system.parts``:
+    metadata only, no table read; replaced versions count until a merge drops them)."""
+    tables = ", ".join(string_literal(t) for t in SINK_TABLES)
+    sql = (
+        "SELECT table, sum(rows) FROM system.parts"  # noqa: S608
+        f" WHERE database = {{database:String}} AND active AND table IN ({tables})"
+        " GROUP BY table ORDER BY table"
+    )
+    return sql, {"database": database}
 
 
 def row_counts(values: Sequence[object]) -> RowCounts:

@@ -62,3 +62,9 @@ class SqlReads:
     def row_counts(self, table: str) -> RowCounts:
         (values,) = self._select(queries.row_counts_query(self._database, table))
         return queries.row_counts(values)
+
+    def stored_rows(self) -> dict[str, int]:
+        sql, params = queries.stored_rows_query(self._database)
+        rows = {table: 0 for table in queries.SINK_TABLES}
+        rows.update((str(table), int(n)) for table, n in self._select(sql, params))
+        return rows

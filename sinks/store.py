@@ -114,6 +114,11 @@ class ClickHouseStore(Protocol):
         the sink's exactly-once checks)."""
         ...
 
+    def stored_rows(self) -> dict[str, int]:
+        """Rows stored in each sink table, from the parts' metadata (cheap; replaced
+        versions count until merged away), 0 for an empty table."""
+        ...
+
     def close(self) -> None:
         """Release connections; idempotent."""
         ...

@@ -28,6 +28,7 @@ from streams.engine import collect_when_quiet, harden
 from streams.engine.tables import rebuilding_table
 from streams.pipeline.aggregate import AggregateStage
 from streams.pipeline.fold import UNSAFE_ENV, FoldStage, Record, replay_protection_enabled
+from streams.pipeline.freshness import SnapshotAges
 from streams.pipeline.publish import due_snapshots
 from streams.pipeline.views import CampaignViews
 from streams.settings import Settings
@@ -38,6 +39,7 @@ from streams.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 EMIT_CHECKS_PER_INTERVAL = 20  # how often publish_metrics looks for due snapshots
+SNAPSHOT_AGE_EVERY = 5.0  # seconds between two updates of the snapshot-age gauges
 
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                        "value_serializer": "raw"}
@@ -217,6 +219,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         metrics, windows = due_snapshots(views, now)
         for key, value in metrics:
             await metrics_topic.send(key=key, value=value)
+        snapshot_ages.observe([key.decode() for key, _ in metrics], (), now)
         for key, window in windows:
             if window is None:  # a window past retention: compaction removes its key
                 await produce(windows_topic, key, None)
@@ -224,6 +227,24 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                 await windows_topic.send(key=key, value=window)
         telemetry.metric_snapshots.inc(len(metrics))
         return len(metrics) + len(windows)
+
+    snapshot_ages = SnapshotAges()
+    aged: set[str] = set()
+
+    @app.timer(interval=SNAPSHOT_AGE_EVERY)
+    async def snapshot_age_gauges() -> None:
+        """streams/pipeline/freshness.py; on a timer of its own, so a stuck publisher
+        shows as a growing wait."""
+        nonlocal aged
+        now = _now_ms()
+        snapshot_ages.observe((), views.waiting_campaigns(), now)
+        ages = snapshot_ages.ages(now, views.counts)
+        for gone in aged - ages.keys():
+            telemetry.snapshot_age_seconds.remove(gone)
+        for campaign_id, age in ages.items():
+            telemetry.snapshot_age_seconds.labels(campaign_id).set(age)
+        aged = set(ages)
+        telemetry.snapshot_pending_seconds.set(snapshot_ages.oldest_pending(now))
 
     @app.task
     async def run_clickhouse_sinks() -> None:

@@ -171,6 +171,37 @@ class Telemetry:
             "streams/engine/lag.py)",
             ["topic", "partition"], registry=r,
         )
+        self.sink_lag_records = Gauge(
+            "campaign_analytics_sink_lag_records",
+            "Records of each partition a ClickHouse sink has not written yet (highwater - "
+            "written, from the sink consumer's own positions every few seconds; "
+            "streams/sink_runtime/freshness.py)",
+            ["sink", "topic", "partition"], registry=r,
+        )
+        self.sink_lag_seconds = Gauge(
+            "campaign_analytics_sink_lag_seconds",
+            "How long the oldest record a ClickHouse sink has not written yet has been in "
+            "Kafka (its broker timestamp to now; 0 when the sink has written everything)",
+            ["sink"], registry=r,
+        )
+        self.clickhouse_rows = Gauge(
+            "campaign_analytics_clickhouse_rows",
+            "Rows stored in each ClickHouse table (active parts in system.parts: before "
+            "replaced versions are merged away), read by the sink process every 30 s",
+            ["table"], registry=r,
+        )
+        self.snapshot_age_seconds = Gauge(
+            "campaign_analytics_snapshot_age_seconds",
+            "Seconds since each active campaign's last metric snapshot (campaigns with "
+            "input on this worker in the last 15 minutes; streams/pipeline/freshness.py)",
+            ["campaign"], registry=r,
+        )
+        self.snapshot_pending_seconds = Gauge(
+            "campaign_analytics_snapshot_pending_seconds",
+            "Age of the oldest campaign change no snapshot has published yet (0: every "
+            "change is out)",
+            registry=r,
+        )
         self.processing_seconds = BulkHistogram(
             "campaign_analytics_processing_seconds",
             "Time from an input record's Kafka timestamp to its processing",

@@ -107,6 +107,10 @@ class CampaignViews:
         due = self._emitted.take(self._dirty, now_ms)
         return [(cid, self.counts.get(cid, CampaignCounts())) for cid in due]
 
+    def waiting_campaigns(self) -> frozenset[str]:
+        """Changed campaigns that no snapshot has carried yet (read-only copy)."""
+        return frozenset(self._dirty)
+
     def take_dirty_windows(self, now_ms: int) -> list[tuple[str, str, CampaignCounts]]:
         """Changed windows (empty counts for a window that emptied), within retention,
         likewise at most once per emit interval each."""

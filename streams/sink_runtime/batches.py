@@ -94,6 +94,10 @@ class PartitionBatches(Generic[K, R]):
     def buffered(self) -> int:
         return sum(len(b.records) for b in self._buffers.values())
 
+    def heads(self) -> dict[K, R]:
+        """The first (oldest) buffered record of each partition that has one."""
+        return {key: b.records[0] for key, b in self._buffers.items() if b.records}
+
     def seconds_to_next(self) -> float:
         """How long until the oldest buffered record is due (``max_seconds`` if none)."""
         now = self._clock()

@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -48,6 +49,7 @@ from streams.codecs.dead_letters import dead_letter
 from streams.codecs.input_avro import broker_time_ms, decode_input
 from streams.settings import Settings
 from streams.sink_runtime.batches import PartitionBatches, intent_metadata, parse_intent
+from streams.sink_runtime.freshness import LAG_EVERY, ROWS_EVERY, SinkLag
 from streams.telemetry import Telemetry
 
 if TYPE_CHECKING:
@@ -286,6 +288,7 @@ class _PartitionSink:
 
     name = "clickhouse_sink"
     group_suffix = "clickhouse-sink"
+    lag_label = "message_log"  # the sink label of the lag gauges
 
     def __init__(
         self, settings: Settings, telemetry: Telemetry, *, dedup: bool | None = None
@@ -298,6 +301,9 @@ class _PartitionSink:
         )
         self._store: ClickHouseStore | None = None
         self._producer: AIOKafkaProducer | None = None  # dead letters; started on need
+        self.lag: SinkLag[TopicPartition] = SinkLag()
+        self._in_flight: dict[TopicPartition, int] = {}  # being inserted: first record's time
+        self._lag_shown: set[tuple[str, str]] = set()
 
     @property
     def group_id(self) -> str:
@@ -327,20 +333,48 @@ class _PartitionSink:
             )
             admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap)
             self._batches.clear()  # a fresh start: read again from the committed offsets
+            self.lag, self._in_flight = SinkLag(), {}
             await admin.start()
             try:
                 consumer.subscribe(self.topics(),
                                    listener=_Rebalance(self, self._batches, admin))
                 await consumer.start()
+                reporter = asyncio.create_task(self._report_lag(consumer))
                 try:
                     await self._consume(consumer)
                 finally:
+                    reporter.cancel()
                     await consumer.stop()
             finally:
                 await admin.close()
                 producer, self._producer = self._producer, None
                 if producer is not None:
                     await producer.stop()
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """The lag gauges every ``LAG_EVERY`` s, beside the loop: a batch whose insert
+        is retried for minutes must show up as growing lag (streams/sink_runtime/freshness.py)."""
+        try:
+            while True:
+                await asyncio.sleep(LAG_EVERY)
+                self.report_lag(consumer.highwater, int(time.time() * 1000))
+        finally:
+            for gone in self._lag_shown:
+                self._telemetry.sink_lag_records.remove(self.lag_label, *gone)
+            self._lag_shown = set()
+
+    def report_lag(self, highwater: Callable[[TopicPartition], int | None], now_ms: int) -> None:
+        oldest = {tp: record.timestamp for tp, record in self._batches.heads().items()}
+        oldest.update(self._in_flight)
+        records, seconds = self.lag.measure(highwater, oldest, now_ms)
+        labels = {(tp.topic, str(tp.partition)): n for tp, n in records.items()}
+        gauge = self._telemetry.sink_lag_records
+        for gone in self._lag_shown - labels.keys():
+            gauge.remove(self.lag_label, *gone)
+        for (topic, partition), n in labels.items():
+            gauge.labels(self.lag_label, topic, partition).set(n)
+        self._lag_shown = set(labels)
+        self._telemetry.sink_lag_seconds.labels(self.lag_label).set(seconds)
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
         while True:
@@ -377,10 +411,14 @@ class _PartitionSink:
             plans += self.plans(
                 records, dedup_token(tp.topic, tp.partition, *bounds[tp]) if self._dedup else None)
             await asyncio.sleep(0)  # one partition at a time: the stages run in between
+        self._in_flight = {tp: records[0].timestamp for tp, records in due.items()}
         refused = await self._write(plans)  # step 3
         if refused:
             await self._dead_letter(refused, due)  # step 3 (before the commit)
         await consumer.commit({tp: (last + 1, "") for tp, (_, last) in bounds.items()})  # step 4
+        for tp, records in due.items():
+            self.lag.wrote(tp, bounds[tp][1] + 1, records[-1].timestamp)
+        self._in_flight = {}
 
     async def _write(self, plans: list[InsertPlan]) -> list[tuple[InsertPlan, int, str]]:
         """Step 3: all inserts of a round through the process's one store (``_EngineOwner``),
@@ -492,6 +530,7 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self._batches.drop(revoked)
+        self._sink.lag.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         tps = list(assigned)
@@ -510,6 +549,7 @@ class _Rebalance(ConsumerRebalanceListener):
                                 "rebuilt exactly", self._sink.name, exc)
                     return
                 await asyncio.sleep(1.0)
+        self._sink.lag.assigned({tp: at.offset for tp, at in committed.items() if at.offset >= 0})
         for tp, at in committed.items():
             intent = parse_intent(at.metadata)
             if intent is not None and intent[0] == at.offset:
@@ -536,6 +576,7 @@ class ClickHouseEventsSink(_PartitionSink):
 
     name = "clickhouse_events_sink"
     group_suffix = "clickhouse-events-sink"
+    lag_label = "events"
 
     def topics(self) -> list[str]:
         return list(self._settings.input_topics.values())
@@ -571,5 +612,22 @@ async def run_sinks(settings: Settings, telemetry: Telemetry) -> None:
     its SQL endpoint) from the moment it takes the sink lock until it ends, whatever
     its sinks' restarts (``_EngineOwner``)."""
     sinks = (ClickHouseSink(settings, telemetry), ClickHouseEventsSink(settings, telemetry))
-    async with _OWNER.hold(settings, telemetry):
-        await asyncio.gather(*(run_restarting(sink, telemetry) for sink in sinks))
+    async with _OWNER.hold(settings, telemetry) as store:
+        await asyncio.gather(*(run_restarting(sink, telemetry) for sink in sinks),
+                             report_stored_rows(store, telemetry))
+
+
+async def report_stored_rows(store: ClickHouseStore, telemetry: Telemetry,
+                             every: float = ROWS_EVERY) -> None:
+    """``campaign_analytics_clickhouse_rows{table}`` every ``every`` s, from the parts'
+    metadata (``ClickHouseStore.stored_rows``: no table is read); a failed read
+    leaves the gauge as it was (the sinks' own retries report ClickHouse errors)."""
+    while True:
+        try:
+            rows = await asyncio.to_thread(store.stored_rows)
+        except SinkError as exc:
+            log.debug("stored rows unavailable: %s", exc)
+        else:
+            for table, n in rows.items():
+                telemetry.clickhouse_rows.labels(table).set(n)
+        await asyncio.sleep(every)

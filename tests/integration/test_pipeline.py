@@ -7,8 +7,10 @@ import json
 import random
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.cli.demo import generate_campaign
 from tests.integration.conftest import CLI, Deployment, metric_sum
@@ -113,6 +115,51 @@ def _summary_and_export(deployment: Deployment, tmp_path: Path) -> None:
         "undelivered", "30005", "")
     delivered = [r for r in rows if r["status"] == "delivered"]
     assert delivered and all(r["delivered_at"].endswith("Z") for r in delivered)
+    if deployment.env.get("CA_SINK_IN_WORKER") != "0":
+        _freshness_metrics_are_sane(worker, events)
+
+
+def _freshness_metrics_are_sane(worker: Any, events: list[dict]) -> None:
+    """Issue 19 item 6's gauges on the worker's /metrics (its sink process's merged
+    in), once everything is written: nothing behind, rows at least the recount's,
+    the campaigns' snapshot ages present and small."""
+    messages = len({e["message_id"] for e in events if e["type"] == "sent"})
+    distinct = len({e["event_id"] for e in events})  # stored: repeats in one insert collapse
+    seen: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+
+    def settled() -> bool:
+        nonlocal seen
+        seen = _gauges(worker.metrics())
+        rows = {dict(k)["table"]: v for k, v in seen["campaign_analytics_clickhouse_rows"].items()}
+        lag = seen["campaign_analytics_sink_lag_records"]
+        return (rows.get("message_log", 0) >= messages and rows.get("events", 0) >= distinct
+                and {dict(k)["sink"] for k in lag} == {"message_log", "events"}
+                and not any(lag.values())
+                and not any(seen["campaign_analytics_sink_lag_seconds"].values())
+                and seen["campaign_analytics_snapshot_pending_seconds"] == {(): 0.0})
+
+    wait_until(settled, "the freshness gauges to show everything written", 60, 1,
+               explain=lambda: repr(seen))
+    ages = {dict(k)["campaign"]: v for k, v in
+            seen["campaign_analytics_snapshot_age_seconds"].items()}
+    assert {"camp-ab", "camp-plain"} <= set(ages)
+    assert all(0 <= age < 900 for age in ages.values()), ages
+    assert set(dict(k)["table"] for k in seen["campaign_analytics_clickhouse_rows"]) == {
+        "message_log", "events", "replies", "link_clicks"}
+
+
+def _gauges(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {
+        name: {} for name in ("campaign_analytics_clickhouse_rows",
+                              "campaign_analytics_sink_lag_records",
+                              "campaign_analytics_sink_lag_seconds",
+                              "campaign_analytics_snapshot_age_seconds",
+                              "campaign_analytics_snapshot_pending_seconds")}
+    for family in text_string_to_metric_families(text):
+        if family.name in out:
+            for sample in family.samples:
+                out[family.name][tuple(sorted(sample.labels.items()))] = sample.value
+    return out
 
 
 def _statuses(rows) -> dict[tuple[str, str], int]:

@@ -163,3 +163,19 @@ def test_negative_control_promtool_catches_a_broken_rule(tmp_path: Path, alert: 
     result = run_promtool("test", "rules", ALERTS_TEST.name, cwd=tmp_path)
     assert result.returncode != 0
     assert alert in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("alert", ["CampaignAnalyticsClickHouseTrailing",
+                                   "CampaignAnalyticsSnapshotOverdue"])
+def test_negative_control_a_threshold_of_zero_fires_on_the_healthy_series(
+        tmp_path: Path, alert: str) -> None:
+    """The gauges' healthy series (a few seconds' lag or wait) are not 0: a rule that
+    fired on any lag at all would alert all the time, and its unit test says so."""
+    doc = yaml.safe_load(ALERTS.read_text())
+    rule = next(r for r in rules(doc) if r["alert"] == alert)
+    rule["expr"] = re.sub(r">\s*\d+\s*$", "> 0", rule["expr"].strip())
+    (tmp_path / ALERTS.name).write_text(yaml.safe_dump(doc))
+    (tmp_path / ALERTS_TEST.name).write_text(ALERTS_TEST.read_text())
+    result = run_promtool("test", "rules", ALERTS_TEST.name, cwd=tmp_path)
+    assert result.returncode != 0
+    assert alert in result.stdout + result.stderr
