@@ -1,0 +1,269 @@
+"""The store unavailable for 60 s on a running deployment (issue 19 item 3d).
+
+A worker (whose sink child owns the embedded engine and serves its SQL endpoint,
+guarded by a ClickHouse password) and ``campaign-analytics api`` run on the real
+broker while events stream in. The engine's owner is killed (``SIGKILL``) and stays
+away for 60 s: the test holds ``<chdb dir>.sink.lock``, as the owner would, so the
+worker's restarted sink child waits for it, like a restarted owner that is not back
+yet. Meanwhile:
+
+- the sinks pause: they commit nothing (their lag grows) and the RSS of the worker
+  and of its waiting sink child stays within a generous bound of the RSS before;
+- the API serves live summaries (200, and they follow the events published during
+  the outage) and answers 503 with ``Retry-After`` on its store routes.
+
+Then the lock is let go and everything catches up exactly: the summary equals the
+batch recount, and in the store ``count() = uniqExact(key)`` on FINAL for every
+table, raw ``events`` = records published = distinct source records, FINAL events =
+distinct event ids, SQL metrics = the recount. Negative controls: the store routes
+answer 200 before and after (the 503s are the outage's), and the sinks' lag is
+positive during it (the outage was real; an exactness checker's own control is
+``test_clickhouse_sinks``'s run without deduplication tokens).
+
+A configured ClickHouse server would be made unavailable through a proxy; that
+variant needs ``CA_TEST_CLICKHOUSE_URL`` and is skipped without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from sinks import Credentials, open_reader
+from sinks.chdb_store import ChdbStore
+from streams.cli.admin import ensure_topics
+from streams.cli.demo import generate_campaign
+from streams.settings import Settings
+from streams.sink_runtime.runner import sink_lock_path
+from tests import oracle
+from tests.integration.conftest import Deployment, WorkerProcess, free_port
+from tests.integration.test_api import TOKEN, Api
+from tests.integration.test_clickhouse_sinks import produce, records_of, sink_lag
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+OUTAGE_SECONDS = 60.0
+PASSWORD = "outage-test-Pa55"  # noqa: S105 - a test password
+COUNTS = ("sent", "delivered", "failed", "pending", "replies", "unique_repliers",
+          "opt_outs", "link_clicks", "unique_link_clicks")
+STORE_ROUTES = ("messages", "replies", "clicks", "export.csv")
+# RSS may grow by this much over the outage (fraction of the RSS before, plus a floor):
+# generous, it is a bound on buffering the backlog, not a benchmark
+RSS_GROWTH, RSS_FLOOR_KB = 0.5, 64 * 1024
+
+
+def rss_kb(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
+def sink_child(worker: WorkerProcess) -> int | None:
+    """The worker's current ``campaign-analytics sink`` child, if one runs."""
+    assert worker.proc is not None
+    pid = worker.proc.pid
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    for child in map(int, children):
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"sink" in argv:
+            return child
+    return None
+
+
+def take_lock(path: Path, timeout: float) -> IO[str]:
+    """The sink lock, as soon as the killed owner's is released (before the worker's
+    restarted child, which comes RESTART_PAUSE = 5 s later, can take it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        handle = path.open("a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            handle.close()
+            if time.monotonic() > deadline:
+                pytest.fail(f"{path} was not released by the killed owner")
+            time.sleep(0.02)
+
+
+def stop_merges(settings: Settings) -> None:
+    """Before the owner opens the engine: no merge collapses repeated rows, so the raw
+    ``events`` count shows every record written, and none twice (as in
+    ``test_clickhouse_sinks``: the replacing merge is a second line of defence, not
+    the proof)."""
+    store = ChdbStore(settings.chdb_path, settings.clickhouse_database)
+    try:
+        store.migrate()
+        for table in ("message_log", "replies", "link_clicks", "events"):
+            store._query(
+                f"ALTER TABLE {settings.clickhouse_database}.{table} MODIFY SETTING"
+                " max_bytes_to_merge_at_max_space_in_pool = 1,"
+                " max_bytes_to_merge_at_min_space_in_pool = 1", "TabSeparated")
+    finally:
+        store.close()
+
+
+def picked(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: summary[k] for k in COUNTS}
+
+
+class Outage:
+    def __init__(self, deployment: Deployment, api: Api, worker: WorkerProcess,
+                 events: list[dict[str, Any]], campaign: str) -> None:
+        self.deployment, self.api, self.worker = deployment, api, worker
+        self.settings: Settings = deployment.settings()
+        self.events, self.campaign = events, campaign
+        self.raw, _ = records_of(events)
+        self.published = 0
+
+    def publish(self, upto: int) -> None:
+        """The raw input records [published, upto) to their topics, in order."""
+        part = self.raw[self.published:upto]
+        for kind, topic in self.settings.input_topics.items():
+            asyncio.run(produce(self.settings, topic,
+                                [(key, value) for k, key, value in part if k == kind]))
+        self.published = max(self.published, upto)
+
+    def live_matches(self) -> bool:
+        code, _, body = self.api.get(f"/api/v1/campaigns/{self.campaign}")
+        assert code in (200, 404), body[:300]  # 404 until its first snapshot
+        if code == 404:
+            return False
+        want = picked(oracle.recount(self.events[:self.published])[self.campaign])
+        return picked(json.loads(body)) == want
+
+    def store_route(self, route: str) -> tuple[int, dict[str, str], bytes]:
+        return self.api.get(f"/api/v1/campaigns/{self.campaign}/{route}")
+
+    def reader_checks(self) -> None:
+        """Exact: nothing missing, nothing doubled, the metrics equal the recount."""
+        store = open_reader("", self.settings.clickhouse_database,
+                            sql_host=self.settings.sql_host, sql_port=self.settings.sql_port,
+                            credentials=Credentials("reader", PASSWORD))
+        try:
+            events = store.row_counts("events")
+            assert events.stored == events.distinct_sources == len(self.raw)
+            assert events.final == events.distinct_keys == len({e["event_id"]
+                                                                for e in self.events})
+            for table, kind in (("replies", "reply"), ("link_clicks", "click")):
+                counts = store.row_counts(table)
+                wanted = len({e["event_id"] for e in self.events if e["type"] == kind})
+                assert counts.final == counts.distinct_keys == wanted > 0, table
+            log = store.row_counts("message_log")
+            messages = len({e["message_id"] for e in self.events if e["type"] == "sent"})
+            assert log.final == log.distinct_keys == messages
+            metrics = store.campaign_metrics(self.campaign)
+            assert metrics is not None
+            recount = oracle.recount(self.events)[self.campaign]
+            assert {k: getattr(metrics.totals, k) for k in COUNTS} == picked(recount)
+        finally:
+            store.close()
+
+
+def test_store_unavailable_60s_sinks_pause_api_serves_then_exact_catch_up(
+        kafka_bootstrap: str, tmp_path: Path) -> None:
+    deployment = Deployment(kafka_bootstrap, tmp_path)
+    deployment.env |= {"CA_API_TOKEN": TOKEN, "CA_CLICKHOUSE_USER": "reader",
+                       "CA_CLICKHOUSE_PASSWORD": PASSWORD, "CA_SINK_BATCH_ROWS": "200"}
+    campaign = "outage-camp"
+    events = generate_campaign(campaign, messages=900, seed=19)
+    api: Api | None = None
+    lock: IO[str] | None = None
+    try:
+        asyncio.run(ensure_topics(deployment.settings()))
+        stop_merges(deployment.settings())
+        worker = deployment.worker().start()
+        worker.wait_ready()
+        api = Api(deployment, free_port(), tmp_path / "api.log")
+        outage = Outage(deployment, api, worker, events, campaign)
+        third = len(outage.raw) // 3
+
+        # before: everything answers
+        outage.publish(third)
+        api.wait(outage.live_matches, "the live summary of the first third")
+        api.wait(lambda: outage.store_route("messages")[0] == 200, "the message log")
+        for route in STORE_ROUTES:  # negative control of the 503s below
+            assert outage.store_route(route)[0] == 200, route
+        owner = sink_child(worker)
+        assert owner is not None
+        worker_pid = worker.proc.pid  # type: ignore[union-attr]
+        rss_before = {"worker": rss_kb(worker_pid), "sink": rss_kb(owner)}
+
+        # the owner dies; the store stays away for OUTAGE_SECONDS
+        os.kill(owner, signal.SIGKILL)
+        lock = take_lock(sink_lock_path(outage.settings), 4.0)
+        started = time.monotonic()
+        peak = {"worker": 0, "sink": 0}
+        waiting: set[int] = set()
+        refused: dict[str, int] = dict.fromkeys(STORE_ROUTES, 0)
+        step = max(1, third // 10)
+        while (elapsed := time.monotonic() - started) < OUTAGE_SECONDS:
+            if outage.published < 2 * third:
+                outage.publish(min(2 * third, outage.published + step))
+            code, _, body = api.get(f"/api/v1/campaigns/{campaign}")
+            assert code == 200, body[:300]
+            for route in STORE_ROUTES:
+                code, headers, body = outage.store_route(route)
+                assert code == 503, (route, body[:300])
+                assert int(headers["Retry-After"]) >= 1
+                refused[route] += 1
+            child = sink_child(worker)
+            if child is not None and child != owner:
+                waiting.add(child)
+                peak["sink"] = max(peak["sink"], rss_kb(child) or 0)
+            peak["worker"] = max(peak["worker"], rss_kb(worker_pid) or 0)
+            if outage.published >= 2 * third and elapsed > OUTAGE_SECONDS / 2:
+                assert asyncio.run(sink_lag(outage.settings)) > 0  # paused: nothing committed
+            time.sleep(2.0)
+        # the live side kept going: the summary has every event published so far
+        wait_until(outage.live_matches, "the live summary during the outage", 20, 0.5)
+        assert asyncio.run(sink_lag(outage.settings)) > 0
+        assert waiting, "the worker did not restart its sink process"
+        assert all(n >= 3 for n in refused.values()), refused
+        for name, before in rss_before.items():
+            assert before is not None
+            bound = before * (1 + RSS_GROWTH) + RSS_FLOOR_KB
+            assert 0 < peak[name] <= bound, (name, before, peak[name])
+        assert worker.proc is not None and worker.proc.poll() is None
+
+        # back: the waiting child takes the engine, the sinks catch up exactly
+        lock.close()
+        lock = None
+        outage.publish(len(outage.raw))
+        api.wait(outage.live_matches, "the live summary of every event")
+        api.wait(lambda: asyncio.run(sink_lag(outage.settings)) == 0, "the sinks to catch up")
+        for route in STORE_ROUTES:
+            api.wait(lambda r=route: outage.store_route(r)[0] == 200, f"{route} again")
+        messages = api.pages(f"/api/v1/campaigns/{campaign}/messages", 500)
+        assert len(messages) == len({e["message_id"] for e in events if e["type"] == "sent"})
+        outage.reader_checks()
+        print(f"outage {OUTAGE_SECONDS:.0f} s: RSS before {rss_before} kB, peak {peak} kB; "
+              f"refused {refused}; sink children waiting {sorted(waiting)}")
+    finally:
+        if lock is not None:
+            lock.close()
+        if api is not None:
+            api.stop()
+        deployment.close()
+        shutil.rmtree(tmp_path / "state", ignore_errors=True)
