@@ -26,6 +26,7 @@ from streams.codecs import state as serde
 from streams.codecs.dead_letters import dead_letter as dead_letter_record
 from streams.engine import collect_when_quiet, harden
 from streams.engine.tables import rebuilding_table
+from streams.kafka_security import client_options, faust_credentials
 from streams.pipeline.aggregate import AggregateStage
 from streams.pipeline.fold import UNSAFE_ENV, FoldStage, Record, replay_protection_enabled
 from streams.pipeline.freshness import SnapshotAges
@@ -54,6 +55,10 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{host}" for host in settings.kafka_bootstrap.split(",")],
+        # CA_KAFKA_SECURITY_PROTOCOL & co. (streams/kafka_security.py); the topics Faust
+        # creates (its changelogs, its leader topic) get CA_TOPIC_REPLICATION_FACTOR.
+        broker_credentials=faust_credentials(settings),
+        topic_replication_factor=settings.topic_replication_factor,
         store="memory://",
         datadir=str(settings.worker_dir),
         web_host=settings.web_host,
@@ -107,15 +112,18 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                              for v in map(serde.as_dict, values)
                              if v["contribution"] is not None)
 
-    messages = rebuilding_table(app, "messages", restored_messages, lazy_restore=True)
+    changelog_configs = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
+    messages = rebuilding_table(app, "messages", restored_messages, lazy_restore=True,
+                                topic_configs=changelog_configs)
     contributions = rebuilding_table(app, "contributions", restored_contributions,
-                                     lazy_restore=True)
+                                     lazy_restore=True, topic_configs=changelog_configs)
     engine = harden(
         app, telemetry=telemetry, bootstrap=settings.kafka_bootstrap,
         inputs={"fold": [inputs, message_events], "aggregate": [message_updates]},
         batch_max=settings.batch_max, batch_seconds=settings.batch_seconds,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        bulk_restore_seconds=settings.bulk_restore_seconds)
+        bulk_restore_seconds=settings.bulk_restore_seconds,
+        client_options=client_options(settings))
 
     async def dead_letter(message: Record, reason: str) -> None:
         topic = message.topic

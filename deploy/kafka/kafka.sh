@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
 # Local single-node Kafka (KRaft broker+controller) without Docker.
 #
-#   kafka.sh jars | start | wait | stop | status | clean
+#   kafka.sh jars | start | wait | stop | status | clean | acls
 #
 # The broker is the Maven artifact org.apache.kafka:kafka_2.13 listed in
 # deploy/kafka/pom.xml (the single source of its version), run straight with
 # `java -cp 'libs/*' kafka.Kafka server.properties`.
 #
+# Security (docs/security.md): besides the PLAINTEXT listener (local tools and tests,
+# whose ANONYMOUS principal is a super user) the broker has a SASL_SSL listener with
+# SCRAM-SHA-512 users admin, worker and downstream and KRaft's ACLs. When the data dir
+# is new, `start` generates a CA, the broker's certificate and the users' passwords
+# into $CA_KAFKA_DIR/secure (openssl; nothing downloaded, mode 600) and creates the
+# users as it formats the storage; after every start it creates the worker's and
+# downstream's ACLs for CA_TOPIC_PREFIX / CA_APP_ID (SecuritySetup.java, which also
+# adds the users to a storage formatted before they existed). `acls` does that for
+# another deployment (tests: their own prefix and app id).
+#
 # Environment (all optional):
 #   CA_KAFKA_BOOTSTRAP        host:port the broker listens on   (127.0.0.1:9092; first entry used)
 #   CA_KAFKA_CONTROLLER_PORT  KRaft controller port             (broker port + 1)
+#   CA_KAFKA_SECURE_PORT      SASL_SSL listener port; off: none (broker port + 2)
+#   CA_TOPIC_PREFIX, CA_APP_ID  the deployment `start`/`acls` grant ACLs for ('', campaign-analytics)
 #   CA_KAFKA_DIR              data dir, logs, pid file          (<repo>/.run/kafka)
 #   CA_KAFKA_WAIT_TIMEOUT     seconds `wait`/`start` wait for the broker (90)
 #   CA_KAFKA_STOP_TIMEOUT     seconds before SIGKILL in `stop`  (30)
@@ -35,6 +47,9 @@ CONF="$KDIR/server.properties"
 WAIT_TIMEOUT="${CA_KAFKA_WAIT_TIMEOUT:-90}"
 STOP_TIMEOUT="${CA_KAFKA_STOP_TIMEOUT:-30}"
 PYTHON="$REPO/.venv/bin/python"
+SECURE_PORT="${CA_KAFKA_SECURE_PORT:-$((PORT + 2))}"
+SECRETS="$KDIR/secure"
+USERS=(admin worker downstream)
 
 log() { echo "kafka.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -145,10 +160,70 @@ cmd_wait() {
     log "broker at $BOOTSTRAP answers (waited $(since "$t0") s)"
 }
 
+secure() { [[ "$SECURE_PORT" != off ]]; }
+
+# The CA, the broker's key and certificate (a PKCS12 keystore) and one password per
+# user plus the keystore's, each made once: a restart keeps them, `clean` drops them.
+make_secrets() {
+    secure || return 0
+    mkdir -p "$SECRETS"
+    chmod 700 "$SECRETS"
+    (
+        umask 077
+        cd "$SECRETS"
+        local name san
+        for name in "${USERS[@]}" keystore; do
+            [[ -s "$name.password" ]] || openssl rand -hex 16 >"$name.password"
+        done
+        if [[ ! -s ca.crt ]]; then
+            openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt \
+                -subj "/CN=campaign-analytics local Kafka CA" 2>/dev/null
+            rm -f broker.p12
+        fi
+        if [[ ! -s broker.p12 ]]; then
+            san="DNS:localhost,IP:127.0.0.1"
+            if [[ "$HOST" =~ ^[0-9.]+$ ]]; then san="$san,IP:$HOST"; else san="$san,DNS:$HOST"; fi
+            openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr \
+                -subj "/CN=$HOST" 2>/dev/null
+            openssl x509 -req -in broker.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+                -days 825 -out broker.crt -extfile <(echo "subjectAltName=$san") 2>/dev/null
+            openssl pkcs12 -export -in broker.crt -inkey broker.key -certfile ca.crt \
+                -name broker -passout file:keystore.password -out broker.p12
+            rm -f broker.csr
+        fi
+    ) || die "could not generate the TLS material in $SECRETS"
+}
+
 render_config() {
-    sed -e "s|@HOST@|$HOST|g" -e "s|@PORT@|$PORT|g" \
-        -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" -e "s|@DATA_DIR@|$KDIR/data|g" \
-        "$HERE/server.properties.in" >"$CONF"
+    local listener="" keystore_password=""
+    if secure; then
+        listener=",SASL_SSL://$HOST:$SECURE_PORT"
+        keystore_password="$(cat "$SECRETS/keystore.password")"
+    fi
+    (
+        umask 077  # it holds the keystore's password
+        sed -e "s|@HOST@|$HOST|g" -e "s|@PORT@|$PORT|g" \
+            -e "s|@CONTROLLER_PORT@|$CONTROLLER_PORT|g" -e "s|@DATA_DIR@|$KDIR/data|g" \
+            -e "s|@SECURE_LISTENER@|$listener|g" -e "s|@SECRETS@|$SECRETS|g" \
+            -e "s|@KEYSTORE_PASSWORD@|$keystore_password|g" \
+            "$HERE/server.properties.in" >"$CONF"
+    )
+}
+
+# SCRAM users missing from the storage, and the ACLs of one deployment (idempotent).
+security_setup() {
+    secure || return 0
+    java_run -Dlog4j2.configurationFile="$HERE/log4j2.xml" -Dkafka.logs.dir="$LOGDIR" \
+        "$HERE/SecuritySetup.java" "$BOOTSTRAP" "$SECRETS" "${CA_TOPIC_PREFIX:-}" \
+        "${CA_APP_ID:-campaign-analytics}" 2>"$LOGDIR/security-setup.log" ||
+        { cat "$LOGDIR/security-setup.log" >&2; die "creating the SCRAM users and ACLs failed"; }
+    grep '^SecuritySetup:' "$LOGDIR/security-setup.log" >&2 || true
+}
+
+secure_summary() {
+    secure || return 0
+    log "SASL_SSL listener at $HOST:$SECURE_PORT (SCRAM-SHA-512): CA certificate" \
+        "$SECRETS/ca.crt, passwords in $SECRETS/{admin,worker,downstream}.password"
 }
 
 format_storage() {
@@ -156,9 +231,16 @@ format_storage() {
     local cluster_id
     # A Kafka cluster id is 16 random bytes, base64url without padding.
     cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    local scram=() user
+    if secure; then
+        for user in "${USERS[@]}"; do
+            scram+=(--add-scram "SCRAM-SHA-512=[name=$user,password=$(cat "$SECRETS/$user.password")]")
+        done
+    fi
     log "formatting KRaft storage in $KDIR/data (cluster id $cluster_id)"
     java_run -Dlog4j2.configurationFile="$HERE/log4j2.xml" -Dkafka.logs.dir="$LOGDIR" \
-        kafka.tools.StorageTool format --cluster-id="$cluster_id" --config="$CONF" >"$LOGDIR/format.log" 2>&1 ||
+        kafka.tools.StorageTool format --cluster-id="$cluster_id" --config="$CONF" \
+        "${scram[@]}" >"$LOGDIR/format.log" 2>&1 ||
         { cat "$LOGDIR/format.log" >&2; die "formatting storage failed"; }
 }
 
@@ -167,6 +249,7 @@ cmd_start() {
     if pid="$(running_pid)"; then
         if broker_answers; then
             log "already running (pid $pid) and answering at $BOOTSTRAP"
+            secure_summary
             return 0
         fi
         log "already running (pid $pid) but not answering yet; waiting"
@@ -178,6 +261,7 @@ cmd_start() {
     command -v java >/dev/null || die "java not found (Java 17+ needed)"
     cmd_jars
     mkdir -p "$KDIR/data" "$LOGDIR"
+    make_secrets
     render_config
     format_storage
 
@@ -196,7 +280,15 @@ cmd_start() {
     [[ -s "$PIDFILE" ]] || { log_tail; die "could not launch the broker"; }
     log "started broker pid $(cat "$PIDFILE"), log $LOGDIR/server.log"
     cmd_wait
+    security_setup
+    secure_summary
     echo "broker up in $(since "$t0") s"
+}
+
+cmd_acls() {
+    running_pid >/dev/null || die "no broker of kafka.sh runs with data in $KDIR"
+    secure || die "CA_KAFKA_SECURE_PORT is off: no SASL_SSL listener"
+    security_setup
 }
 
 cmd_stop() {
@@ -247,9 +339,9 @@ cmd_clean() {
 }
 
 case "${1:-}" in
-jars | start | wait | stop | status | clean) "cmd_$1" ;;
+jars | start | wait | stop | status | clean | acls) "cmd_$1" ;;
 *)
-    echo "usage: $0 {jars|start|wait|stop|status|clean}" >&2
+    echo "usage: $0 {jars|start|wait|stop|status|clean|acls}" >&2
     exit 2
     ;;
 esac

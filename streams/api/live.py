@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError
 from projections.errors import InvalidEventError
 from streams.api.timefmt import iso
 from streams.codecs.output_avro import decode_campaign_metrics, decode_campaign_window
+from streams.kafka_security import client_options
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,7 @@ class MetricsFollower:
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
+            **client_options(self._settings),
         )
         await consumer.start()
         try:
@@ -298,7 +300,7 @@ class MetricsFollower:
 
 async def _topic_partitions(settings: Settings, topics: Iterable[str]) -> list[TopicPartition]:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                request_timeout_ms=10_000)
+                                request_timeout_ms=10_000, **client_options(settings))
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from projections.errors import InvalidEventError
 from streams.cli.admin import ensure_topics
 from streams.codecs.input_avro import parse_json_line
+from streams.kafka_security import client_options
 from streams.settings import Settings
 
 CHECK_EVERY = 10_000  # records between two checks of their deliveries (bounded memory)
@@ -31,6 +32,7 @@ async def publish_lines(settings: Settings, lines: Iterable[str]) -> PublishRepo
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
+        **client_options(settings),
     )
     await producer.start()
     sent: list[tuple[int, asyncio.Future[object]]] = []

@@ -16,6 +16,7 @@ import asyncio
 import fcntl
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -81,7 +82,8 @@ class Seat:
         os.replace(partial, self.member_file)
         self._written = member_id
 
-    async def evict_previous(self, bootstrap: str, timeout: float = 5.0) -> str | None:
+    async def evict_previous(self, bootstrap: str, timeout: float = 5.0,
+                             client_options: Mapping[str, Any] | None = None) -> str | None:
         """Remove the member id left by this directory's previous worker from the group.
 
         Only with the lock held (so that worker is gone). Returns what happened, for
@@ -93,7 +95,8 @@ class Seat:
         if member is None:
             return None
         try:
-            outcome = await asyncio.wait_for(leave_group(bootstrap, self.group, member), timeout)
+            leaving = leave_group(bootstrap, self.group, member, **(client_options or {}))
+            outcome = await asyncio.wait_for(leaving, timeout)
         except Exception as exc:  # any failure only means waiting for the session timeout
             log.warning("could not remove this directory's previous group member from %s "
                         "(%s: %s); the group waits for its session to time out",
@@ -103,9 +106,10 @@ class Seat:
         return outcome
 
 
-async def leave_group(bootstrap: str, group: str, member_id: str) -> str:
-    """Send the group coordinator a ``LeaveGroup`` for ``member_id``."""
-    client = AIOKafkaClient(bootstrap_servers=bootstrap)
+async def leave_group(bootstrap: str, group: str, member_id: str, **client_options: Any) -> str:
+    """Send the group coordinator a ``LeaveGroup`` for ``member_id`` (``client_options``:
+    aiokafka's security arguments)."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, **client_options)
     await client.bootstrap()
     try:
         node = await client.coordinator_lookup(0, group)  # 0: a consumer group

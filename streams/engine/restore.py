@@ -62,9 +62,10 @@ class BulkRestore:
     metrics)."""
 
     def __init__(self, bootstrap: str, time_limit: float,
-                 on_restored: Callable[[Mapping[str, int], float], None] | None = None
-                 ) -> None:
+                 on_restored: Callable[[Mapping[str, int], float], None] | None = None,
+                 client_options: Mapping[str, Any] | None = None) -> None:
         self.bootstrap = bootstrap
+        self.client_options = dict(client_options or {})  # security (kafka_security.py)
         self.time_limit = time_limit
         self.on_restored = on_restored
 
@@ -82,7 +83,7 @@ class BulkRestore:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_bytes=FETCH_BYTES,
-            max_partition_fetch_bytes=PARTITION_FETCH_BYTES)
+            max_partition_fetch_bytes=PARTITION_FETCH_BYTES, **self.client_options)
         read: dict[str, int] = {}
         applied: dict[str, int] = {}
         with no_collection():

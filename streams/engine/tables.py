@@ -5,7 +5,7 @@ an ``Outbox``. Why each piece is there: docs/exactness.md (steps 2, 4 and 6)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import faust
@@ -97,10 +97,12 @@ class RebuildingTable(faust.Table):
 
 
 def rebuilding_table(app: faust.App, name: str, on_restored: Restored,
-                     lazy_restore: bool = False) -> RebuildingTable:
-    """A JSON-valued table (string keys) with a restore hook, registered with ``app``."""
+                     lazy_restore: bool = False,
+                     topic_configs: Mapping[str, Any] | None = None) -> RebuildingTable:
+    """A JSON-valued table (string keys) with a restore hook, registered with ``app``
+    (``topic_configs``: extra configs of its changelog topic, e.g. min.insync.replicas)."""
     table = RebuildingTable(app, name=name, default=None, key_type=str,
-                            beacon=app.tables.beacon)
+                            beacon=app.tables.beacon, extra_topic_configs=topic_configs)
     table.on_restored = on_restored
     table.lazy_restore = lazy_restore
     app.tables.add(table)

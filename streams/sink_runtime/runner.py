@@ -47,6 +47,7 @@ from sinks.plan import (
 from streams.codecs import state as serde
 from streams.codecs.dead_letters import dead_letter
 from streams.codecs.input_avro import broker_time_ms, decode_input
+from streams.kafka_security import client_options
 from streams.settings import Settings
 from streams.sink_runtime.batches import PartitionBatches, intent_metadata, parse_intent
 from streams.sink_runtime.freshness import LAG_EVERY, ROWS_EVERY, SinkLag
@@ -330,8 +331,10 @@ class _PartitionSink:
                 fetch_max_wait_ms=self._settings.fetch_max_wait_ms,
                 session_timeout_ms=int(self._settings.session_timeout * 1000),
                 heartbeat_interval_ms=int(min(3.0, self._settings.session_timeout / 5) * 1000),
+                **client_options(self._settings),
             )
-            admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap)
+            admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap,
+                                        **client_options(self._settings))
             self._batches.clear()  # a fresh start: read again from the committed offsets
             self.lag, self._in_flight = SinkLag(), {}
             await admin.start()
@@ -494,7 +497,8 @@ class _PartitionSink:
         topic = self._settings.dead_letter_topic
         if self._producer is None:
             producer = AIOKafkaProducer(bootstrap_servers=self._settings.kafka_bootstrap,
-                                        max_request_size=DEAD_LETTER_MAX_BYTES, acks="all")
+                                        max_request_size=DEAD_LETTER_MAX_BYTES, acks="all",
+                                        **client_options(self._settings))
             await producer.start()
             self._producer = producer
         for plan, index, reason in refused:

@@ -20,7 +20,8 @@ PACKAGES = ("streams", "projections", "sinks", "schemas")
 
 # What every layer may import: the root modules of ``streams`` (which import no layer)
 # and ``projections.errors``, the project's base exception.
-_ROOT_MODULES = frozenset({"streams.settings", "streams.telemetry", "projections.errors"})
+_ROOT_MODULES = frozenset({"streams.settings", "streams.telemetry", "streams.kafka_security",
+                           "projections.errors"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ LAYERS: dict[str, Layer] = {
     "streams": _layer(*_ROOT_MODULES),
     "streams.settings": _layer(*_ROOT_MODULES),
     "streams.telemetry": _layer(*_ROOT_MODULES),
+    "streams.kafka_security": _layer(*_ROOT_MODULES),
     # Faust hardening: knows nothing about campaigns.
     "streams.engine": _layer(*_ROOT_MODULES),
     # Encodings at the edge: input Avro, state, output Avro, dead letters, routing.
@@ -81,6 +83,7 @@ LAYERS: dict[str, Layer] = {
         "sinks",
         "streams.settings",
         "streams.telemetry",
+        "streams.kafka_security",
         "streams.engine",
         "streams.codecs",
         "streams.pipeline",

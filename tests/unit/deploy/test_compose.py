@@ -303,7 +303,8 @@ def test_negative_control_dashboard_with_unknown_metric_and_datasource() -> None
 def test_kafka_script_and_template_agree() -> None:
     script = (KAFKA_DIR / "kafka.sh").read_text()
     placeholders = set(re.findall(r"@([A-Z_]+)@", (KAFKA_DIR / "server.properties.in").read_text()))
-    assert placeholders == {"HOST", "PORT", "CONTROLLER_PORT", "DATA_DIR"}
+    assert placeholders == {"HOST", "PORT", "CONTROLLER_PORT", "DATA_DIR", "SECURE_LISTENER",
+                            "SECRETS", "KEYSTORE_PASSWORD"}
     for name in placeholders:
         assert f"s|@{name}@|" in script, f"kafka.sh does not substitute @{name}@"
     subprocess.run(["bash", "-n", str(KAFKA_DIR / "kafka.sh")], check=True)
