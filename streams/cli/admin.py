@@ -4,67 +4,91 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import (
-    ClusterAuthorizationFailedError,
-    KafkaError,
-    TopicAlreadyExistsError,
-    TopicAuthorizationFailedError,
-)
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from streams.kafka_security import client_options, describe
 from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def _metadata(bootstrap: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        await admin.list_topics()
+    finally:
+        await admin.close()
+
+
+async def wait_for_kafka(bootstrap: str, *, interval: float = 1.0, say_every: float = 15.0,
+                         probe: Callable[[str], Awaitable[None]] = _metadata) -> int:
+    """Return once Kafka at ``bootstrap`` answers a metadata request, however long that
+    takes: a worker started before its broker waits for it (and says so, every
+    ``say_every`` seconds) instead of exiting and being restarted in a loop. Returns how
+    many attempts failed."""
+    loop = asyncio.get_running_loop()
+    failed, said = 0, -say_every
+    client_log = logging.getLogger("aiokafka")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)  # its "Unable connect" each try: ours says it
+    try:
+        while True:
+            try:
+                await asyncio.wait_for(probe(bootstrap), 15)
+                break
+            except (KafkaError, OSError, TimeoutError) as exc:
+                failed += 1
+                if loop.time() - said >= say_every:
+                    said = loop.time()
+                    name, text = type(exc).__name__, str(exc)
+                    reason = text if text.startswith(name) else f"{name}: {text}".rstrip(": ")
+                    log.warning("waiting for Kafka at %s (%s); trying again every %g s",
+                                bootstrap, reason, interval)
+            await asyncio.sleep(interval)
+    finally:
+        client_log.setLevel(level)
+    if failed:
+        log.warning("Kafka at %s answers, after %d failed attempt(s)", bootstrap, failed)
+    return failed
 
 
 async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     """Create the input, internal, dead-letter and metrics topics if they are missing,
     and return once the broker's metadata shows every one of them.
 
-    The worker's own internal topics are created here too, before Faust subscribes:
-    a consumer that subscribes to a missing topic may not notice it appear for
-    minutes (metadata max age). "Created" is not yet "visible": a group joined in
-    between was seen assigning nothing at all ("Ignoring missing topic") and then
-    idling, so the wait is part of the job.
+    The worker's own internal topics and its tables' changelogs are created here too,
+    before Faust subscribes: a consumer that subscribes to a missing topic may not
+    notice it appear for minutes (metadata max age; a leader that missed a changelog
+    assigned none of it, and a takeover never caught up). "Created" is not yet
+    "visible": a group joined in between was seen assigning nothing at all ("Ignoring
+    missing topic") and then idling, so the wait is part of the job.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                **client_options(settings))
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
         plain = [*settings.input_topics.values(), *settings.internal_topics,
                  settings.dead_letter_topic]
-        compacted = [settings.campaign_metrics_topic, settings.window_metrics_topic]
+        compacted = [settings.campaign_metrics_topic, settings.window_metrics_topic,
+                     *settings.changelog_topics]
         existing = set(await admin.list_topics())
-        # CA_TOPIC_REPLICATION_FACTOR / CA_TOPIC_MIN_INSYNC_REPLICAS: 1 fits one broker
-        replicas = settings.topic_replication_factor
-        insync = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
-        wanted = [NewTopic(name, settings.partitions, replicas, topic_configs=insync)
+        wanted = [NewTopic(name, settings.partitions, 1)
                   for name in plain if name not in existing]
         wanted += [
-            NewTopic(name, settings.partitions, replicas,
-                     topic_configs={**insync, "cleanup.policy": "compact"})
+            NewTopic(name, settings.partitions, 1, topic_configs={"cleanup.policy": "compact"})
             for name in compacted if name not in existing
         ]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
-                _refused(await admin.create_topics(wanted), settings)
+                await admin.create_topics(wanted)
         await _wait_visible(admin, [*plain, *compacted], timeout)
     finally:
         await admin.close()
-
-
-def _refused(response: Any, settings: Settings) -> None:
-    """Raise for topics the broker refused to create for lack of rights (its ACLs): the
-    wait for them to appear would only time out. Other errors are left to that wait."""
-    refused = sorted(error[0] for error in response.topic_errors
-                     if error[1] in (TopicAuthorizationFailedError.errno,
-                                     ClusterAuthorizationFailedError.errno))
-    if refused:
-        raise KafkaError(f"{describe(settings)} may not create the missing topic(s) "
-                         f"{', '.join(refused)}; create them with a user that may (the "
-                         "input topics belong to their producers: docs/security.md)")
 
 
 async def _wait_visible(admin: AIOKafkaAdminClient, topics: list[str], timeout: float) -> None:
@@ -87,7 +111,6 @@ async def read_topic(settings: Settings, topic: str, timeout: float = 30.0
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
         group_id=None,
-        **client_options(settings),
     )
     await consumer.start()
     try:
@@ -118,8 +141,7 @@ async def read_topic(settings: Settings, topic: str, timeout: float = 30.0
 
 
 async def _partitions(settings: Settings, topic: str) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                **client_options(settings))
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
@@ -148,8 +170,7 @@ async def latest_summaries(settings: Settings) -> dict[str, dict[str, Any]]:
 async def group_lag(settings: Settings, attempts: int = 30) -> int:
     """Records of the input and internal topics the worker group has not committed yet."""
     for attempt in range(attempts):
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
-                                    **client_options(settings))
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
         await admin.start()
         try:
             committed = await admin.list_consumer_group_offsets(settings.app_id)
@@ -160,8 +181,7 @@ async def group_lag(settings: Settings, attempts: int = 30) -> int:
             await asyncio.sleep(1.0)
         finally:
             await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                **client_options(settings))
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
     try:
         topics = [*settings.input_topics.values(), *settings.internal_topics]

@@ -1,8 +1,7 @@
 """``campaign-analytics``: run the worker, publish events, read summaries, export CSV.
 
 Exit codes: 0 ok; 1 some input lines were rejected (``publish``); 2 usage or
-configuration error; 3 the campaign is unknown; 4 Kafka or ClickHouse unreachable, or
-Kafka refused the credentials (CA_KAFKA_USERNAME & co.: docs/security.md).
+configuration error; 3 the campaign is unknown; 4 Kafka or ClickHouse unreachable.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ from aiokafka.errors import KafkaError
 from projections.errors import CampaignAnalyticsError
 from sinks.errors import StoreConfigurationError
 from streams.cli.format import format_summary
-from streams.kafka_security import check_credentials, client_options
 from streams.settings import ConfigurationError, Settings, load_settings
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
@@ -104,9 +102,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         kafka = f"Kafka at {settings.kafka_bootstrap}"
         if args.command in _ONE_SHOT:
             _quiet_libraries()
-        if args.command in _KAFKA_CLIENTS:
-            # a wrong password: one line and exit 4 now, not a client retrying for ever
-            asyncio.run(check_credentials(settings))
         handler = _COMMANDS[args.command]
         return handler(args, settings)
     except (ConfigurationError, StoreConfigurationError) as exc:
@@ -126,7 +121,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 # client libraries' own log records of it (aiokafka's "Unable connect", clickhouse-
 # connect's "Unexpected Http Driver Exception", asyncio's "Unclosed AIOKafkaConsumer").
 _ONE_SHOT = frozenset({"publish", "summary", "export", "sql", "generate", "demo"})
-_KAFKA_CLIENTS = frozenset({"worker", "sink", "publish", "summary", "demo", "api"})
 
 
 def _quiet_libraries() -> None:
@@ -138,18 +132,18 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from faust import Worker
 
     from streams.app import create_app
-    from streams.cli.admin import ensure_topics
+    from streams.cli.admin import ensure_topics, wait_for_kafka
     from streams.engine import Seat, harden_process
 
     logging.basicConfig(level=settings.log_level.upper())
     settings.clickhouse_login()  # a bad password file: exit 2 now, not a sink crash loop
     seat = Seat(settings.worker_dir, settings.app_id)
     seat.claim()  # held until the process exits
+    asyncio.run(wait_for_kafka(settings.kafka_bootstrap))  # a broker still starting: wait
     asyncio.run(ensure_topics(settings))
     # a SIGKILLed predecessor on this directory: its group seat is freed now, not
     # when its session times out (streams/engine/membership.py)
-    asyncio.run(seat.evict_previous(settings.kafka_bootstrap,
-                                    client_options=client_options(settings)))
+    asyncio.run(seat.evict_previous(settings.kafka_bootstrap))
     app = create_app(settings)  # hardened there (streams.engine.harden)
     harden_process(app.telemetry, settings.gc_gen0_threshold,  # type: ignore[attr-defined]
                    app=app, seat=seat)

@@ -15,11 +15,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from importlib import metadata
-from typing import Any
 
 import faust
 
-from streams.engine import commit_watchdog, delivery_guard, gc_tuning, membership, patches
+from streams.engine import (
+    commit_watchdog,
+    delivery_guard,
+    freeze_guard,
+    gc_tuning,
+    membership,
+    patches,
+)
 from streams.engine import inbox as inboxes_
 from streams.engine import lag as lag_
 from streams.engine import restore as restore_
@@ -81,15 +87,13 @@ class Engine:
 def harden(app: faust.App, *, telemetry: Telemetry, bootstrap: str,
            inputs: Mapping[str, Iterable[faust.TopicT]], batch_max: int,
            batch_seconds: float, fetch_max_wait_ms: int,
-           bulk_restore_seconds: float,
-           client_options: Mapping[str, Any] | None = None) -> Engine:
+           bulk_restore_seconds: float) -> Engine:
     """Apply every piece of hardening to ``app``; call once, after its topics and tables
     are declared and before it starts.
 
     ``inputs``: per stage name, the topics its inbox reads (``Engine.inboxes[name]``,
     batches of at most ``batch_max`` records gathered for ``batch_seconds``).
-    ``bootstrap``: the brokers the bulk restore reads from (``host:port,...``), with
-    ``client_options`` (aiokafka's security arguments, streams/kafka_security.py);
+    ``bootstrap``: the brokers the bulk restore reads from (``host:port,...``);
     ``bulk_restore_seconds`` 0 leaves restoring to Faust. Raises
     ``UnsupportedFaustVersionError`` before touching anything on another Faust."""
     check_faust_version()
@@ -106,7 +110,7 @@ def harden(app: faust.App, *, telemetry: Telemetry, bootstrap: str,
         # request timeout (90 s): stay well inside it.
         restore_.install(app, restore_.BulkRestore(
             bootstrap, min(bulk_restore_seconds, app.conf.broker_request_timeout / 2),
-            restored, client_options))
+            restored))
     inboxes = {name: Inbox(app, topics, batch_max, batch_seconds)
                for name, topics in inputs.items()}
     inboxes_.install(app, inboxes.values())
@@ -130,7 +134,10 @@ def harden_process(telemetry: Telemetry, gc_gen0_threshold: int, *,
                    app: faust.App | None = None, seat: Seat | None = None) -> None:
     """Process-wide pieces, once per long-running process (worker or sink), after the
     app is made: GC timing and tuning (``gc_gen0_threshold`` 0 keeps CPython's), and,
-    for a worker's ``app``, recording its group member id in its claimed ``seat``."""
+    for a worker's ``app``, recording its group member id in its claimed ``seat`` and
+    stopping it if it was frozen past its session (streams/engine/freeze_guard.py)."""
     if app is not None and seat is not None:
         membership.install(app, seat)
+        freeze_guard.install(app.producer, app.conf.broker_session_timeout,
+                             app.conf.broker_heartbeat_interval)
     gc_tuning.install(telemetry, gc_gen0_threshold)

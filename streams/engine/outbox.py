@@ -18,6 +18,8 @@ from typing import Any
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from streams.engine import freeze_guard
+
 # Well under the broker's default ``message.max.bytes`` (1 MiB): a record batch is
 # one "message" to the broker.
 BATCH_BYTES = 512 * 1024
@@ -54,6 +56,7 @@ class Outbox:
         """Hand every queued record to the producer client (delivered in the background)."""
         if not self._records:
             return
+        freeze_guard.check()  # a worker frozen past its session writes nothing it held
         records, self._records = self._records, defaultdict(list)
         client = self._client()
         compression = client._message_accumulator._compression_type

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -64,6 +65,76 @@ def free_port() -> int:
 def metric_sum(metrics_text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in metrics_text.splitlines()
                if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def broker_ports() -> tuple[int, int]:
+    """A free (broker, controller) port pair for a private broker: from
+    ``CA_TEST_BROKER_PORTS`` (``first-last``) when set, else below the ephemeral range,
+    where no client's outgoing connection can take the port while the broker is down."""
+    given = os.environ.get("CA_TEST_BROKER_PORTS")
+    first, last = map(int, given.split("-")) if given else (20000, 32000)
+    candidates = list(range(first, last, 2))
+    random.shuffle(candidates)
+    for port in candidates:
+        if _bindable(port) and _bindable(port + 1):
+            return port, port + 1
+    pytest.fail(f"no two free ports in {first}-{last} for a private broker")
+
+
+class PrivateBroker:
+    """A broker of one test's own (``deploy/kafka/kafka.sh``, its data under ``root``),
+    which the test may SIGKILL and start again on the same port and data."""
+
+    def __init__(self, root: Path) -> None:
+        port, controller = broker_ports()
+        self.bootstrap = f"127.0.0.1:{port}"
+        self.dir = root / "kafka"
+        self.env = os.environ | {
+            "CA_KAFKA_BOOTSTRAP": self.bootstrap,
+            "CA_KAFKA_CONTROLLER_PORT": str(controller),
+            "CA_KAFKA_DIR": str(self.dir),
+            "KAFKA_HEAP_OPTS": os.environ.get("KAFKA_HEAP_OPTS", "-Xmx512m -Xms128m"),
+        }
+        self.pids: list[int] = []  # every JVM this broker ran as, in order
+
+    def _sh(self, command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(KAFKA_SH), command], env=self.env, text=True,
+                              capture_output=True, check=False, timeout=180)
+
+    def start(self) -> PrivateBroker:
+        started = self._sh("start")
+        if started.returncode != 0:
+            pytest.fail(f"could not start the private broker at {self.bootstrap}:\n"
+                        f"{started.stdout}\n{started.stderr}")
+        self.pids.append(int((self.dir / "kafka.pid").read_text()))
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the broker (no shutdown of any kind) and wait until it is gone."""
+        pid = self.pids[-1]
+        os.kill(pid, signal.SIGKILL)
+
+        def gone() -> bool:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError):
+                return True
+            return state == "Z"  # killed; its reaper (PID 1) may be late
+
+        wait_until(gone, f"the broker (pid {pid}) to die", 30, 0.1)
+
+    def clean(self) -> None:
+        self._sh("clean")
 
 
 class WorkerProcess:
