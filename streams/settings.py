@@ -141,6 +141,20 @@ def _split(name: str, raw: str) -> dict[str, float]:
     return split
 
 
+def _one_of(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    if raw.upper() not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}; got {raw!r}")
+    return raw.upper()
+
+
+def _kafka_protocol(name: str, raw: str) -> str:
+    return _one_of(name, raw, ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
+
+
+def _sasl_mechanism(name: str, raw: str) -> str:
+    return _one_of(name, raw, ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"))
+
+
 def _under_data_dir(texts: Mapping[str, str]) -> str:
     return str(Path(texts["CA_DATA_DIR"]) / "chdb")
 
@@ -194,6 +208,41 @@ class Settings:
     kafka_bootstrap: str = setting(
         "CA_KAFKA_BOOTSTRAP", "127.0.0.1:9092", _text,
         "Kafka bootstrap servers (comma separated)")
+    kafka_security_protocol: str = setting(
+        "CA_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", _kafka_protocol,
+        "how every Kafka client of the project connects: `PLAINTEXT`, `SSL`, "
+        "`SASL_PLAINTEXT` or `SASL_SSL` (docs/security.md)")
+    kafka_sasl_mechanism: str = setting(
+        "CA_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", _sasl_mechanism,
+        "SASL mechanism with `SASL_*`: `SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN`")
+    kafka_username: str = setting(
+        "CA_KAFKA_USERNAME", "", _text,
+        "SASL user (the Kafka principal `User:<name>` the ACLs name)")
+    kafka_password: str = setting(
+        "CA_KAFKA_PASSWORD", "", _text,
+        "that user's password; never logged. Prefer `CA_KAFKA_PASSWORD_FILE`; setting "
+        "both is an error", secret=True)
+    kafka_password_file: Path | None = setting(
+        "CA_KAFKA_PASSWORD_FILE", "", _optional_path,
+        "a file holding that password (its first line)")
+    kafka_ssl_cafile: Path | None = setting(
+        "CA_KAFKA_SSL_CAFILE", "", _optional_path,
+        "with `SSL`/`SASL_SSL`: PEM file of the CA(s) the brokers' certificates are checked "
+        "against (empty: the system's)")
+    kafka_ssl_certfile: Path | None = setting(
+        "CA_KAFKA_SSL_CERTFILE", "", _optional_path,
+        "with `SSL`/`SASL_SSL`: this client's certificate (PEM), when the brokers ask for one")
+    kafka_ssl_keyfile: Path | None = setting(
+        "CA_KAFKA_SSL_KEYFILE", "", _optional_path,
+        "the private key (PEM) of `CA_KAFKA_SSL_CERTFILE`")
+    topic_replication_factor: int = setting(
+        "CA_TOPIC_REPLICATION_FACTOR", "1", _positive_int,
+        "replicas of every topic this system creates (inputs, internal, changelogs, "
+        "outputs); 1 fits one broker, a cluster wants 3")
+    topic_min_insync_replicas: int = setting(
+        "CA_TOPIC_MIN_INSYNC_REPLICAS", "1", _positive_int,
+        "`min.insync.replicas` of those topics (producers use acks=all); a cluster "
+        "wants 2 with replication 3")
     app_id: str = setting(
         "CA_APP_ID", "campaign-analytics", _text,
         "Faust app id: the consumer group and the prefix of internal topics")
@@ -434,6 +483,8 @@ def _read(env: Mapping[str, str], overrides: Mapping[str, object]) -> Settings:
     if values["clickhouse_password"] and values["clickhouse_password_file"] is not None:
         raise ConfigurationError("set CA_CLICKHOUSE_PASSWORD or CA_CLICKHOUSE_PASSWORD_FILE, "
                                  "not both")
+    if values["kafka_password"] and values["kafka_password_file"] is not None:
+        raise ConfigurationError("set CA_KAFKA_PASSWORD or CA_KAFKA_PASSWORD_FILE, not both")
     prefix = values["topic_prefix"]
     values["input_topics"] = {kind: prefix + name for kind, name in INPUT_TOPICS.items()}
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -10,8 +10,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 
+from streams.kafka_security import client_options, describe
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,7 +75,8 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     "visible": a group joined in between was seen assigning nothing at all ("Ignoring
     missing topic") and then idling, so the wait is part of the job.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                **client_options(settings))
     await admin.start()
     try:
         plain = [*settings.input_topics.values(), *settings.internal_topics,
@@ -77,18 +84,34 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
         compacted = [settings.campaign_metrics_topic, settings.window_metrics_topic,
                      *settings.changelog_topics]
         existing = set(await admin.list_topics())
-        wanted = [NewTopic(name, settings.partitions, 1)
+        # CA_TOPIC_REPLICATION_FACTOR / CA_TOPIC_MIN_INSYNC_REPLICAS: 1 fits one broker
+        replicas = settings.topic_replication_factor
+        insync = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
+        wanted = [NewTopic(name, settings.partitions, replicas, topic_configs=insync)
                   for name in plain if name not in existing]
         wanted += [
-            NewTopic(name, settings.partitions, 1, topic_configs={"cleanup.policy": "compact"})
+            NewTopic(name, settings.partitions, replicas,
+                     topic_configs={**insync, "cleanup.policy": "compact"})
             for name in compacted if name not in existing
         ]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
-                await admin.create_topics(wanted)
+                _refused(await admin.create_topics(wanted), settings)
         await _wait_visible(admin, [*plain, *compacted], timeout)
     finally:
         await admin.close()
+
+
+def _refused(response: Any, settings: Settings) -> None:
+    """Raise for topics the broker refused to create for lack of rights (its ACLs): the
+    wait for them to appear would only time out. Other errors are left to that wait."""
+    refused = sorted(error[0] for error in response.topic_errors
+                     if error[1] in (TopicAuthorizationFailedError.errno,
+                                     ClusterAuthorizationFailedError.errno))
+    if refused:
+        raise KafkaError(f"{describe(settings)} may not create the missing topic(s) "
+                         f"{', '.join(refused)}; create them with a user that may (the "
+                         "input topics belong to their producers: docs/security.md)")
 
 
 async def _wait_visible(admin: AIOKafkaAdminClient, topics: list[str], timeout: float) -> None:
@@ -111,6 +134,7 @@ async def read_topic(settings: Settings, topic: str, timeout: float = 30.0
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
         group_id=None,
+        **client_options(settings),
     )
     await consumer.start()
     try:
@@ -141,7 +165,8 @@ async def read_topic(settings: Settings, topic: str, timeout: float = 30.0
 
 
 async def _partitions(settings: Settings, topic: str) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                **client_options(settings))
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])
@@ -170,7 +195,8 @@ async def latest_summaries(settings: Settings) -> dict[str, dict[str, Any]]:
 async def group_lag(settings: Settings, attempts: int = 30) -> int:
     """Records of the input and internal topics the worker group has not committed yet."""
     for attempt in range(attempts):
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                    **client_options(settings))
         await admin.start()
         try:
             committed = await admin.list_consumer_group_offsets(settings.app_id)
@@ -181,7 +207,8 @@ async def group_lag(settings: Settings, attempts: int = 30) -> int:
             await asyncio.sleep(1.0)
         finally:
             await admin.close()
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                **client_options(settings))
     await consumer.start()
     try:
         topics = [*settings.input_topics.values(), *settings.internal_topics]

@@ -1,7 +1,8 @@
 """``campaign-analytics``: run the worker, publish events, read summaries, export CSV.
 
 Exit codes: 0 ok; 1 some input lines were rejected (``publish``); 2 usage or
-configuration error; 3 the campaign is unknown; 4 Kafka or ClickHouse unreachable.
+configuration error; 3 the campaign is unknown; 4 Kafka or ClickHouse unreachable, or
+Kafka refused the credentials (CA_KAFKA_USERNAME & co.: docs/security.md).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aiokafka.errors import KafkaError
 from projections.errors import CampaignAnalyticsError
 from sinks.errors import StoreConfigurationError
 from streams.cli.format import format_summary
+from streams.kafka_security import check_credentials, client_options
 from streams.settings import ConfigurationError, Settings, load_settings
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
@@ -102,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         kafka = f"Kafka at {settings.kafka_bootstrap}"
         if args.command in _ONE_SHOT:
             _quiet_libraries()
+        if args.command in _KAFKA_CLIENTS:
+            # a wrong password: one line and exit 4 now, not a client retrying for ever
+            asyncio.run(check_credentials(settings))
         handler = _COMMANDS[args.command]
         return handler(args, settings)
     except (ConfigurationError, StoreConfigurationError) as exc:
@@ -121,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # client libraries' own log records of it (aiokafka's "Unable connect", clickhouse-
 # connect's "Unexpected Http Driver Exception", asyncio's "Unclosed AIOKafkaConsumer").
 _ONE_SHOT = frozenset({"publish", "summary", "export", "sql", "generate", "demo"})
+_KAFKA_CLIENTS = frozenset({"worker", "sink", "publish", "summary", "demo", "api"})
 
 
 def _quiet_libraries() -> None:
@@ -143,7 +149,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     asyncio.run(ensure_topics(settings))
     # a SIGKILLed predecessor on this directory: its group seat is freed now, not
     # when its session times out (streams/engine/membership.py)
-    asyncio.run(seat.evict_previous(settings.kafka_bootstrap))
+    asyncio.run(seat.evict_previous(settings.kafka_bootstrap,
+                                    client_options=client_options(settings)))
     app = create_app(settings)  # hardened there (streams.engine.harden)
     harden_process(app.telemetry, settings.gc_gen0_threshold,  # type: ignore[attr-defined]
                    app=app, seat=seat)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from importlib import metadata
+from typing import Any
 
 import faust
 
@@ -87,13 +88,15 @@ class Engine:
 def harden(app: faust.App, *, telemetry: Telemetry, bootstrap: str,
            inputs: Mapping[str, Iterable[faust.TopicT]], batch_max: int,
            batch_seconds: float, fetch_max_wait_ms: int,
-           bulk_restore_seconds: float) -> Engine:
+           bulk_restore_seconds: float,
+           client_options: Mapping[str, Any] | None = None) -> Engine:
     """Apply every piece of hardening to ``app``; call once, after its topics and tables
     are declared and before it starts.
 
     ``inputs``: per stage name, the topics its inbox reads (``Engine.inboxes[name]``,
     batches of at most ``batch_max`` records gathered for ``batch_seconds``).
-    ``bootstrap``: the brokers the bulk restore reads from (``host:port,...``);
+    ``bootstrap``: the brokers the bulk restore reads from (``host:port,...``), with
+    ``client_options`` (aiokafka's security arguments, streams/kafka_security.py);
     ``bulk_restore_seconds`` 0 leaves restoring to Faust. Raises
     ``UnsupportedFaustVersionError`` before touching anything on another Faust."""
     check_faust_version()
@@ -110,7 +113,7 @@ def harden(app: faust.App, *, telemetry: Telemetry, bootstrap: str,
         # request timeout (90 s): stay well inside it.
         restore_.install(app, restore_.BulkRestore(
             bootstrap, min(bulk_restore_seconds, app.conf.broker_request_timeout / 2),
-            restored))
+            restored, client_options))
     inboxes = {name: Inbox(app, topics, batch_max, batch_seconds)
                for name, topics in inputs.items()}
     inboxes_.install(app, inboxes.values())
