@@ -76,7 +76,11 @@ class ChdbStore(SqlReads):
 
     def _open(self) -> Any:
         """A new connection, waiting (bounded) while another process holds the directory."""
-        self._path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # the state directory not writable (yet): a sink retries
+            raise SinkError(f"cannot create the chdb directory {self._path}: "
+                            f"{exc.strerror or exc}", RETRY_AFTER_SECONDS) from exc
         deadline = time.monotonic() + self._lock_timeout
         delay = _FIRST_BACKOFF
         unexplained = 0

@@ -37,11 +37,29 @@ TRANSIENT_ERROR_NAMES: tuple[str, ...] = (
     "TABLE_IS_READ_ONLY",
     "KEEPER_EXCEPTION",
     "CANNOT_OPEN_FILE",  # chdb: directory locked by another process
+    # The store's disk full or not writable: passes once someone frees or fixes it.
+    # Never "refused for good": the sink would dead-letter every row of the batch.
+    "NOT_ENOUGH_SPACE",
+    "CANNOT_WRITE_TO_FILE_DESCRIPTOR",
+    "CANNOT_FSYNC",
+    "CANNOT_CREATE_DIRECTORY",
+    "CANNOT_TRUNCATE_FILE",
+    "CANNOT_ALLOCATE_MEMORY",
 )
+
+# The same conditions as the engine quotes the operating system (errno 28, 122, 30,
+# 13), when its message carries only that; with the prefix, so that a value quoted
+# in a refusal cannot pass for one.
+TRANSIENT_OS_ERRORS: tuple[str, ...] = tuple(f"strerror: {text}" for text in (
+    "No space left on device",
+    "Disk quota exceeded",
+    "Read-only file system",
+    "Permission denied",
+))
 
 
 def retry_after_for(message: str) -> float | None:
     """``RETRY_AFTER_SECONDS`` when the engine's message names a transient error."""
-    if any(name in message for name in TRANSIENT_ERROR_NAMES):
+    if any(name in message for name in TRANSIENT_ERROR_NAMES + TRANSIENT_OS_ERRORS):
         return RETRY_AFTER_SECONDS
     return None

@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok; 1 some input lines were rejected (``publish``); 2 usage or
 configuration error; 3 the campaign is unknown; 4 Kafka or ClickHouse unreachable, or
-Kafka refused the credentials (CA_KAFKA_USERNAME & co.: docs/security.md).
+Kafka refused the credentials (CA_KAFKA_USERNAME & co.: docs/security.md); 5 the state
+directory cannot be written (``worker``, ``sink``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -27,6 +29,7 @@ from streams.kafka_security import check_credentials, client_options
 from streams.settings import ConfigurationError, Settings, load_settings
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+EXIT_STATE = 5  # the state directory cannot be written (``_check_state_dirs``)
 
 log = logging.getLogger("campaign_analytics")
 
@@ -112,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigurationError, StoreConfigurationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StateDirectoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STATE
     except KafkaError as exc:  # aiokafka's errors are neither OSError nor ours
         print(f"error: cannot use {kafka}: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -129,6 +135,44 @@ _ONE_SHOT = frozenset({"publish", "summary", "export", "sql", "generate", "demo"
 _KAFKA_CLIENTS = frozenset({"worker", "sink", "publish", "summary", "demo", "api"})
 
 
+class StateDirectoryError(CampaignAnalyticsError):
+    """A directory of the local state (``CA_DATA_DIR``) cannot be created or written."""
+
+
+def _check_state_dirs(*directories: Path) -> None:
+    """Each directory exists (created if need be) and takes a file: written, synced,
+    removed. A worker or sink that could not keep its state stops here in one line
+    (exit 5), before it joins a group or owns the engine, instead of failing at its
+    first write: a full disk or an unwritable (or not a) directory."""
+    for directory in directories:
+        probe = directory / f".write-probe-{os.getpid()}"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with probe.open("wb") as out:
+                out.write(bytes(4096))
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:
+            reason = "not a directory" if directory.exists() and not directory.is_dir() else (
+                exc.strerror or str(exc))
+            raise StateDirectoryError(
+                f"the state directory {directory} cannot be written ({reason}); fix it "
+                "(CA_DATA_DIR, CA_CHDB_PATH: permissions, free space) and start again"
+            ) from None
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+
+
+def _state_dirs(settings: Settings, worker: bool) -> list[Path]:
+    """What a worker (``worker``) or a sink process writes: the worker's own directory;
+    beside the embedded engine, the sink lock (the engine's files are its own)."""
+    dirs = [settings.worker_dir] if worker else []
+    if not settings.clickhouse_url and (settings.sink_in_worker or not worker):
+        dirs.append(settings.chdb_path.parent)
+    return dirs
+
+
 def _quiet_libraries() -> None:
     for name in ("aiokafka", "clickhouse_connect", "asyncio"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -143,6 +187,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
     logging.basicConfig(level=settings.log_level.upper())
     settings.clickhouse_login()  # a bad password file: exit 2 now, not a sink crash loop
+    _check_state_dirs(*_state_dirs(settings, worker=True))
     seat = Seat(settings.worker_dir, settings.app_id)
     seat.claim()  # held until the process exits
     asyncio.run(wait_for_kafka(settings.kafka_bootstrap))  # a broker still starting: wait
@@ -268,6 +313,8 @@ def _sink(args: argparse.Namespace, settings: Settings) -> int:
 
     logging.basicConfig(level=settings.log_level.upper())
     settings.clickhouse_login()  # a bad password file: exit 2 now
+    if args.parent_pid is None:  # a worker's child: the worker checked; it retries, logged
+        _check_state_dirs(*_state_dirs(settings, worker=False))
     telemetry = Telemetry()
     if args.parent_pid is not None:
         sink_process.die_with_parent(args.parent_pid)

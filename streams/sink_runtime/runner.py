@@ -152,10 +152,21 @@ def plan_message_events(records: Records, token: str | None, kind_of_topic: dict
 
 async def _take_flock(path: Path) -> IO[str]:
     """An exclusive ``flock`` on ``path``, waited for; closing the handle releases it
-    (and so does the process's death, ``kill -9`` included)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    (and so does the process's death, ``kill -9`` included). A state directory that
+    cannot be written is waited for too, its reason logged: exiting would only have
+    the worker start this process again and again."""
+    delay = 2.0
     while True:
-        handle: IO[str] = path.open("a")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle: IO[str] = path.open("a")
+        except OSError as exc:
+            log.error("cannot take the sink lock %s (%s): fix the state directory "
+                      "(CA_DATA_DIR, CA_CHDB_PATH); trying again in %.0f s",
+                      path, exc.strerror or exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            continue
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return handle
