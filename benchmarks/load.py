@@ -24,10 +24,11 @@ Prints its figures; not part of the tests. One run:
 
 Errors: an HTTP answer not 2xx, a request past ``--timeout``, a page not sent because
 ``--max-in-flight`` were waiting, a stream that fails, ends or stays silent for 3
-heartbeats. Verdict: no error, every process's RSS flat (the last sample at most
-``--flat-share`` or 32 MB above the one a third into the run). Starts its own broker
-at ``--bootstrap`` when none answers and removes it; deletes its topics, processes
-and temp folder.
+heartbeats. Verdict: no error, and the API's, producer's and client's RSS flat (the
+last sample at most ``--flat-share`` or 32 MB above the one a third into the run);
+the worker and its sink process keep every message, so theirs is reported per 1,000
+events. Starts its own broker at ``--bootstrap`` when none answers and removes it;
+deletes its topics, processes and temp folder.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ CLI = str(Path(sys.executable).with_name("campaign-analytics"))
 PAGE = 100
 PAGE_DEPTH = 10  # a reader follows next_cursor this many pages down, then starts again
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PRODUCER_EXTRA = 5.0  # the producer runs this much longer: alive at the last sample
 HEARTBEAT = 10.0  # the API's keep-alive period (streams/api/app.py)
 # The worker keeps every message's state in memory, the sink process's engine every
 # row: their RSS grows with new messages by design, so it is reported per event, not
@@ -377,7 +379,8 @@ async def load(run: Run, settings: Settings, rate: float, web_port: int, api_por
     base = f"http://127.0.0.1:{api_port}"
     clients = Clients(base, run.env["CA_API_TOKEN"], args.timeout)
     producer = run.spawn("producer", [sys.executable, "-m", "benchmarks.load", "--produce",
-                                      "--rate", str(rate), "--seconds", str(args.seconds),
+                                      "--rate", str(rate),
+                                      "--seconds", str(args.seconds + PRODUCER_EXTRA),
                                       "--campaigns", ",".join(campaigns)], pipes=True)
     started = time.monotonic()
     pids = {"worker": run.procs["worker"].pid, "api": run.procs["api"].pid,
@@ -475,7 +478,8 @@ async def load(run: Run, settings: Settings, rate: float, web_port: int, api_por
         await asyncio.gather(*tasks, return_exceptions=True)
     produced: dict[str, Any] = {}
     with contextlib.suppress(Exception):
-        line = await asyncio.wait_for(asyncio.to_thread(producer.stdout.readline), 30)  # type: ignore[union-attr]
+        line = await asyncio.wait_for(asyncio.to_thread(producer.stdout.readline),  # type: ignore[union-attr]
+                                      30 + PRODUCER_EXTRA)
         produced = json.loads(line)
     return {"rate": rate, "rows": rows, "errors": dict(clients.errors), "produced": produced,
             "pages_ok": clients.pages_ok, "sse_events": clients.sse_events}
