@@ -258,6 +258,12 @@ cmd_start() {
     fi
     rm -f "$PIDFILE"
     port_open && die "something else listens on $HOST:$PORT (not our broker; see CA_KAFKA_BOOTSTRAP)"
+    # A taken secure port (another broker's, say) would stop the broker from starting:
+    # it starts without that listener instead, and says so.
+    if secure && (exec 3<>"/dev/tcp/$HOST/$SECURE_PORT") 2>/dev/null; then
+        log "port $SECURE_PORT is taken: no SASL_SSL listener this time (CA_KAFKA_SECURE_PORT)"
+        SECURE_PORT=off
+    fi
     command -v java >/dev/null || die "java not found (Java 17+ needed)"
     cmd_jars
     mkdir -p "$KDIR/data" "$LOGDIR"

@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAuthorizationFailedError, for_code
 
+from streams.cli.admin import ensure_topics
 from streams.kafka_security import client_options
 from streams.settings import Settings, settings_of
 from tests.integration.conftest import CLI, KAFKA_SH, REPO, Deployment
@@ -176,6 +178,36 @@ def test_downstream_reads_the_metrics_and_is_refused_the_inputs(
                             [sent, metrics]))
 
 
+def test_created_topics_take_min_insync_replicas_from_settings(kafka_bootstrap: str) -> None:
+    """On one broker only ``min.insync.replicas`` can differ from the broker's default
+    (1): 2 here, read back from the broker for every topic ``ensure_topics`` creates."""
+    tag = uuid.uuid4().hex[:10]
+    settings = settings_of({"CA_KAFKA_BOOTSTRAP": kafka_bootstrap, "CA_TOPIC_PREFIX": f"t{tag}.",
+                            "CA_APP_ID": f"ca-test-{tag}", "CA_TOPIC_MIN_INSYNC_REPLICAS": "2"})
+    topics = [*settings.input_topics.values(), *settings.internal_topics,
+              settings.dead_letter_topic, settings.campaign_metrics_topic,
+              settings.window_metrics_topic]
+
+    async def configs() -> dict[str, str]:
+        await ensure_topics(settings)
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            responses = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, t, {"min.insync.replicas": None})
+                 for t in topics])
+        finally:
+            await admin.close()
+        return {resource[3]: entry[1] for response in responses
+                for resource in response.resources for entry in resource[4]
+                if entry[0] == "min.insync.replicas"}
+
+    try:
+        assert asyncio.run(configs()) == dict.fromkeys(topics, "2")
+    finally:
+        asyncio.run(_delete(settings, topics))
+
+
 async def _delete(settings: Settings, topics: list[str]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
@@ -200,3 +232,18 @@ def test_a_wrong_password_is_one_line_and_exit_4(command: str, deployment: Deplo
     assert problems(result) == []
     assert "refused user 'worker' (SCRAM-SHA-512 over SASL_SSL)" in result.stderr
     assert "not-the-password" not in result.stderr + result.stdout
+
+
+def test_a_broker_certificate_the_ca_file_does_not_vouch_for_is_exit_4(
+        deployment: Deployment, secure_broker: SecureBroker, tmp_path: Path) -> None:
+    other_ca = tmp_path / "other-ca.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=another CA", "-keyout", str(tmp_path / "other-ca.key"),
+                    "-out", str(other_ca)], check=True, capture_output=True, timeout=60)
+    env = deployment.env | secure_broker.env("worker") | {"CA_KAFKA_SSL_CAFILE": str(other_ca)}
+
+    result = subprocess.run([*CLI, "summary", "c"], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120, check=False)
+
+    assert problems(result) == []
+    assert "TLS with Kafka at" in result.stderr and "CERTIFICATE_VERIFY_FAILED" in result.stderr

@@ -92,3 +92,20 @@ def test_the_check_passes_plaintext_and_an_unreachable_broker_quietly(
     asyncio.run(check_credentials(settings_of(SASL | {
         "CA_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}", "CA_KAFKA_PASSWORD": SECRET})))
     assert SECRET not in caplog.text
+
+
+def test_the_apps_changelogs_take_replication_and_min_insync_from_settings(
+        tmp_path: Path) -> None:
+    from streams.app import create_app
+
+    settings = settings_of({"CA_TOPIC_REPLICATION_FACTOR": "3",
+                            "CA_TOPIC_MIN_INSYNC_REPLICAS": "2",
+                            "CA_DATA_DIR": str(tmp_path / "state")})
+    app = create_app(settings)
+    assert app.conf.topic_replication_factor == 3  # what Faust creates its topics with
+    for name in ("messages", "contributions"):
+        assert app.tables[name].changelog_topic.config == {"min.insync.replicas": "2"}
+    # negative control: the defaults fit one broker
+    default = create_app(settings_of({"CA_DATA_DIR": str(tmp_path / "state")}))
+    assert default.conf.topic_replication_factor == 1
+    assert default.tables["messages"].changelog_topic.config == {"min.insync.replicas": "1"}
