@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 from projections.errors import CampaignAnalyticsError
 from sinks.errors import StoreConfigurationError
 from streams.cli.format import format_summary
-from streams.kafka_security import check_credentials, client_options
+from streams.kafka_security import check_credentials, client_options, metadata_probe
 from streams.settings import ConfigurationError, Settings, load_settings
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
@@ -190,7 +190,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     _check_state_dirs(*_state_dirs(settings, worker=True))
     seat = Seat(settings.worker_dir, settings.app_id)
     seat.claim()  # held until the process exits
-    asyncio.run(wait_for_kafka(settings.kafka_bootstrap))  # a broker still starting: wait
+    asyncio.run(wait_for_kafka(settings.kafka_bootstrap,  # a broker still starting: wait
+                               probe=metadata_probe(settings)))
     asyncio.run(ensure_topics(settings))
     # a SIGKILLed predecessor on this directory: its group seat is freed now, not
     # when its session times out (streams/engine/membership.py)
