@@ -372,8 +372,8 @@ async def measure_maximum(run: Run, settings: Settings, web_port: int) -> float:
             await asyncio.sleep(0.25)
 
 
-async def load(run: Run, settings: Settings, rate: float, web_port: int, api_port: int
-               ) -> dict[str, Any]:
+async def load(run: Run, settings: Settings, rate: float, web_port: int, api_port: int,
+               broker_pid: int | None) -> dict[str, Any]:
     args = run.args
     campaigns = [f"load-{settings.app_id}-c{i}" for i in range(args.campaigns)]
     base = f"http://127.0.0.1:{api_port}"
@@ -414,7 +414,8 @@ async def load(run: Run, settings: Settings, rate: float, web_port: int, api_por
         def process_pids() -> dict[str, list[int]]:
             sink = [p for p in _descendants(pids["worker"]) if p != pids["worker"]]
             return {"worker": [pids["worker"]], "sink": sink, "api": [pids["api"]],
-                    "producer": [pids["producer"]], "client": [pids["client"]]}
+                    "producer": [pids["producer"]], "client": [pids["client"]],
+                    "broker": [broker_pid] if broker_pid else []}
 
         def cpu_now() -> dict[str, float]:
             return {name: sum(cpu_s(p) for p in ps) for name, ps in process_pids().items()}
@@ -426,7 +427,7 @@ async def load(run: Run, settings: Settings, rate: float, web_port: int, api_por
                   f"{'log lag s':>9} {'log rec':>8} {'parts':>5} "
                   + " ".join(f"{name + ' MB':>11}" for name in
                              ("worker", "sink", "api", "producer", "client"))
-                  + f" {'CPU % w/s/a/p/c':>19}")
+                  + f" {'CPU % w/s/a/p/c/broker':>23}")
         print(header, flush=True)
         while time.monotonic() - started < args.seconds:
             await asyncio.sleep(min(args.sample_every,
@@ -470,7 +471,8 @@ async def load(run: Run, settings: Settings, rate: float, web_port: int, api_por
                   + " ".join(f"{row['rss_mb'][n]:11.0f}" for n in
                              ("worker", "sink", "api", "producer", "client"))
                   + " " + "/".join(f"{row['cpu_pct'][n]:.0f}" for n in
-                                   ("worker", "sink", "api", "producer", "client")).rjust(19),
+                                   ("worker", "sink", "api", "producer", "client",
+                                    "broker")).rjust(23),
                   flush=True)
         clients.closing = True
         for task in tasks:
@@ -561,7 +563,9 @@ async def amain(args: argparse.Namespace) -> int:
                 return response.status == 200
 
         await wait_for("ready API", ready, run, args.timeout)
-        result = await load(run, settings, rate, web_port, api_port)
+        pid_file = args.kafka_dir / "kafka.pid"
+        broker_pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+        result = await load(run, settings, rate, web_port, api_port, broker_pid)
     except BaseException:
         for name in run.procs:
             if tail := run.tail(name):
@@ -607,7 +611,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="RSS growth from a third in to the end still called flat (0.10)")
     p.add_argument("--bootstrap", default="127.0.0.1:49094",
                    help="broker; one is started there if none answers (127.0.0.1:49094)")
-    p.add_argument("--kafka-dir", type=Path, default=REPO / ".run" / "kafka-load")
+    p.add_argument("--kafka-dir", type=Path, default=REPO / ".run" / "kafka-load",
+                   help="the broker's data dir (its kafka.pid gives the broker columns)")
     p.add_argument("--json", type=Path, default=None, help="write every figure to this file")
     p.add_argument("--produce", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

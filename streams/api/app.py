@@ -66,6 +66,13 @@ AS_OF = web.AppKey("as_of", dict[str, tuple[float, str | None]])
 AS_OF_SECONDS = 1.0
 AS_OF_CAMPAIGNS = 10_000  # cached at most; past it the cache starts again
 as_of_clock = time.monotonic  # tests set their own
+# ClickHouse reads of log pages at once; one more waits up to STORE_WAIT_SECONDS, then
+# gets 503 with Retry-After. Unbounded, an overload queued every request in the
+# thread pool behind reads whose clients had already given up, and no page was
+# answered in time any more (benchmarks/load.py; docs/performance.md).
+STORE_CALLS = 4
+STORE_WAIT_SECONDS = 2.0
+STORE_SLOTS = web.AppKey("store_slots", asyncio.Semaphore)
 
 
 class ApiError(Exception):
@@ -180,10 +187,20 @@ def _snapshot(request: web.Request) -> Snapshot:
 
 async def _store(request: web.Request, call: Callable[[ClickHouseStore], Any]) -> Any:
     store = request.app[STORE]
+    slots = request.app[STORE_SLOTS]
     try:
+        async with asyncio.timeout(STORE_WAIT_SECONDS):
+            await slots.acquire()
+    except TimeoutError:
+        raise _unavailable("too many ClickHouse reads are waiting; try again") from None
+    try:
+        if request.transport is None or request.transport.is_closing():
+            raise _unavailable("the client went away")  # no read for nobody
         return await asyncio.to_thread(call, store)
     except ValueError as exc:  # the store's own argument checks
         raise ApiError(400, "bad_parameter", str(exc)) from exc
+    finally:
+        slots.release()
 
 
 def _page(items: list[Any], limit: int, cursor_of: Callable[[Any], tuple[object, ...]]
@@ -485,6 +502,7 @@ def create_api(settings: Settings, state: LiveState, store: ClickHouseStore,
     streams: set[Subscription] = set()
     app[STREAMS] = streams
     app[AS_OF] = {}
+    app[STORE_SLOTS] = asyncio.Semaphore(STORE_CALLS)
     app.on_shutdown.append(_close_streams)
     base = "/api/v1/campaigns"
     app.router.add_get("/healthz", healthz)
