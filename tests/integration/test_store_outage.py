@@ -20,26 +20,33 @@ answer 200 before and after (the 503s are the outage's), and the sinks' lag is
 positive during it (the outage was real; an exactness checker's own control is
 ``test_clickhouse_sinks``'s run without deduplication tokens).
 
-A configured ClickHouse server would be made unavailable through a proxy; that
-variant needs ``CA_TEST_CLICKHOUSE_URL`` and is skipped without it.
+With a ClickHouse server (``CA_TEST_CLICKHOUSE_URL``, a database of its own; the
+variant is skipped without it) the worker and the API reach it through a TCP proxy
+that the test closes for the outage, connections cut: the sinks keep running and
+retry their inserts, and it is their own RSS that stays bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
 import shutil
 import signal
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from sinks import Credentials, open_reader
 from sinks.chdb_store import ChdbStore
+from sinks.server_store import ClickHouseServerStore
 from streams.cli.admin import ensure_topics
 from streams.cli.demo import generate_campaign
 from streams.settings import Settings
@@ -54,6 +61,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 OUTAGE_SECONDS = 60.0
 PASSWORD = "outage-test-Pa55"  # noqa: S105 - a test password
+SERVER_URL_ENV = "CA_TEST_CLICKHOUSE_URL"
 COUNTS = ("sent", "delivered", "failed", "pending", "replies", "unique_repliers",
           "opt_outs", "link_clicks", "unique_link_clicks")
 STORE_ROUTES = ("messages", "replies", "clicks", "export.csv")
@@ -107,6 +115,13 @@ def take_lock(path: Path, timeout: float) -> IO[str]:
             time.sleep(0.02)
 
 
+def _no_merges(database: str) -> list[str]:
+    return [f"ALTER TABLE {database}.{table} MODIFY SETTING"
+            " max_bytes_to_merge_at_max_space_in_pool = 1,"
+            " max_bytes_to_merge_at_min_space_in_pool = 1"
+            for table in ("message_log", "replies", "link_clicks", "events")]
+
+
 def stop_merges(settings: Settings) -> None:
     """Before the owner opens the engine: no merge collapses repeated rows, so the raw
     ``events`` count shows every record written, and none twice (as in
@@ -115,13 +130,146 @@ def stop_merges(settings: Settings) -> None:
     store = ChdbStore(settings.chdb_path, settings.clickhouse_database)
     try:
         store.migrate()
-        for table in ("message_log", "replies", "link_clicks", "events"):
-            store._query(
-                f"ALTER TABLE {settings.clickhouse_database}.{table} MODIFY SETTING"
-                " max_bytes_to_merge_at_max_space_in_pool = 1,"
-                " max_bytes_to_merge_at_min_space_in_pool = 1", "TabSeparated")
+        for sql in _no_merges(settings.clickhouse_database):
+            store._query(sql, "TabSeparated")
     finally:
         store.close()
+
+
+class Proxy:
+    """A TCP proxy to ``target`` on a port of its own, served from a thread; ``stop``
+    closes it (new connections refused, open ones cut), ``start`` opens it again."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target, self.port = target, free_port()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server: asyncio.Server | None = None
+        self.open: set[asyncio.StreamWriter] = set()
+        self.start()
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def start(self) -> None:
+        async def listen() -> None:
+            self.server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port,
+                                                     reuse_address=True)
+        self._call(listen())
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self.server is not None:
+                self.server.close()
+                self.server = None
+            for writer in list(self.open):
+                writer.transport.abort()
+        self._call(close())
+
+    def close(self) -> None:
+        self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.open |= {writer, up_writer}
+
+        async def copy(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        try:
+            await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer))
+        finally:
+            self.open -= {writer, up_writer}
+
+
+class Embedded:
+    """The embedded engine: its owner (the worker's sink child) killed, and the sink
+    lock held by the test for the outage, so the restarted child waits for it."""
+
+    def __init__(self) -> None:
+        self.lock: IO[str] | None = None
+        self.credentials = Credentials("reader", PASSWORD)
+
+    def env(self) -> dict[str, str]:
+        return {"CA_CLICKHOUSE_USER": "reader", "CA_CLICKHOUSE_PASSWORD": PASSWORD}
+
+    def prepare(self, settings: Settings) -> None:
+        stop_merges(settings)
+
+    def go_down(self, worker: WorkerProcess, settings: Settings) -> None:
+        owner = sink_child(worker)
+        assert owner is not None
+        os.kill(owner, signal.SIGKILL)
+        self.lock = take_lock(sink_lock_path(settings), 4.0)
+
+    def come_back(self) -> None:
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
+
+    def close(self) -> None:
+        self.come_back()
+
+
+class Server:
+    """A ClickHouse server (``CA_TEST_CLICKHOUSE_URL``) behind a ``Proxy``, in a
+    database of its own, dropped at the end."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.url = f"{parts.scheme}://{parts.hostname}:{parts.port or 8123}"
+        self.credentials = Credentials(unquote(parts.username or ""),
+                                       unquote(parts.password or ""))
+        self.database = f"ca_outage_{uuid.uuid4().hex[:10]}"
+        self.proxy = Proxy((parts.hostname or "127.0.0.1", parts.port or 8123))
+
+    def env(self) -> dict[str, str]:
+        return {"CA_CLICKHOUSE_URL": f"http://127.0.0.1:{self.proxy.port}",
+                "CA_CLICKHOUSE_DATABASE": self.database,
+                "CA_CLICKHOUSE_USER": self.credentials.user,
+                "CA_CLICKHOUSE_PASSWORD": self.credentials.password}
+
+    def _direct(self, statements: list[str]) -> None:
+        store = ClickHouseServerStore(self.url, self.database, credentials=self.credentials)
+        try:
+            client = store._get_client()
+            for sql in statements:
+                client.command(sql)
+        finally:
+            store.close()
+
+    def prepare(self, settings: Settings) -> None:
+        store = ClickHouseServerStore(self.url, self.database, credentials=self.credentials)
+        try:
+            store.migrate()
+        finally:
+            store.close()
+        self._direct(_no_merges(self.database))
+
+    def go_down(self, worker: WorkerProcess, settings: Settings) -> None:
+        self.proxy.stop()
+
+    def come_back(self) -> None:
+        self.proxy.start()
+
+    def close(self) -> None:
+        self.proxy.close()
+        with contextlib.suppress(Exception):
+            self._direct([f"DROP DATABASE IF EXISTS {self.database}"])
 
 
 def picked(summary: dict[str, Any]) -> dict[str, Any]:
@@ -156,16 +304,16 @@ class Outage:
     def store_route(self, route: str) -> tuple[int, dict[str, str], bytes]:
         return self.api.get(f"/api/v1/campaigns/{self.campaign}/{route}")
 
-    def reader_checks(self) -> None:
-        assert_store_exact(self.settings, self.events, len(self.raw),
-                           Credentials("reader", PASSWORD))
+    def reader_checks(self, credentials: Credentials) -> None:
+        assert_store_exact(self.settings, self.events, len(self.raw), credentials)
 
 
 def assert_store_exact(settings: Settings, events: list[dict[str, Any]], records: int,
                        credentials: Credentials | None = None) -> None:
     """Read through the owner's SQL endpoint: nothing missing, nothing doubled
     (``records`` input records were published), the metrics equal the recount."""
-    store = open_reader("", settings.clickhouse_database, sql_host=settings.sql_host,
+    store = open_reader(settings.clickhouse_url, settings.clickhouse_database,
+                        sql_host=settings.sql_host,
                         sql_port=settings.sql_port, credentials=credentials)
     try:
         stored = store.row_counts("events")
@@ -189,18 +337,32 @@ def assert_store_exact(settings: Settings, events: list[dict[str, Any]], records
         store.close()
 
 
+@pytest.fixture(params=["embedded", "server"])
+def backend(request: pytest.FixtureRequest) -> Any:
+    if request.param == "embedded":
+        made: Embedded | Server = Embedded()
+    else:
+        url = os.environ.get(SERVER_URL_ENV, "")
+        if not url:
+            pytest.skip(f"{SERVER_URL_ENV} is not set: no ClickHouse server to take away")
+        made = Server(url)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
 def test_store_unavailable_60s_sinks_pause_api_serves_then_exact_catch_up(
-        kafka_bootstrap: str, tmp_path: Path) -> None:
+        kafka_bootstrap: str, tmp_path: Path, backend: Embedded | Server) -> None:
     deployment = Deployment(kafka_bootstrap, tmp_path)
-    deployment.env |= {"CA_API_TOKEN": TOKEN, "CA_CLICKHOUSE_USER": "reader",
-                       "CA_CLICKHOUSE_PASSWORD": PASSWORD, "CA_SINK_BATCH_ROWS": "200"}
+    deployment.env |= {"CA_API_TOKEN": TOKEN, "CA_SINK_BATCH_ROWS": "200", **backend.env()}
+    embedded = isinstance(backend, Embedded)
     campaign = "outage-camp"
     events = generate_campaign(campaign, messages=900, seed=19)
     api: Api | None = None
-    lock: IO[str] | None = None
     try:
         asyncio.run(ensure_topics(deployment.settings()))
-        stop_merges(deployment.settings())
+        backend.prepare(deployment.settings())
         worker = deployment.worker().start()
         worker.wait_ready()
         api = Api(deployment, free_port(), tmp_path / "api.log")
@@ -218,9 +380,8 @@ def test_store_unavailable_60s_sinks_pause_api_serves_then_exact_catch_up(
         worker_pid = worker.proc.pid  # type: ignore[union-attr]
         rss_before = {"worker": rss_kb(worker_pid), "sink": rss_kb(owner)}
 
-        # the owner dies; the store stays away for OUTAGE_SECONDS
-        os.kill(owner, signal.SIGKILL)
-        lock = take_lock(sink_lock_path(outage.settings), 4.0)
+        # the store goes away for OUTAGE_SECONDS (with chdb: its owner dies)
+        backend.go_down(worker, outage.settings)
         started = time.monotonic()
         peak = {"worker": 0, "sink": 0}
         waiting: set[int] = set()
@@ -237,8 +398,8 @@ def test_store_unavailable_60s_sinks_pause_api_serves_then_exact_catch_up(
                 assert int(headers["Retry-After"]) >= 1
                 refused[route] += 1
             child = sink_child(worker)
-            if child is not None and child != owner:
-                waiting.add(child)
+            if child is not None and (child != owner or not embedded):
+                waiting.add(child)  # with chdb a new one, waiting for the engine
                 peak["sink"] = max(peak["sink"], rss_kb(child) or 0)
             peak["worker"] = max(peak["worker"], rss_kb(worker_pid) or 0)
             if outage.published >= 2 * third and elapsed > OUTAGE_SECONDS / 2:
@@ -247,7 +408,7 @@ def test_store_unavailable_60s_sinks_pause_api_serves_then_exact_catch_up(
         # the live side kept going: the summary has every event published so far
         wait_until(outage.live_matches, "the live summary during the outage", 20, 0.5)
         assert asyncio.run(sink_lag(outage.settings)) > 0
-        assert waiting, "the worker did not restart its sink process"
+        assert waiting, "no sink process during the outage"
         assert all(n >= 3 for n in refused.values()), refused
         for name, before in rss_before.items():
             assert before is not None
@@ -256,8 +417,7 @@ def test_store_unavailable_60s_sinks_pause_api_serves_then_exact_catch_up(
         assert worker.proc is not None and worker.proc.poll() is None
 
         # back: the waiting child takes the engine, the sinks catch up exactly
-        lock.close()
-        lock = None
+        backend.come_back()
         outage.publish(len(outage.raw))
         api.wait(outage.live_matches, "the live summary of every event")
         api.wait(lambda: asyncio.run(sink_lag(outage.settings)) == 0, "the sinks to catch up")
@@ -265,12 +425,11 @@ def test_store_unavailable_60s_sinks_pause_api_serves_then_exact_catch_up(
             api.wait(lambda r=route: outage.store_route(r)[0] == 200, f"{route} again")
         messages = api.pages(f"/api/v1/campaigns/{campaign}/messages", 500)
         assert len(messages) == len({e["message_id"] for e in events if e["type"] == "sent"})
-        outage.reader_checks()
+        outage.reader_checks(backend.credentials)
         print(f"outage {OUTAGE_SECONDS:.0f} s: RSS before {rss_before} kB, peak {peak} kB; "
               f"refused {refused}; sink children waiting {sorted(waiting)}")
     finally:
-        if lock is not None:
-            lock.close()
+        backend.come_back()
         if api is not None:
             api.stop()
         deployment.close()
