@@ -1,29 +1,16 @@
 """The store unavailable for 60 s on a running deployment (issue 19 item 3d).
 
-A worker (whose sink child owns the embedded engine and serves its SQL endpoint,
-guarded by a ClickHouse password) and ``campaign-analytics api`` run on the real
-broker while events stream in. The engine's owner is killed (``SIGKILL``) and stays
-away for 60 s: the test holds ``<chdb dir>.sink.lock``, as the owner would, so the
-worker's restarted sink child waits for it, like a restarted owner that is not back
-yet. Meanwhile:
-
-- the sinks pause: they commit nothing (their lag grows) and the RSS of the worker
-  and of its waiting sink child stays within a generous bound of the RSS before;
-- the API serves live summaries (200, and they follow the events published during
-  the outage) and answers 503 with ``Retry-After`` on its store routes.
-
-Then the lock is let go and everything catches up exactly: the summary equals the
-batch recount, and in the store ``count() = uniqExact(key)`` on FINAL for every
-table, raw ``events`` = records published = distinct source records, FINAL events =
-distinct event ids, SQL metrics = the recount. Negative controls: the store routes
-answer 200 before and after (the 503s are the outage's), and the sinks' lag is
-positive during it (the outage was real; an exactness checker's own control is
-``test_clickhouse_sinks``'s run without deduplication tokens).
-
-With a ClickHouse server (``CA_TEST_CLICKHOUSE_URL``, a database of its own; the
-variant is skipped without it) the worker and the API reach it through a TCP proxy
-that the test closes for the outage, connections cut: the sinks keep running and
-retry their inserts, and it is their own RSS that stays bounded.
+A worker and ``campaign-analytics api`` run on the real broker while events stream
+in; then the store goes away for 60 s: with chdb its owner (the worker's sink child)
+is killed and the test holds the sink lock, so the restarted child waits; with a
+server (``CA_TEST_CLICKHOUSE_URL``, else skipped) a proxy in between is closed.
+Meanwhile the sinks commit nothing and the worker's and sinks' RSS stay within a
+generous bound of before; the API serves live summaries (200, following the new
+events) and answers 503 with ``Retry-After`` on its store routes (200 before and
+after: the control). Then everything catches up exactly: summary = batch recount;
+FINAL count = uniqExact(key) for every table, raw events = records published =
+distinct sources, FINAL events = distinct event ids, SQL metrics = recount (merges
+stopped, so the raw counts prove it). docs/operations.md has the why.
 """
 
 from __future__ import annotations
