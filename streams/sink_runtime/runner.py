@@ -627,9 +627,13 @@ async def run_sinks(settings: Settings, telemetry: Telemetry) -> None:
     its SQL endpoint) from the moment it takes the sink lock until it ends, whatever
     its sinks' restarts (``_EngineOwner``)."""
     sinks = (ClickHouseSink(settings, telemetry), ClickHouseEventsSink(settings, telemetry))
-    async with _OWNER.hold(settings, telemetry) as store:
-        await asyncio.gather(*(run_restarting(sink, telemetry) for sink in sinks),
-                             report_stored_rows(store, telemetry))
+    async with _OWNER.hold(settings, telemetry) as store, asyncio.TaskGroup() as group:
+        # A TaskGroup, not gather: cancelled, gather returns once its first child is
+        # done (the reporter, at once) and the sinks' consumers are cut off while they
+        # leave their groups; a TaskGroup waits for every child's cleanup.
+        for sink in sinks:
+            group.create_task(run_restarting(sink, telemetry))
+        group.create_task(report_stored_rows(store, telemetry))
 
 
 async def report_stored_rows(store: ClickHouseStore, telemetry: Telemetry,

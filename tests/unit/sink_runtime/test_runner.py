@@ -93,3 +93,50 @@ def test_nothing_is_kept_while_no_events_sink_reads() -> None:
     event = parse_json_line(json.dumps(generate_campaign("c", 1)[0]))[1]
     shared.offer("in.sent", 0, 1, event)
     assert shared.take("in.sent", 0, 1) is None
+
+
+def test_a_cancelled_run_sinks_waits_for_each_sink_to_stop(monkeypatch: Any) -> None:
+    """Cancelled (SIGTERM), run_sinks returns only once every sink has finished its
+    cleanup (its consumer leaving its group), however fast the row reporter stops."""
+    import asyncio
+    import contextlib
+
+    from streams.sink_runtime import runner
+
+    stopped: list[str] = []
+
+    class SlowToStop:
+        name = "slow"
+
+        def __init__(self, settings: Any, telemetry: Any) -> None:
+            pass
+
+        async def run(self) -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await asyncio.sleep(0.2)  # a consumer leaving its group: a round trip
+                stopped.append(type(self).__name__)
+
+    class Owner:
+        @contextlib.asynccontextmanager
+        async def hold(self, settings: Any, telemetry: Any) -> Any:
+            yield None
+
+    async def reporter(store: Any, telemetry: Any) -> None:
+        await asyncio.Event().wait()  # cancelled at once
+
+    monkeypatch.setattr(runner, "ClickHouseSink", type("A", (SlowToStop,), {}))
+    monkeypatch.setattr(runner, "ClickHouseEventsSink", type("B", (SlowToStop,), {}))
+    monkeypatch.setattr(runner, "_OWNER", Owner())
+    monkeypatch.setattr(runner, "report_stored_rows", reporter)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(runner.run_sinks(Any, Any))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert sorted(stopped) == ["A", "B"]  # before run_sinks returned
+
+    asyncio.run(scenario())
