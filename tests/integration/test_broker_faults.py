@@ -452,6 +452,9 @@ class Frozen:
 
     def __init__(self, broker: PrivateBroker, dep: Deployment) -> None:
         dep.env["CA_SESSION_TIMEOUT"] = "6"
+        # a campaign's first snapshot goes out at once, the next ones 3 s apart: at the
+        # freeze the worker holds changes it has not published yet
+        dep.env["CA_EMIT_INTERVAL"] = "3"
         broker.start()
         self.dep = dep
         self.events = _events("frozen", (1500, 1000, 500), seed=321)
