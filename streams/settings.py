@@ -155,6 +155,37 @@ def _sasl_mechanism(name: str, raw: str) -> str:
     return _one_of(name, raw, ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"))
 
 
+def _optional_seconds(name: str, raw: str) -> float | None:
+    return _positive_float(name, raw) if raw.strip() else None
+
+
+def _time_zone(name: str, raw: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(f"{name} must be an IANA time zone (e.g. Europe/Paris), "
+                                 f"got {raw!r}") from None
+    return raw
+
+
+def _quiet_hours(name: str, raw: str) -> str:
+    """``HH:MM-HH:MM`` or ``off``/empty, checked here; ``QuietHours.parse`` reads it."""
+    from datetime import time
+
+    start, sep, end = raw.partition("-")
+    if raw.strip().lower() in ("", "off"):
+        return raw
+    try:
+        if sep and time.fromisoformat(start.strip()) != time.fromisoformat(end.strip()):
+            return raw
+    except ValueError:
+        pass
+    raise ConfigurationError(f"{name} must be HH:MM-HH:MM (two different times) or off, "
+                             f"got {raw!r}")
+
+
 def _under_data_dir(texts: Mapping[str, str]) -> str:
     return str(Path(texts["CA_DATA_DIR"]) / "chdb")
 
@@ -394,6 +425,19 @@ class Settings:
     ab_split: dict[str, float] = setting(
         "CA_AB_SPLIT", "", _split,
         "planned split for the sample-ratio check, e.g. `A=50,B=50` (empty: even)")
+    retry_max_attempts: int = setting(
+        "CA_RETRY_MAX_ATTEMPTS", "1", _positive_int,
+        "retries at most per original message, over its whole `retry_of` chain "
+        "(`campaign-analytics retry`, `POST .../retries`)")
+    retry_max_age: float | None = setting(
+        "CA_RETRY_MAX_AGE", "", _optional_seconds,
+        "seconds after its send a failed message may still be retried (empty: no limit)")
+    quiet_hours: str = setting(
+        "CA_QUIET_HOURS", "21:00-09:00", _quiet_hours,
+        "local hours no retry may be sent in, `HH:MM-HH:MM` (may wrap midnight), or `off`")
+    default_time_zone: str = setting(
+        "CA_DEFAULT_TIME_ZONE", "UTC", _time_zone,
+        "the zone of a contact whose number gives no single one (quiet hours of retries)")
     # Not a variable: the input topics under ``topic_prefix`` (``load_settings``).
     input_topics: dict[str, str] = field(default_factory=dict)
 
@@ -454,6 +498,12 @@ class Settings:
     @property
     def campaign_metrics_topic(self) -> str:
         return self.topic("campaign-analytics.campaign-metrics")
+
+    @property
+    def retry_requests_topic(self) -> str:
+        """Commands to the sending service: failed messages to send again, keyed by
+        campaign (docs/consumers.md)."""
+        return self.topic("campaign-analytics.retry-requests")
 
 
 # Every setting, in declaration order (the README's table is in this order).

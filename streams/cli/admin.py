@@ -65,7 +65,7 @@ async def wait_for_kafka(bootstrap: str, *, interval: float = 1.0, say_every: fl
 
 
 async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
-    """Create the input, internal, dead-letter and metrics topics if they are missing,
+    """Create the input, internal, dead-letter, metrics and command topics if they are missing,
     and return once the broker's metadata shows every one of them.
 
     The worker's own internal topics and its tables' changelogs are created here too,
@@ -80,7 +80,7 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
     await admin.start()
     try:
         plain = [*settings.input_topics.values(), *settings.internal_topics,
-                 settings.dead_letter_topic]
+                 settings.dead_letter_topic, settings.retry_requests_topic]
         compacted = [settings.campaign_metrics_topic, settings.window_metrics_topic,
                      *settings.changelog_topics]
         existing = set(await admin.list_topics())
