@@ -42,6 +42,8 @@ class MessageSent:
     error_code: str | None = None
     error_description: str | None = None
     segments: int = 1
+    # domain.md 3b: the message_id this message retries; None for a first attempt.
+    retry_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,16 +72,26 @@ def event_to_record(event: Event) -> dict[str, Any]:
     return record
 
 
+def _defaults(schema: SchemaVersion) -> dict[str, Any]:
+    return {f["name"]: f["default"] for f in schema.parsed["fields"] if "default" in f}
+
+
+_DEFAULTS: dict[bytes, dict[str, Any]] = {s.fingerprint: _defaults(s) for s in _ALL_SCHEMAS}
+
+
 def encode_record(
     kind: str, record: Mapping[str, Any], schema: SchemaVersion | None = None
 ) -> bytes:
-    """Single-object-encode a record with the current (or the given) schema version."""
+    """Single-object-encode a record with the current (or the given) schema version.
+    A field the record lacks takes its schema default (a record built for an older
+    version still encodes); an unknown field or a missing required one is refused."""
     schema = schema or CURRENT[kind]
     out = io.BytesIO()
     out.write(MAGIC)
     out.write(schema.fingerprint)
     try:
-        fastavro.schemaless_writer(out, schema.parsed, dict(record), strict=True)
+        fastavro.schemaless_writer(out, schema.parsed, _DEFAULTS[schema.fingerprint] | dict(record),
+                                   strict=True)
     except (ValueError, TypeError, KeyError) as exc:
         raise InvalidEventError(f"{kind} record does not match its schema: {exc}") from exc
     return out.getvalue()
@@ -217,7 +227,19 @@ def _sent(r: Mapping[str, Any], now: int | None) -> MessageSent:
         error_code=_text(r, "error_code", required=False, limit=MAX_ID_LENGTH),
         error_description=_opt(r, "error_description"),
         segments=segments,
+        retry_of=_retry_of(r),
     )
+
+
+def _retry_of(r: Mapping[str, Any]) -> str | None:
+    # An id like message_id when present. Empty is refused rather than read as
+    # "no retry": either guess would misplace the message in the A/B statistics.
+    if r.get("retry_of") is None:
+        return None
+    value = _id(r, "retry_of")
+    if value == r.get("message_id"):
+        raise InvalidEventError("retry_of names the message itself")
+    return value
 
 
 def _delivery(r: Mapping[str, Any], now: int | None) -> ReceiptReceived:

@@ -5,7 +5,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projections.errors import InvalidEventError
-from projections.events import DeliveryStatus, LinkClicked, ReceiptReceived, ReplyReceived
+from projections.events import (
+    DeliveryStatus,
+    LinkClicked,
+    MessageSent,
+    ReceiptReceived,
+    ReplyReceived,
+    SendOutcome,
+)
 from streams.cli.demo import generate_campaign
 from streams.codecs import input_avro as codec
 
@@ -37,16 +44,40 @@ def test_every_demo_event_round_trips():
         assert codec.decode_event(data, now_ms=NOW) == event
 
 
-def test_record_written_with_old_schema_reads_with_current():
-    old = next(s for s in codec.BY_FINGERPRINT.values() if s.name == "sent" and s.version == 1)
-    assert codec.CURRENT["sent"].version == 2
+@pytest.mark.parametrize("version", [1, 2])
+def test_record_written_with_old_schema_reads_with_current(version):
+    old = next(s for s in codec.BY_FINGERPRINT.values()
+               if s.name == "sent" and s.version == version)
+    assert codec.CURRENT["sent"].version == 3
     _, event, _ = codec.parse_json_line(_sent(segments=3), now_ms=NOW)
     record = codec.event_to_record(event)
-    del record["segments"]  # v1 has no segments
+    del record["retry_of"]  # v1 and v2 have no retry_of
+    if version == 1:
+        del record["segments"]  # v1 has no segments
     data = codec.encode_record("sent", record, old)
     decoded = codec.decode_event(data, now_ms=NOW)
-    assert decoded.segments == 1  # the v2 default
+    assert decoded.segments == (1 if version == 1 else 3)  # the v2 default
+    assert decoded.retry_of is None  # the v3 default: a first attempt
     assert decoded.message_id == "m1"
+
+
+def test_retry_of_round_trips_through_json_and_avro():
+    _, event, data = codec.parse_json_line(_sent(message_id="m2", retry_of="m1"), now_ms=NOW)
+    assert event.retry_of == "m1"
+    assert codec.decode_event(data, now_ms=NOW) == event
+    _, first, _ = codec.parse_json_line(_sent(retry_of=None), now_ms=NOW)
+    assert first.retry_of is None
+
+
+def test_a_record_built_for_an_older_version_encodes_with_the_defaults():
+    record = codec.event_to_record(codec.parse_json_line(_sent(), now_ms=NOW)[1])
+    del record["retry_of"]
+    assert codec.decode_event(codec.encode_record("sent", record), now_ms=NOW).retry_of is None
+    with pytest.raises(InvalidEventError, match="more fields"):
+        codec.encode_record("sent", record | {"surprise": 1})
+    del record["phone"]  # required: no default to take
+    with pytest.raises(InvalidEventError, match="phone"):
+        codec.encode_record("sent", record)
 
 
 @pytest.mark.parametrize(
@@ -69,6 +100,13 @@ def test_record_written_with_old_schema_reads_with_current():
         (_sent(campaign_id="c\u00851"), "campaign_id has a control character"),
         (_sent(message_id="m1'); DROP TABLE events; --"), "message_id has \"'\""),
         (_sent(variant="A; DELETE FROM message_log"), "variant has ';'"),
+        (_sent(retry_of=""), "retry_of is empty"),
+        (_sent(retry_of="  "), "retry_of is empty"),
+        (_sent(retry_of="m\n0"), "retry_of has a control character"),
+        (_sent(retry_of="m0'--"), "retry_of has \"'\""),
+        (_sent(retry_of="x" * 300), "retry_of is longer than"),
+        (_sent(retry_of="m1"), "retry_of names the message itself"),
+        (_sent(retry_of=7), "retry_of must be a string"),
     ],
 )
 def test_bad_lines_are_rejected_with_a_reason(line, reason):
@@ -106,6 +144,13 @@ times = st.integers(min_value=codec.MIN_OCCURRED_AT, max_value=NOW)
 @settings(max_examples=200, deadline=None)
 @given(
     st.one_of(
+        st.builds(MessageSent, event_id=ids, message_id=ids, occurred_at=times,
+                  campaign_id=ids, variant=st.none() | ids, contact_id=ids,
+                  contact_name=st.none() | texts, phone=st.just("+447700900123"),
+                  outcome=st.sampled_from(SendOutcome), error_code=st.none() | texts,
+                  error_description=st.none() | st.text(),
+                  segments=st.integers(min_value=1, max_value=100),
+                  retry_of=st.none() | ids).filter(lambda e: e.retry_of != e.message_id),
         st.builds(ReceiptReceived, event_id=ids, message_id=ids, occurred_at=times,
                   status=st.sampled_from(DeliveryStatus),
                   error_code=st.none() | texts, error_description=st.none() | st.text(),
