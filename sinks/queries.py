@@ -220,6 +220,32 @@ def contact_clicks_query(
     return sql, params
 
 
+def failed_events_query(database: str, campaign_id: str) -> tuple[str, dict[str, object]]:
+    """``payload`` of the ``sent`` and ``delivery`` events of the campaign's messages the
+    log shows failed (rejected, undelivered, failed), by ``message_id``: the retry
+    selection folds them (``sinks.retry_reads``) for each message's failure cause."""
+    log = qualified(database, MESSAGE_LOG_TABLE)
+    sql = (
+        f"SELECT message_id, payload FROM {qualified(database, EVENTS_TABLE)} FINAL"  # noqa: S608
+        f" WHERE message_id IN (SELECT message_id FROM {log} FINAL"
+        " WHERE campaign_id = {campaign_id:String}"
+        " AND status IN ('rejected', 'undelivered', 'failed'))"
+        " AND event_type IN ('sent', 'delivery')"
+        " ORDER BY message_id, event_id"
+    )
+    return sql, {"campaign_id": campaign_id}
+
+
+def reply_bodies_query(database: str, campaign_id: str) -> tuple[str, dict[str, object]]:
+    """``contact_id, body`` of every reply to a message of the campaign (deduplicated);
+    the opt-out match is the fold's (``projections.message.is_opt_out``), in Python."""
+    sql = (
+        f"SELECT contact_id, body FROM {qualified(database, REPLIES_TABLE)} FINAL"  # noqa: S608
+        f" WHERE message_id IN ({_campaign_ids(database)})"
+    )
+    return sql, {"campaign_id": campaign_id}
+
+
 def campaign_metrics_query(database: str, campaign_id: str) -> tuple[str, dict[str, object]]:
     """Metrics of a campaign: one row for the whole campaign (``is_total`` = 1) and
     one per variant, columns ``variant, is_total``, then ``sent, delivered, failed, pending,

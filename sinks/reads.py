@@ -55,6 +55,14 @@ class SqlReads:
         ((value,),) = self._select(sql, params)
         return None if value is None else int(value)
 
+    def failed_message_events(self, campaign_id: str) -> list[tuple[str, str]]:
+        sql, params = queries.failed_events_query(self._database, campaign_id)
+        return [(str(m), str(p)) for m, p in self._select(sql, params)]
+
+    def reply_bodies(self, campaign_id: str) -> list[tuple[str, str]]:
+        sql, params = queries.reply_bodies_query(self._database, campaign_id)
+        return [(str(c), str(b)) for c, b in self._select(sql, params)]
+
     def campaign_metrics(self, campaign_id: str) -> CampaignSqlMetrics | None:
         sql, params = queries.campaign_metrics_query(self._database, campaign_id)
         return queries.campaign_metrics(campaign_id, self._select(sql, params))

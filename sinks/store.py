@@ -104,6 +104,15 @@ class ClickHouseStore(Protocol):
         the campaign or for the whole table; None when there is nothing."""
         ...
 
+    def failed_message_events(self, campaign_id: str) -> list[tuple[str, str]]:
+        """``(message_id, payload)`` of the ``sent`` and ``delivery`` events (JSON, as the
+        events table keeps them) of the campaign's messages the log shows failed."""
+        ...
+
+    def reply_bodies(self, campaign_id: str) -> list[tuple[str, str]]:
+        """``(contact_id, body)`` of every reply to a message of the campaign."""
+        ...
+
     def campaign_metrics(self, campaign_id: str) -> CampaignSqlMetrics | None:
         """domain.md section 3 counts recomputed in SQL from ``message_log``, ``replies``
         and ``link_clicks``, for the campaign and per variant; None without messages."""
