@@ -3,7 +3,8 @@
 Exit codes: 0 ok; 1 some input lines were rejected (``publish``); 2 usage or
 configuration error; 3 the campaign is unknown; 4 Kafka or ClickHouse unreachable, or
 Kafka refused the credentials (CA_KAFKA_USERNAME & co.: docs/security.md); 5 the state
-directory cannot be written (``worker``, ``sink``).
+directory cannot be written (``worker``, ``sink``); 6 another retry round of the
+campaign was written first (``retry``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from streams.settings import ConfigurationError, Settings, load_settings
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 EXIT_STATE = 5  # the state directory cannot be written (``_check_state_dirs``)
+EXIT_CONFLICT = 6  # another retry round won (``_retry``)
 
 log = logging.getLogger("campaign_analytics")
 
@@ -68,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write a campaign's message log as CSV")
     export.add_argument("campaign_id")
     export.add_argument("--output", "-o", required=True, help="CSV file to write (- = stdout)")
+
+    retry = sub.add_parser("retry", help="request a retry of the campaign's failed messages "
+                           "that may succeed (domain.md 3b), outside quiet hours")
+    retry.add_argument("campaign_id")
+    retry.add_argument("--dry-run", action="store_true",
+                       help="print what would be requested; request nothing")
+    retry.add_argument("--reason", default="", help="why (kept in every request record)")
+    retry.add_argument("--request-id", default=None,
+                       help="idempotency key: a second request with it requests nothing new")
 
     generate = sub.add_parser("generate", help="write a messy demo A/B campaign as JSON lines")
     generate.add_argument("--campaign-id", default="demo-campaign")
@@ -131,8 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Commands that answer and exit: a failure is their one line on stderr, not also the
 # client libraries' own log records of it (aiokafka's "Unable connect", clickhouse-
 # connect's "Unexpected Http Driver Exception", asyncio's "Unclosed AIOKafkaConsumer").
-_ONE_SHOT = frozenset({"publish", "summary", "export", "sql", "generate", "demo"})
-_KAFKA_CLIENTS = frozenset({"worker", "sink", "publish", "summary", "demo", "api"})
+_ONE_SHOT = frozenset({"publish", "summary", "export", "sql", "generate", "demo", "retry"})
+_KAFKA_CLIENTS = frozenset({"worker", "sink", "publish", "summary", "demo", "api", "retry"})
 
 
 class StateDirectoryError(CampaignAnalyticsError):
@@ -265,6 +276,56 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         store.close()
     print(f"exported {count} message(s) to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _requester() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no user name for this uid (a bare container)
+        return f"cli:uid-{os.getuid()}"
+
+
+def _retry(args: argparse.Namespace, settings: Settings) -> int:
+    """One retry round (streams/api/retries.py); the counts on stdout, one per line."""
+    from sinks import Credentials, open_reader
+    from sinks.retry_reads import read_retry_inputs
+    from streams.api.retries import RetryConflictError, quiet_hours, request_retries
+
+    quiet_hours(settings)  # a bad CA_QUIET_HOURS: exit 2 before anything is read
+    store = open_reader(settings.clickhouse_url, settings.clickhouse_database,
+                        sql_host=settings.sql_host, sql_port=settings.sql_port,
+                        credentials=Credentials(*settings.clickhouse_login()))
+    try:
+        if store.count_message_log(args.campaign_id) == 0:
+            print(f"error: no messages for campaign {args.campaign_id!r}", file=sys.stderr)
+            return EXIT_UNKNOWN
+
+        async def inputs() -> Any:
+            return await asyncio.to_thread(read_retry_inputs, store, args.campaign_id)
+
+        try:
+            answer = asyncio.run(request_retries(
+                settings, args.campaign_id, inputs, dry_run=args.dry_run, reason=args.reason,
+                requested_by=_requester(), request_id=args.request_id))
+        except RetryConflictError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_CONFLICT
+    finally:
+        store.close()
+    counts = answer.counts
+    print(f"requested {counts['requested']}")
+    print(f"scheduled_later {counts['scheduled_later']}")
+    for reason, count in counts["skipped"].items():
+        print(f"skipped_{reason} {count}")
+    print(f"placed_by_default_zone {counts['placed_by_default_zone']}")
+    if answer.dry_run:
+        print("dry run: nothing was requested", file=sys.stderr)
+    elif answer.repeated:
+        print(f"request {answer.request_id} was answered before (round {answer.round_id}): "
+              "nothing new was requested", file=sys.stderr)
     return EXIT_OK
 
 
@@ -448,6 +509,7 @@ _COMMANDS = {
     "summary": _summary,
     "export": _export,
     "generate": _generate,
+    "retry": _retry,
     "demo": _demo,
     "sql": _sql,
     "api": _api,
