@@ -8,8 +8,9 @@ Store calls block, so they run in threads. Every answer says how current it is
 (``as_of``). The routes are described by ``streams/api/openapi.py``.
 
 Errors are ``{"error": CODE, "detail": TEXT}``: 400 bad parameters, 401 a missing
-or wrong token (when ``CA_API_TOKEN`` is set), 404 an unknown campaign or route,
-503 with ``Retry-After`` while a backend cannot answer.
+or wrong token (when ``CA_API_TOKEN`` is set), 404 an unknown campaign or route, 409
+another retry round won, 415 a command without a JSON body, 503 with ``Retry-After``
+while a backend cannot answer.
 """
 
 from __future__ import annotations
@@ -28,16 +29,19 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from projections.ab import AbConfig, ab_statistics
 from projections.message_log import MESSAGE_STATUSES, MessageLogRow
 from projections.metrics import WINDOW_METRICS
 from sinks.errors import SinkError
 from sinks.export import write_csv
+from sinks.retry_reads import read_retry_inputs
 from sinks.store import ClickHouseStore
 from streams.api.live import LiveState, MetricsFollower, Snapshot, Subscription
 from streams.api.openapi import openapi_document
 from streams.api.pages import add_pages
+from streams.api.retries import RetryConflictError, request_retries
 from streams.api.timefmt import iso, parse_instant
 from streams.settings import ConfigurationError, Settings
 
@@ -451,6 +455,57 @@ async def export(request: web.Request) -> web.StreamResponse:
             rows.close()
 
 
+# --- commands -------------------------------------------------------------------------
+
+_RETRY_FIELDS = {"dry_run": bool, "reason": str, "request_id": str}
+MAX_REQUEST_ID = 256
+
+
+async def _command_body(request: web.Request, fields: dict[str, type]) -> dict[str, Any]:
+    """The JSON object of a command. Only ``application/json``: a cross-site HTML form
+    cannot send it (415), and a browser asks first (CORS preflight), which fails."""
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send a JSON object with "
+                       "Content-Type: application/json")
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "bad_body", f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_body", "the body must be a JSON object")
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise ApiError(400, "bad_body", f"unknown field(s): {', '.join(unknown)}")
+    for name, kind in fields.items():
+        if name in body and type(body[name]) is not kind:
+            raise ApiError(400, "bad_body", f"{name} must be a {kind.__name__}")
+    return body
+
+
+async def retries(request: web.Request) -> web.Response:
+    """POST: request a retry of the campaign's failed messages (streams/api/retries.py)."""
+    _only(request)
+    body = await _command_body(request, _RETRY_FIELDS)
+    campaign_id = _snapshot(request).campaign_id
+    request_id = body.get("request_id")
+    if request_id is not None and not 0 < len(request_id) <= MAX_REQUEST_ID:
+        raise ApiError(400, "bad_body", f"request_id must be 1..{MAX_REQUEST_ID} characters")
+
+    async def inputs() -> Any:
+        return await _store(request, lambda s: read_retry_inputs(s, campaign_id))
+
+    try:
+        answer = await request_retries(
+            request.app[SETTINGS], campaign_id, inputs, dry_run=body.get("dry_run", False),
+            reason=body.get("reason", ""), requested_by="api", request_id=request_id)
+    except RetryConflictError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    except (KafkaError, OSError, TimeoutError) as exc:
+        log.warning("a retry request of %s could not use Kafka: %s", campaign_id, exc)
+        raise _unavailable(f"Kafka cannot answer now: {exc}") from None
+    return _json(answer.body())
+
+
 # --- service routes ---------------------------------------------------------------------
 
 
@@ -517,6 +572,7 @@ def create_api(settings: Settings, state: LiveState, store: ClickHouseStore,
     app.router.add_get(base + "/{campaign_id}/clicks", clicks)
     app.router.add_get(base + "/{campaign_id}/export.csv", export)
     app.router.add_get(base + "/{campaign_id}/events", events)
+    app.router.add_post(base + "/{campaign_id}/retries", retries)
     add_pages(app)
     return app
 

@@ -106,6 +106,27 @@ def _schemas() -> dict[str, Any]:
         "ContactClicksPage": page("ContactClicks"),
         "Click": click,
         "ClickPage": page("Click", contact_id=_TEXT),
+        "RetryRequest": _object({
+            "dry_run": {"type": "boolean", "default": False,
+                        "description": "compute the same answer, request nothing"},
+            "reason": {"type": "string", "default": "", "description": "kept in the records"},
+            "request_id": {"type": "string", "minLength": 1, "maxLength": 256,
+                           "description": "idempotency key: a second request with it "
+                           "requests nothing new and repeats the first answer's counts"},
+        }, required=[], additionalProperties=False),
+        "RetryAnswer": _object({
+            "campaign_id": _TEXT, "request_id": _TEXT, "dry_run": {"type": "boolean"},
+            "repeated": {"type": "boolean", "description": "the request id was answered "
+                         "before: nothing new was requested (skipped is then empty)"},
+            "round_id": {**_MAYBE_TEXT, "description": "null: nothing was written"},
+            "requested": {**_COUNT, "description": "messages requested, whatever their "
+                          "not_before"},
+            "scheduled_later": {**_COUNT, "description": "of those, held by quiet hours"},
+            "placed_by_default_zone": {**_COUNT, "description": "of those, in "
+                                       "CA_DEFAULT_TIME_ZONE (no single zone for the number)"},
+            "skipped": {**_COUNTS_BY_NAME, "description": "failed messages not requested, "
+                        "per reason"},
+        }),
         "Health": _object({"status": _TEXT}),
         "Ready": _object({"status": _TEXT, "campaigns": _COUNT}),
     }
@@ -128,7 +149,9 @@ def _json_response(description: str, schema: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     texts = {400: "bad parameters", 401: "missing or wrong bearer token (CA_API_TOKEN set)",
-             404: "unknown campaign", 503: "a backend cannot answer now; see Retry-After"}
+             404: "unknown campaign", 409: "another retry round of the campaign was written "
+             "first, or is being written", 415: "the body is not application/json",
+             503: "a backend cannot answer now; see Retry-After"}
     out: dict[str, Any] = {}
     for status in statuses:
         out[str(status)] = _json_response(texts[status], "Error")
@@ -211,6 +234,15 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "15 s", None, params=[{"name": "Last-Event-ID", "in": "header", "required": False,
                                    "schema": {"type": "string"}}],
             content={"text/event-stream": {"schema": _SSE_EVENT}}),
+        base + "/retries": {"post": {
+            "summary": "request a retry of the failed messages that may succeed (domain.md "
+            "3b), each outside quiet hours in its contact's zone, as one round of records "
+            "on campaign-analytics.retry-requests (docs/consumers.md)",
+            "parameters": [_CAMPAIGN],
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("RetryRequest")}}},
+            "responses": {"200": _json_response("the counts", "RetryAnswer"),
+                          **_errors(400, 401, 404, 409, 415, 503)}}},
         "/api/v1/openapi.json": {"get": {
             "summary": "this document",
             "responses": {"200": {"description": "OpenAPI 3.1",
