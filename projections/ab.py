@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any
 
 METRICS: tuple[str, ...] = (
     "delivery_rate",
@@ -606,6 +607,18 @@ def _config_entry(config: AbConfig) -> dict[str, object]:
         "min_successes": config.min_successes,
         "srm_threshold": config.srm_threshold,
     }
+
+
+def first_attempt_counts(variants: Mapping[str, Mapping[str, Any]]
+                         ) -> dict[str, Mapping[str, Any]]:
+    """Per variant of a summary, the counts ``ab_statistics`` reads: its first
+    attempts only (domain.md 3b: retries leave the A/B statistics alone), or the
+    variant's own counts in a summary written before retries were counted."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for name, variant in variants.items():
+        first = variant.get("first_attempts")
+        out[name] = first if isinstance(first, Mapping) else variant
+    return out
 
 
 def ab_statistics(

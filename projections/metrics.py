@@ -8,7 +8,8 @@ the aggregate moves by ``new - old``, so a superseded receipt stops counting.
 Unique repliers and unique link clickers are counted by ``contact_id``, which a
 sum over messages cannot give: ``ContactActivity`` keeps, per (campaign,
 contact), how many of the contact's messages were clicked / replied, per
-variant; a contact counts once while that number is above zero.
+variant; a contact counts once while that number is above zero. Retries: at
+``RETRY_PREFIX``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,18 @@ BASE_METRICS: tuple[str, ...] = (
     "link_clicks",
 )
 UNIQUE_METRICS: tuple[str, ...] = ("unique_link_clicks", "unique_repliers")
+# Retries (domain.md 3b) count like any message, and a retry also puts its base
+# counts again under "retry:<metric>" (and 1 under "retries"), so the first attempts
+# the A/B statistics read are <metric> - retry:<metric>; for the uniques,
+# retry:unique_* counts the contacts counted only through retry messages (they
+# cannot be subtracted). Messages that are not retries pay nothing for this.
+RETRY_PREFIX = "retry:"
+RETRIES = "retries"
+RETRY_METRICS: tuple[str, ...] = ("retries", "recovered_by_retry")
+# The counts of first attempts only (the A/B statistics' input), per summary bag.
+FIRST_ATTEMPT_METRICS: tuple[str, ...] = BASE_METRICS + UNIQUE_METRICS
+_RETRY_KEYS: tuple[tuple[str, str], ...] = tuple(
+    (name, RETRY_PREFIX + name) for name in BASE_METRICS)
 
 
 def duration_bucket(millis: int) -> str:
@@ -133,6 +146,12 @@ def message_contribution(
         assert state.first_click_at is not None  # noqa: S101 - set with click_count
         bucket = duration_bucket(state.first_click_at - sent.occurred_at)
         counts[f"time_to_first_click:{bucket}"] = 1
+    if sent.retry_of is not None:
+        counts[RETRIES] = 1
+        for name, retry_name in _RETRY_KEYS:
+            n = counts.get(name)
+            if n:
+                counts[retry_name] = n
     return MessageContribution(
         campaign_id=sent.campaign_id,
         variant=sent.variant,
@@ -166,10 +185,13 @@ def add_counts(base: Counts, delta: Counts, sign: int = 1) -> dict[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class ContactActivity:
-    """Per (campaign, contact): messages with clicks / replies, by variant key."""
+    """Per (campaign, contact): first-attempt and retry messages with clicks /
+    replies, by variant key."""
 
     clicked: Mapping[str, int] = field(default_factory=dict)
     replied: Mapping[str, int] = field(default_factory=dict)
+    retry_clicked: Mapping[str, int] = field(default_factory=dict)
+    retry_replied: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,16 +207,30 @@ def _variant_key(variant: str | None) -> str:
     return variant or ""
 
 
+def _groups(variants: set[str]) -> set[str]:
+    """The groups ("*" = total, else a variant) of a contact active in ``variants``."""
+    return {"*"} | {g for g in variants if g} if variants else set()
+
+
+_NO_GROUPS: frozenset[str] = frozenset()
+_UNIQUE_KEYS: tuple[str, ...] = UNIQUE_METRICS + tuple(RETRY_PREFIX + m for m in UNIQUE_METRICS)
+
+
 def _uniques(activity: ContactActivity) -> dict[str, set[str]]:
-    """Which groups ("" = total, else a variant) this contact counts in, per unique metric."""
-    out: dict[str, set[str]] = {"unique_link_clicks": set(), "unique_repliers": set()}
-    for metric, per_variant in (
-        ("unique_link_clicks", activity.clicked),
-        ("unique_repliers", activity.replied),
+    """Which groups this contact counts in, per unique metric (first attempts and
+    retries alike) and per ``retry:`` unique metric (through retries only)."""
+    out: dict[str, set[str]] = {}
+    for metric, first, retry in (
+        ("unique_link_clicks", activity.clicked, activity.retry_clicked),
+        ("unique_repliers", activity.replied, activity.retry_replied),
     ):
-        groups = {variant for variant, n in per_variant.items() if n > 0}
-        if groups:
-            out[metric] = {"*"} | {g for g in groups if g}
+        groups = {variant for variant, n in first.items() if n > 0}
+        if not retry:
+            out[metric] = _groups(groups)
+            continue
+        retried = {variant for variant, n in retry.items() if n > 0}
+        out[metric] = _groups(groups | retried)
+        out[RETRY_PREFIX + metric] = _groups(retried) - _groups(groups)
     return out
 
 
@@ -203,6 +239,8 @@ def metric_view(counts: Counts) -> dict[str, float | int]:
     view: dict[str, float | int] = {
         name: counts.get(name, 0) for name in BASE_METRICS + UNIQUE_METRICS
     }
+    view["retries"] = counts.get(RETRIES, 0)
+    view["recovered_by_retry"] = counts.get(RETRY_PREFIX + "delivered", 0)
     sent = view["sent"]
     view["delivery_rate"] = view["delivered"] / sent if sent else 0.0
     view["reply_rate"] = view["replies"] / sent if sent else 0.0
@@ -232,15 +270,23 @@ def breakdowns(counts: Counts) -> dict[str, dict[str, int]]:
     return out
 
 
+def first_attempts(counts: Counts) -> dict[str, int]:
+    """The counts of a bag's first attempts only (retry messages left out)."""
+    return {name: counts.get(name, 0) - counts.get(RETRY_PREFIX + name, 0)
+            for name in FIRST_ATTEMPT_METRICS}
+
+
+def _bag_summary(counts: Counts) -> dict[str, object]:
+    return {**metric_view(counts), **breakdowns(counts), "first_attempts": first_attempts(counts)}
+
+
 def summarize(campaign_id: str, campaign: CampaignCounts) -> dict[str, object]:
-    """The campaign summary of the CLI and the metrics topic: the metrics and
-    breakdowns of the campaign, and the same for each variant (its bag holds the
-    same prefixed sub-counts as the total)."""
-    summary: dict[str, object] = {"campaign_id": campaign_id, **metric_view(campaign.total),
-                                  **breakdowns(campaign.total)}
+    """The campaign summary of the CLI and the metrics topic: the metrics,
+    breakdowns and first-attempt counts of the campaign, and the same for each
+    variant (its bag holds the same prefixed sub-counts as the total)."""
+    summary: dict[str, object] = {"campaign_id": campaign_id, **_bag_summary(campaign.total)}
     summary["variants"] = {
-        name: {**metric_view(counts), **breakdowns(counts)}
-        for name, counts in sorted(campaign.variants.items())
+        name: _bag_summary(counts) for name, counts in sorted(campaign.variants.items())
     }
     return summary
 
@@ -309,6 +355,8 @@ def apply_changes(
     by_variant: dict[str, dict[str, dict[str, int]]] = {}
     clicks: dict[tuple[str, str], dict[str, int]] = {}
     replies: dict[tuple[str, str], dict[str, int]] = {}
+    retry_clicks: dict[tuple[str, str], dict[str, int]] = {}
+    retry_replies: dict[tuple[str, str], dict[str, int]] = {}
     in_windows: dict[tuple[str, str], tuple[dict[str, int], dict[str, dict[str, int]]]] = {}
     for old, new in changes:
         # Each side counts where its own fields say: two different sends for one
@@ -326,10 +374,10 @@ def apply_changes(
             if key:
                 _bump_signed(_bag(by_variant[campaign], key), own, sign)
             if clicked:
-                bag = _bag(clicks, (campaign, contact_id))
+                bag = _bag(retry_clicks if RETRIES in own else clicks, (campaign, contact_id))
                 bag[key] = bag.get(key, 0) + sign
             if replied:
-                bag = _bag(replies, (campaign, contact_id))
+                bag = _bag(retry_replies if RETRIES in own else replies, (campaign, contact_id))
                 bag[key] = bag.get(key, 0) + sign
             for window, delta in own_windows.items():
                 entry = in_windows.get((campaign, window))
@@ -339,16 +387,25 @@ def apply_changes(
                 if key:
                     _bump_signed(_bag(entry[1], key), delta, sign)
     moved_contacts: dict[tuple[str, str], ContactActivity | None] = {}
-    for contact in clicks.keys() | replies.keys():
+    touched = clicks.keys() | replies.keys()
+    if retry_clicks or retry_replies:
+        touched |= retry_clicks.keys() | retry_replies.keys()
+    for contact in touched:
         before = contacts.get(contact, ContactActivity())
-        after = ContactActivity(clicked=add_counts(before.clicked, clicks.get(contact, {})),
-                                replied=add_counts(before.replied, replies.get(contact, {})))
-        moved_contacts[contact] = after if after.clicked or after.replied else None
+        after = ContactActivity(
+            clicked=add_counts(before.clicked, clicks.get(contact, {})),
+            replied=add_counts(before.replied, replies.get(contact, {})),
+            retry_clicked=add_counts(before.retry_clicked, retry_clicks[contact])
+            if contact in retry_clicks else before.retry_clicked,
+            retry_replied=add_counts(before.retry_replied, retry_replies[contact])
+            if contact in retry_replies else before.retry_replied)
+        moved_contacts[contact] = after if (after.clicked or after.replied or after.retry_clicked
+                                            or after.retry_replied) else None
         was, now = _uniques(before), _uniques(after)
         campaign = contact[0]
-        for metric in UNIQUE_METRICS:
-            for group in was[metric] ^ now[metric]:
-                sign = 1 if group in now[metric] else -1
+        for metric in _UNIQUE_KEYS:
+            for group in was.get(metric, _NO_GROUPS) ^ now.get(metric, _NO_GROUPS):
+                sign = 1 if group in now.get(metric, _NO_GROUPS) else -1
                 bag = total[campaign] if group == "*" else _bag(by_variant[campaign], group)
                 bag[metric] = bag.get(metric, 0) + sign
     moved_counts = {campaign: _counts_plus(counts.get(campaign, CampaignCounts()), delta,

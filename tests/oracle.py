@@ -39,20 +39,24 @@ def _first_sent(msg_events: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 BREAKDOWN_KEYS = ("by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click")
+FIRST_ATTEMPT_KEYS = ("sent", "delivered", "failed", "pending", "replies", "opt_outs",
+                      "link_clicks", "unique_link_clicks", "unique_repliers")
 
 
 def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Summary per campaign id, in the shape of ``summary --json``: the metrics and
-    breakdowns of each campaign and of each of its variants."""
+    breakdowns of each campaign and of each of its variants, and their counts over
+    first attempts only (``first_attempts``: messages without ``retry_of``)."""
     by_message = _by_message(events)
 
-    groups: dict[tuple[str, str | None], dict[str, Any]] = {}
+    # (campaign, variant, first attempts only?) -> counts
+    groups: dict[tuple[str, str | None, bool], dict[str, Any]] = {}
 
-    def group(campaign: str, variant: str | None) -> dict[str, Any]:
+    def group(campaign: str, variant: str | None, first_only: bool) -> dict[str, Any]:
         return groups.setdefault(
-            (campaign, variant),
+            (campaign, variant, first_only),
             {k: 0 for k in ("sent", "delivered", "failed", "pending", "replies",
-                            "opt_outs", "link_clicks")}
+                            "opt_outs", "link_clicks", "retries", "recovered_by_retry")}
             | {"clickers": set(), "repliers": set()}
             | {k: defaultdict(int) for k in BREAKDOWN_KEYS},
         )
@@ -65,8 +69,12 @@ def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         replies = [e for e in msg_events if e["type"] == "reply"]
         clicks = [e for e in msg_events if e["type"] == "click"]
         variant = sent.get("variant")
-        for g in (group(sent["campaign_id"], None), group(sent["campaign_id"], variant)
-                  ) if variant else (group(sent["campaign_id"], None),):
+        retry = sent.get("retry_of") is not None
+        targets = [(sent["campaign_id"], None)] + ([(sent["campaign_id"], variant)]
+                                                    if variant else [])
+        for g in [group(c, v, False) for c, v in targets] + (
+                [] if retry else [group(c, v, True) for c, v in targets]):
+            g["retries"] += retry
             if sent["outcome"] == "REJECTED":
                 g["failed"] += 1
             else:
@@ -76,6 +84,7 @@ def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                     g["pending"] += 1
                 elif final["status"] == "DELIVERED":
                     g["delivered"] += 1
+                    g["recovered_by_retry"] += retry
                 else:
                     g["failed"] += 1
             g["replies"] += len(replies)
@@ -99,13 +108,20 @@ def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         out["link_click_rate"] = out["unique_link_clicks"] / sent if sent else 0.0
         return out
 
+    def first_attempts(campaign: str, variant: str | None) -> dict[str, int]:
+        g = view(group(campaign, variant, True))
+        return {k: g[k] for k in FIRST_ATTEMPT_KEYS}
+
     result: dict[str, dict[str, Any]] = {}
-    for (campaign, variant), g in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
-        if variant is None:
-            result[campaign] = {"campaign_id": campaign, **view(g), "variants": {}}
-    for (campaign, variant), g in groups.items():
-        if variant is not None:
-            result[campaign]["variants"][variant] = view(g)
+    for (campaign, variant, first_only), g in sorted(
+            groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        if variant is None and not first_only:
+            result[campaign] = {"campaign_id": campaign, **view(g), "variants": {},
+                                "first_attempts": first_attempts(campaign, None)}
+    for (campaign, variant, first_only), g in list(groups.items()):
+        if variant is not None and not first_only:
+            result[campaign]["variants"][variant] = view(g) | {
+                "first_attempts": first_attempts(campaign, variant)}
     for summary in result.values():
         summary["variants"] = dict(sorted(summary["variants"].items()))
     return result

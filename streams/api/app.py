@@ -31,7 +31,7 @@ import orjson
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
-from projections.ab import AbConfig, ab_statistics
+from projections.ab import AbConfig, ab_statistics, first_attempt_counts
 from projections.message_log import MESSAGE_STATUSES, MessageLogRow
 from projections.metrics import WINDOW_METRICS
 from sinks.errors import SinkError
@@ -238,7 +238,9 @@ async def summary(request: web.Request) -> web.Response:
 async def ab(request: web.Request) -> web.Response:
     _only(request)
     snapshot = _snapshot(request)
-    result = ab_statistics(snapshot.body["variants"], request.app[AB_CONFIG])
+    # domain.md 3b: first attempts only; retries move the summary, not the test
+    result = ab_statistics(first_attempt_counts(snapshot.body["variants"]),
+                           request.app[AB_CONFIG])
     return _json({"campaign_id": snapshot.campaign_id, "as_of": snapshot.body["as_of"],
                   **result})
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from projections.ab import AB_RESULT_SCHEMA
 from projections.message_log import MESSAGE_STATUSES
-from projections.metrics import WINDOW_METRICS
+from projections.metrics import FIRST_ATTEMPT_METRICS, WINDOW_METRICS
 from streams.settings import Settings
 
 _COUNT = {"type": "integer", "minimum": 0}
@@ -30,7 +30,13 @@ _NEXT = {"type": ["string", "null"], "description": "opaque; pass as cursor for 
          "page; null on the last page"}
 
 _METRICS = ("sent", "delivered", "failed", "pending", "replies", "unique_repliers", "opt_outs",
-            "link_clicks", "unique_link_clicks")
+            "link_clicks", "unique_link_clicks", "retries", "recovered_by_retry")
+# The counts over first attempts only (messages without retry_of): the A/B input.
+_FIRST_ATTEMPTS = {"anyOf": [
+    {"type": "object", "properties": dict.fromkeys(FIRST_ATTEMPT_METRICS, _COUNT),
+     "required": list(FIRST_ATTEMPT_METRICS)},
+    {"type": "null"}], "description": "the counts of first attempts only (no retry_of), "
+    "what the A/B statistics read; null in a snapshot published before retries were counted"}
 _RATES = ("delivery_rate", "reply_rate", "link_click_rate")
 _BREAKDOWNS = ("by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click")
 
@@ -46,7 +52,8 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _metrics() -> dict[str, Any]:
-    return {**{m: _COUNT for m in _METRICS}, **{r: _RATE for r in _RATES}}
+    return {**{m: _COUNT for m in _METRICS}, **{r: _RATE for r in _RATES},
+            "first_attempts": _FIRST_ATTEMPTS}
 
 
 def _schemas() -> dict[str, Any]:

@@ -3,7 +3,9 @@
 Messy on purpose: events shuffled (receipts and clicks before their sends),
 duplicate deliveries of the same event, intermediate QUEUED/SENT receipts,
 terminal receipts superseded by later ones, REJECTED sends, contacts that get
-several messages, clicks, replies and STOP replies.
+several messages, clicks, replies and STOP replies; with ``retry_rate``, retries
+(``retry_of``) of failed messages, which may fail again, be delivered, clicked,
+replied to.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def generate_campaign(
     variants: tuple[str, ...] = ("A", "B"),
     duplicate_rate: float = 0.1,
     shuffle: bool = True,
+    retry_rate: float = 0.0,
 ) -> list[dict[str, Any]]:
     rng = random.Random(seed)  # noqa: S311 - reproducible demo data, not security
     if start_ms is None:  # three hours ago, on the hour: recent enough for every window
@@ -37,6 +40,9 @@ def generate_campaign(
     contacts = max(1, int(messages * 0.8))  # some contacts get two messages
     for n in range(messages):
         events.extend(_message_events(rng, campaign_id, n, contacts, start_ms, variants))
+    if retry_rate > 0:
+        retry_rng = random.Random(seed + 1)  # noqa: S311 - as above
+        events.extend(_retries(events, retry_rng, retry_rate, contacts, variants))
     dups = [dict(e) for e in events if rng.random() < duplicate_rate]
     events.extend(dups)
     if shuffle:
@@ -111,6 +117,33 @@ def _message_events(
             "phone": f"+1555{contact:07d}",
             "body": rng.choice(REPLY_BODIES),
         }
+
+
+def _retries(events: list[dict[str, Any]], rng: random.Random, rate: float, contacts: int,
+             variants: tuple[str, ...]) -> list[dict[str, Any]]:
+    """A retry (``<id>-r1``, same contact and variant, an hour later) of a share of
+    the messages with a failure (rejected, or a failed receipt, superseded or not);
+    its own rng, so the campaign without retries stays as it was."""
+    failed = [e["message_id"] for e in events if e.get("outcome") == "REJECTED"
+              or e.get("status") in ("UNDELIVERED", "FAILED")]
+    sends = {e["message_id"]: e for e in events if e["type"] == "sent"}
+    out: list[dict[str, Any]] = []
+    for original in dict.fromkeys(failed):
+        if rng.random() >= rate:
+            continue
+        first = sends[original]
+        retry_id = f"{original}-r1"
+        for e in _message_events(rng, first["campaign_id"], 0, contacts,
+                                 first["occurred_at"] + 3_600_000, variants):
+            e = e | {"message_id": retry_id,
+                     "event_id": retry_id + e["event_id"].removeprefix(e["message_id"])}
+            if e["type"] == "sent":
+                e |= {k: first[k] for k in ("variant", "contact_id", "contact_name", "phone")}
+                e["retry_of"] = original
+            elif e["type"] == "reply":
+                e |= {"contact_id": first["contact_id"], "phone": first["phone"]}
+            out.append(e)
+    return out
 
 
 def _ids(message_id: str) -> Iterator[str]:

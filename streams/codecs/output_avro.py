@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from projections.metrics import BREAKDOWNS, WINDOW_METRICS, CampaignCounts, parse_window_key
+from projections.metrics import (
+    BREAKDOWNS,
+    RETRY_METRICS,
+    WINDOW_METRICS,
+    CampaignCounts,
+    parse_window_key,
+)
 from schemas import (
     SchemaVersion,
     by_fingerprint,
@@ -33,10 +39,12 @@ _METRIC_KEYS = (
     "delivery_rate",
     "reply_rate",
     "link_click_rate",
+    *RETRY_METRICS,
 )
 _BREAKDOWNS = tuple(name for name, _ in BREAKDOWNS)
-# A Metrics record (v2): the flat metrics and the breakdowns of the same bag.
-_METRICS_FIELDS = _METRIC_KEYS + _BREAKDOWNS
+# A Metrics record (v3): the flat metrics, the breakdowns of the same bag and its
+# first attempts (None in a record written before v3).
+_METRICS_FIELDS = _METRIC_KEYS + _BREAKDOWNS + ("first_attempts",)
 
 _SCHEMAS = load_schemas()
 _SCHEMA = latest(_SCHEMAS, "campaign_metrics")
@@ -61,11 +69,13 @@ def encode_campaign_metrics(summary: dict[str, Any], emitted_at: int) -> bytes:
 
 
 def decode_campaign_metrics(data: bytes) -> dict[str, Any]:
-    """Back to the summary shape of the CLI: flat metrics, breakdowns, ``variants``
-    (each with its breakdowns; empty in a record written with v1)."""
+    """Back to the summary shape of the CLI: flat metrics, breakdowns, first attempts,
+    ``variants`` (each with its breakdowns, empty in a record written with v1, and
+    first attempts, None in one written before v3)."""
     record = decode_single_object(_SCHEMA, data, _BY_FINGERPRINT)
     summary: dict[str, Any] = {"campaign_id": record["campaign_id"]}
     summary.update((key, record["metrics"][key]) for key in _METRIC_KEYS)
+    summary["first_attempts"] = record["metrics"]["first_attempts"]
     for name in _BREAKDOWNS:
         summary[name] = record[name]
     summary["variants"] = dict(sorted(record["variants"].items()))

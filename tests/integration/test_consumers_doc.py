@@ -99,7 +99,7 @@ def test_the_example_resolves_v1_records_and_refuses_what_it_cannot_know(tmp_pat
     assert record["variants"]["A"]["by_carrier"]  # the v2 fields, filled
 
     v1_schema = next(s for s in load_schemas() if s.name == "campaign_metrics" and s.version == 1)
-    flat = [k for k in summary["variants"]["A"] if k not in BREAKDOWN_KEYS]
+    flat = [f["name"] for f in v1_schema.parsed["fields"][2]["type"]["fields"]]
     v1 = encode_single_object(v1_schema, {
         "campaign_id": "c1", "emitted_at": 1, "metrics": {k: summary[k] for k in flat},
         "variants": {v: {k: m[k] for k in flat} for v, m in summary["variants"].items()},
@@ -108,6 +108,7 @@ def test_the_example_resolves_v1_records_and_refuses_what_it_cannot_know(tmp_pat
     assert old["by_carrier"] == summary["by_carrier"]
     assert old["variants"]["A"]["by_carrier"] == {}  # v2's default
     assert old["variants"]["A"]["sent"] == summary["variants"]["A"]["sent"]
+    assert (old["variants"]["A"]["retries"], old["variants"]["A"]["first_attempts"]) == (0, None)
 
     # Negative controls: each of these is refused, not decoded into something.
     window = outputs.encode_campaign_window("c1", "60s@0", CampaignCounts(), 1)

@@ -1,4 +1,5 @@
-"""Per-variant breakdowns in the summary, and the metrics topic's Avro (v2, and v1 records)."""
+"""Per-variant breakdowns in the summary, and the metrics topic's Avro (v3, and v1 and
+v2 records)."""
 
 import io
 
@@ -14,7 +15,7 @@ from tests.oracle import BREAKDOWN_KEYS, recount
 from tests.unit.projections.test_projections import messy_campaigns, stream_fold
 
 SCHEMAS = {(s.name, s.version): s for s in load_schemas()}
-V1, V2 = SCHEMAS["campaign_metrics", 1], SCHEMAS["campaign_metrics", 2]
+V1, V2, V3 = (SCHEMAS["campaign_metrics", v] for v in (1, 2, 3))
 
 
 def _variant_breakdowns(summary: dict) -> dict:
@@ -22,7 +23,7 @@ def _variant_breakdowns(summary: dict) -> dict:
 
 
 def _demo() -> tuple[list[dict], dict]:
-    events = generate_campaign("c1", 400, seed=3, duplicate_rate=0.2)
+    events = generate_campaign("c1", 400, seed=3, duplicate_rate=0.2, retry_rate=0.5)
     _, campaigns = stream_fold(events)
     return events, summarize("c1", campaigns["c1"])
 
@@ -70,14 +71,40 @@ def test_variant_breakdowns_equal_the_recount_whatever_the_order(case):
 def test_summary_round_trips_through_the_metrics_record():
     _, summary = _demo()
     data = outputs.encode_campaign_metrics(summary, emitted_at=1_800_000_000_000)
-    assert data[:10] == MAGIC + V2.fingerprint
+    assert data[:10] == MAGIC + V3.fingerprint
     decoded = outputs.decode_campaign_metrics(data)
     assert decoded.pop("emitted_at") == 1_800_000_000_000
     assert decoded == summary
+    assert summary["retries"] > 0 and summary["variants"]["A"]["recovered_by_retry"] > 0
     # the record's own Metrics of the campaign carries the campaign's breakdowns too
-    record = fastavro.schemaless_reader(io.BytesIO(data[10:]), V2.plain, V2.plain)
+    record = fastavro.schemaless_reader(io.BytesIO(data[10:]), V3.plain, V3.plain)
     assert {k: record["metrics"][k] for k in BREAKDOWN_KEYS} == \
         {k: summary[k] for k in BREAKDOWN_KEYS}
+
+
+def test_a_reader_of_v2_still_reads_a_v3_record():
+    """A consumer that has the v3 file but reads with its v2 reader schema."""
+    _, summary = _demo()
+    data = outputs.encode_campaign_metrics(summary, emitted_at=1)
+    record = fastavro.schemaless_reader(io.BytesIO(data[10:]), V3.plain, V2.plain)
+    assert record["metrics"]["sent"] == summary["sent"]
+    assert "retries" not in record["metrics"]
+    assert record["variants"]["B"]["by_carrier"] == summary["variants"]["B"]["by_carrier"]
+
+
+def test_a_record_written_with_v2_decodes_with_the_v3_defaults():
+    _, summary = _demo()
+    v2_fields = {f["name"] for f in V2.parsed["fields"][2]["type"]["fields"]}
+    record = {"campaign_id": "c1", "emitted_at": 1,
+              "metrics": {k: summary[k] for k in v2_fields},
+              "variants": {v: {k: m[k] for k in v2_fields}
+                           for v, m in summary["variants"].items()},
+              **{k: summary[k] for k in BREAKDOWN_KEYS}}
+    decoded = outputs.decode_campaign_metrics(encode_single_object(V2, record))
+    assert (decoded["retries"], decoded["recovered_by_retry"], decoded["first_attempts"]) \
+        == (0, 0, None)
+    assert decoded["variants"]["A"]["first_attempts"] is None
+    assert decoded["variants"]["A"]["sent"] == summary["variants"]["A"]["sent"]
 
 
 def _v1_record(summary: dict) -> dict:
@@ -100,6 +127,7 @@ def test_a_record_written_with_v1_decodes_with_the_v2_reader():
     for name, variant in decoded["variants"].items():  # v2's defaults
         assert {k: variant[k] for k in BREAKDOWN_KEYS} == dict.fromkeys(BREAKDOWN_KEYS, {})
         assert variant["sent"] == summary["variants"][name]["sent"]
+        assert (variant["retries"], variant["first_attempts"]) == (0, None)  # v3's
 
 
 def test_v1_bytes_read_as_if_v2_wrote_them_do_not_give_the_record():
