@@ -13,6 +13,7 @@ produces nothing new: the answer repeats that round's counts.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 
 from projections.errors import CampaignAnalyticsError
@@ -36,6 +38,9 @@ BATCH_BYTES = 900_000  # below the broker's default message.max.bytes (1 MiB)
 # this age its writer is taken for dead and its records for all it wrote.
 ROUND_WRITE_SECONDS = 60.0
 READ_SECONDS = 30.0
+# Tests only: seconds to wait between selecting and writing, so that two requests
+# sent together are sure to overlap (tests/integration/test_retries.py).
+UNSAFE_HOLD_ENV = "CA_UNSAFE_RETRY_HOLD_SECONDS"
 
 
 class RetryConflictError(CampaignAnalyticsError):
@@ -94,13 +99,14 @@ def quiet_hours(settings: Settings) -> QuietHours | None:
         raise ConfigurationError(f"CA_QUIET_HOURS: {exc}") from None
 
 
-async def _partition(consumer: AIOKafkaConsumer, topic: str, campaign_id: str) -> TopicPartition:
-    """The campaign's partition, as a keyed producer would pick it (murmur2 of the key)."""
-    await consumer.topics()  # fresh metadata of every topic
-    ids = sorted(consumer.partitions_for_topic(topic) or ())
-    if not ids:
+async def _partition(producer: AIOKafkaProducer, topic: str, campaign_id: str
+                     ) -> TopicPartition:
+    """The campaign's partition, as a keyed producer picks it (murmur2 of the key)."""
+    try:
+        ids = sorted(await producer.partitions_for(topic))
+    except KafkaTimeoutError:
         raise CampaignAnalyticsError(f"topic {topic} does not exist: run a worker once "
-                                     "(it creates the topics)")
+                                     "(it creates the topics)") from None
     return TopicPartition(topic, DefaultPartitioner()(campaign_id.encode(), ids, ids))
 
 
@@ -172,9 +178,14 @@ async def request_retries(
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
                                 enable_auto_commit=False, group_id=None,
                                 **client_options(settings))
-    await consumer.start()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+                                enable_idempotence=True, max_batch_size=BATCH_BYTES,
+                                max_request_size=BATCH_BYTES + 65_536,
+                                request_timeout_ms=30_000, **client_options(settings))
+    await producer.start()
     try:
-        tp = await _partition(consumer, topic, campaign_id)
+        await consumer.start()
+        tp = await _partition(producer, topic, campaign_id)
         consumer.assign([tp])
         start = (await consumer.beginning_offsets([tp]))[tp]
         end = (await consumer.end_offsets([tp]))[tp]
@@ -202,18 +213,13 @@ async def request_retries(
             max_age_ms=None if max_age is None else int(max_age * 1000))
         if dry_run or not selection.retries:
             return RetryAnswer(campaign_id, request_id, dry_run, False, None, selection.counts())
+        hold = float(os.environ.get(UNSAFE_HOLD_ENV) or 0)
+        if hold > 0:
+            await asyncio.sleep(hold)
         round_id = str(uuid.uuid4())
         values = [encode_retry_request(r) for r in _records(
             selection, campaign_id, request_id, round_id, end, requested_by, now, reason)]
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                    enable_idempotence=True, max_batch_size=BATCH_BYTES,
-                                    max_request_size=BATCH_BYTES + 65_536,
-                                    **client_options(settings))
-        await producer.start()
-        try:
-            first = await _write(producer, tp, campaign_id.encode(), values)
-        finally:
-            await producer.stop()
+        first = await _write(producer, tp, campaign_id.encode(), values)
         after = _History(campaign_id)
         await _read(consumer, tp, end, first + 1, after)
         won = next(iter(after.rounds), None)
@@ -224,6 +230,7 @@ async def request_retries(
         return RetryAnswer(campaign_id, request_id, False, False, round_id, selection.counts())
     finally:
         await consumer.stop()
+        await producer.stop()
 
 
 def _place(phone: str, default_zone: str) -> tuple[str, bool]:
