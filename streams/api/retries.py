@@ -7,7 +7,9 @@ campaign's partition. The requester reads the partition to its end E, selects, w
 its round with ``round_base_offset`` E, then reads back from E: if another record of
 the campaign landed first, the other round won and this one answers 409 (readers
 ignore its records: docs/consumers.md). A request id found in a valid round
-produces nothing new: the answer repeats that round's counts.
+produces nothing new. Earlier rounds are read from the topic, not from a table a sink
+would fill: that table would trail the topic, and a round just written could be
+missed and requested twice; the offsets are needed for the compare-and-set anyway.
 """
 
 from __future__ import annotations
