@@ -46,6 +46,9 @@ class MessageLogRow:
     last_reply_at: int | None
     updated_at: int
     version: int
+    # domain.md 3b: the message this one retries (None: a first attempt). Last, with a
+    # default: rows handed over before it existed still decode.
+    retry_of: str | None = None
 
 
 MESSAGE_LOG_COLUMNS: tuple[str, ...] = tuple(MessageLogRow.__dataclass_fields__)
@@ -104,4 +107,5 @@ def message_log_row(state: MessageState, updated_at: int) -> MessageLogRow | Non
         last_reply_at=state.last_reply_at,
         updated_at=updated_at,
         version=state.version,
+        retry_of=sent.retry_of,
     )

@@ -33,7 +33,8 @@ _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 MAX_PAGE_SIZE = 10_000
 
-# The column types of migrations/0001_message_log.sql (a unit test keeps them equal).
+# The column types of migrations/0001_message_log.sql and the columns later ones add
+# (a unit test keeps them equal).
 # The stores use them to type inserts without asking the server first.
 MESSAGE_LOG_TYPES: dict[str, str] = {
     "message_id": "String",
@@ -57,6 +58,7 @@ MESSAGE_LOG_TYPES: dict[str, str] = {
     "last_reply_at": "Nullable(DateTime64(3, 'UTC'))",
     "updated_at": "DateTime64(3, 'UTC')",
     "version": "UInt64",
+    "retry_of": "Nullable(String)",  # 0006
 }
 
 _TIMESTAMP = "DateTime64(3, 'UTC')"

@@ -339,7 +339,7 @@ def _message(row: MessageLogRow) -> dict[str, Any]:
         "carrier": row.carrier, "segments": row.segments, "clicks": row.click_count,
         "first_click_at": iso(row.first_click_at), "last_click_at": iso(row.last_click_at),
         "replies": row.reply_count, "last_reply_at": iso(row.last_reply_at),
-        "updated_at": iso(row.updated_at),
+        "updated_at": iso(row.updated_at), "retry_of": row.retry_of,
     }
 
 

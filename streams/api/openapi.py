@@ -75,6 +75,8 @@ def _schemas() -> dict[str, Any]:
         "segments": _COUNT, "clicks": _COUNT, "first_click_at": _MAYBE_TIME,
         "last_click_at": _MAYBE_TIME, "replies": _COUNT, "last_reply_at": _MAYBE_TIME,
         "updated_at": _TIME,
+        "retry_of": {**_MAYBE_TEXT, "description": "the message this one retries "
+                     "(its attempts are the rows whose retry_of it is); null: a first attempt"},
     })
     reply = _object({
         "event_id": _TEXT, "message_id": _TEXT, "contact_id": _TEXT, "contact_name": _MAYBE_TEXT,

@@ -23,6 +23,7 @@ import pytest
 
 from sinks.chdb_store import ChdbStore
 from sinks.errors import SinkError
+from sinks.migrations import load_migrations
 from sinks.plan import dedup_token, plan_message_log_insert
 from tests.contract.test_store_contract import rows_for
 
@@ -151,4 +152,5 @@ def test_in_one_process_stores_share_a_path_but_not_two_paths(
         assert caught.value.retry_after is None
     finally:
         held.close()
-    assert ChdbStore(tmp_path / "other", DATABASE).migrate() == [1, 2, 3, 4, 5]
+    assert ChdbStore(tmp_path / "other", DATABASE).migrate() == [
+        m.version for m in load_migrations()]

@@ -45,6 +45,7 @@ def make_row(campaign_id: str, i: int, *, status: str = "sent", version: int = 1
         last_reply_at=T0 + 3_000 if i % 2 else None,
         updated_at=T0 + 10_000 + version,
         version=version,
+        retry_of=f"msg-{i - 1:05d}" if i % 6 == 5 else None,
     )
 
 
@@ -73,6 +74,7 @@ def test_insert_then_read_back_every_field(store: ClickHouseStore) -> None:
     rows = rows_for(campaign, 30)
     assert store.insert(plan_message_log_insert(rows, "t-0-0-29")) == 30
     assert all_messages(store, campaign) == rows
+    assert {r.retry_of for r in rows} > {None}  # retries among them
     assert store.count_message_log(campaign) == 30
 
 

@@ -23,6 +23,8 @@ const CARDS = [
   ["pending", "Pending", count, "no final receipt yet"],
   ["opt_outs", "Opt-outs", count, "STOP replies"],
   ["unique_repliers", "Unique repliers", count, "contacts who replied"],
+  ["retries", "Retries", count, "retry messages (retry_of)"],
+  ["recovered_by_retry", "Recovered by retry", count, "retries delivered"],
 ];
 const VARIANT_COUNTS = [
   ["sent", "Sent"], ["delivered", "Delivered"], ["failed", "Failed"], ["pending", "Pending"],
@@ -293,7 +295,9 @@ const messages = new PagedTable("messages", "/messages", (m) => el("tr", { "data
   cell("phone", m.phone, m.phone),
   cell("variant", m.variant, m.variant || "–"),
   el("td", { "data-field": "status", "data-value": m.status },
-     el("span", { class: `status status-${m.status}`, text: m.status })),
+     el("span", { class: `status status-${m.status}`, text: m.status }),
+     m.retry_of ? el("span", { class: "retry-of", "data-retry-of": m.retry_of,
+                               text: ` retry of ${m.retry_of}` }) : null),
   timeCell("sent_at", m.sent_at),
   timeCell("delivered_at", m.delivered_at),
   cell("error_code", m.error_code, m.error_code || "–"),

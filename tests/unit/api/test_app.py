@@ -33,7 +33,8 @@ def _metrics(campaign_id: str, sent: int, emitted_at: int = 1_790_000_000_000) -
 def _row(n: int) -> MessageLogRow:
     return MessageLogRow(f"m-{n:03d}", "c1", "A", f"contact-{n}", None, "+15550000000",
                          "delivered", 1_790_000_000_000, 1_790_000_001_000, None, None, None,
-                         "att", 1, 0, None, None, 0, None, 1_790_000_002_000, 3)
+                         "att", 1, 0, None, None, 0, None, 1_790_000_002_000, 3,
+                         retry_of=f"m-{n - 1:03d}" if n % 10 == 9 else None)
 
 
 class FakeStore:
@@ -145,6 +146,36 @@ def test_message_pages_cover_every_row_once():
                 break
         assert seen == [r.message_id for r in store.rows]
         assert page["items"][0]["sent_at"] == "2026-09-21T14:13:20.000Z"
+        retried = (await (await client.get("/api/v1/campaigns/c1/messages?limit=10")).json())
+        assert [m["retry_of"] for m in retried["items"]] == [None] * 9 + ["m-008"]
+
+    _run(test)
+
+
+def test_the_ab_route_counts_first_attempts_only():
+    """domain.md 3b: a retry moves the summary's counts, not the A/B statistics."""
+    first = {"sent": 50, "delivered": 40, "failed": 10, "unique_link_clicks": 5}
+    retries = {"sent": 8, "delivered": 8, "unique_link_clicks": 3}
+
+    def bag(with_retries: bool) -> dict[str, int]:
+        if not with_retries:
+            return dict(first)
+        return {**{k: first.get(k, 0) + retries.get(k, 0) for k in first | retries},
+                "retries": 8, **{f"retry:{k}": v for k, v in retries.items()}}
+
+    async def test(client: TestClient, state: LiveState, store: FakeStore) -> None:
+        answers = []
+        for offset, with_retries in ((6, False), (7, True)):
+            counts = CampaignCounts(total=bag(with_retries),
+                                    variants={"A": bag(with_retries), "B": dict(first)})
+            state.apply_metrics(offset, encode_campaign_metrics(summarize("c1", counts),
+                                                                1_790_000_000_000 + offset))
+            summary = await (await client.get("/api/v1/campaigns/c1")).json()
+            assert summary["variants"]["A"]["sent"] == (58 if with_retries else 50)
+            answers.append(await (await client.get("/api/v1/campaigns/c1/ab")).json())
+        assert answers[0]["variants"] == answers[1]["variants"]
+        assert answers[1]["variants"][0]["counts"]["sent"] == 50  # A's first attempts
+        assert answers[0]["comparisons"] == answers[1]["comparisons"]
 
     _run(test)
 

@@ -119,3 +119,15 @@ def test_a_stored_state_from_before_retry_of_still_decodes() -> None:
         "e9", "m-2", T0, "c-1", "B", "k-1", None, "+15550000001", SendOutcome.ACCEPTED,
         retry_of="m-1"))
     assert serde.state_from_dict(serde.loads(serde.encode_state(retry, 0))) == retry
+
+
+def test_a_message_update_from_before_retry_of_still_decodes() -> None:
+    """A hand-off record written before the log row had ``retry_of`` (an upgrade
+    with a backlog): its row reads as a first attempt."""
+    state = _state()
+    row = message_log_row(state, updated_at=T0)
+    assert row is not None and row.retry_of is None
+    head, body = serde.encode_message_update(4, row, None).split(b"\n")
+    old_row = json.loads(body)
+    del old_row["retry_of"]
+    assert serde.decode_update_row(head + b"\n" + json.dumps(old_row).encode()) == (4, row)

@@ -150,3 +150,15 @@ def test_first_attempt_counts_fall_back_to_a_summary_written_before_retries():
                                          "B": {"sent": 5, "first_attempts": None}}
     new = {"A": {"sent": 6, "first_attempts": {"sent": 5}}}
     assert first_attempt_counts(new) == {"A": {"sent": 5}}
+
+
+def test_the_log_row_of_a_retry_names_the_message_it_retries():
+    from projections.message import MessageState, apply_event
+    from projections.message_log import message_log_row
+    from streams.codecs.input_avro import parse_json_line
+
+    state = MessageState("m1r")
+    for line in (_sent("m1r", "k1", "A", T0, retry_of="m1"), _receipt("m1r", "DELIVERED", T0 + 5)):
+        state = apply_event(state, parse_json_line(json.dumps(line), now_ms=T0 + 10)[1])
+    row = message_log_row(state, updated_at=T0 + 10)
+    assert row is not None and (row.retry_of, row.status) == ("m1", "delivered")
