@@ -32,6 +32,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from projections.ab import AbConfig, ab_statistics, first_attempt_counts
+from projections.errors import CampaignAnalyticsError
 from projections.message_log import MESSAGE_STATUSES, MessageLogRow
 from projections.metrics import WINDOW_METRICS
 from sinks.errors import SinkError
@@ -502,7 +503,9 @@ async def retries(request: web.Request) -> web.Response:
             reason=body.get("reason", ""), requested_by="api", request_id=request_id)
     except RetryConflictError as exc:
         raise ApiError(409, "conflict", str(exc)) from None
-    except (KafkaError, OSError, TimeoutError) as exc:
+    except SinkError:
+        raise  # the middleware's 503 with the store's Retry-After
+    except (KafkaError, OSError, TimeoutError, CampaignAnalyticsError) as exc:
         log.warning("a retry request of %s could not use Kafka: %s", campaign_id, exc)
         raise _unavailable(f"Kafka cannot answer now: {exc}") from None
     return _json(answer.body())

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from projections.errors import CampaignAnalyticsError
 from streams.api import app as api_app
 from streams.api.live import LiveState
 from streams.api.retries import RetryAnswer, RetryConflictError
@@ -26,6 +27,8 @@ def asked(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         calls.append({"campaign_id": campaign_id, **kw})
         if kw["reason"] == "conflict":
             raise RetryConflictError("another round won")
+        if kw["reason"] == "no topic":
+            raise CampaignAnalyticsError("topic t does not exist")
         return RetryAnswer(campaign_id, kw["request_id"] or "generated", kw["dry_run"], False,
                            None, {"requested": 0, "scheduled_later": 0,
                                   "placed_by_default_zone": 0, "skipped": {}})
@@ -57,6 +60,8 @@ def test_only_a_json_object_of_known_fields_is_a_command(asked):
                           "requested_by": "api", "request_id": "r-1"}]
         conflict = await client.post(URL, json={"reason": "conflict"})
         assert conflict.status == 409 and (await conflict.json())["error"] == "conflict"
+        missing = await client.post(URL, json={"reason": "no topic"})  # not a 500
+        assert missing.status == 503 and "Retry-After" in missing.headers
 
     _run(test)
 
