@@ -59,7 +59,7 @@ def failed_messages(rows: list[tuple[str, str]]) -> list[FailedMessage]:
         out.append(FailedMessage(
             message_id=state.message_id, contact_id=sent.contact_id, phone=sent.phone,
             variant=sent.variant, sent_at=sent.occurred_at, cause=failure_cause(state),
-            retry_of=getattr(sent, "retry_of", None)))
+            retry_of=sent.retry_of))
     return out
 
 
