@@ -150,7 +150,7 @@ def expected_log(events: list[dict[str, Any]], campaign_id: str) -> dict[str, di
             delivered_at = final["occurred_at"] if final and status == "delivered" else None
         out[message_id] = {"phone": sent["phone"], "contact_name": sent.get("contact_name"),
                            "variant": sent.get("variant"), "status": status,
-                           "delivered_at": delivered_at}
+                           "delivered_at": delivered_at, "retry_of": sent.get("retry_of")}
     return out
 
 

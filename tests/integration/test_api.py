@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from projections.ab import AbConfig, ab_statistics
+from projections.ab import AbConfig, ab_statistics, first_attempt_counts
 from streams.cli.demo import generate_campaign
 from tests.integration.conftest import CLI, Deployment, free_port
 from tests.integration.test_pipeline import _messy_events, _write
@@ -33,7 +33,8 @@ pytestmark = pytest.mark.integration
 TOKEN = "test-token-not-a-secret"  # noqa: S105 - a test value
 SUMMARY_KEYS = ("campaign_id", "sent", "delivered", "failed", "pending", "replies",
                 "unique_repliers", "opt_outs", "link_clicks", "unique_link_clicks",
-                "delivery_rate", "reply_rate", "link_click_rate", *BREAKDOWN_KEYS, "variants")
+                "delivery_rate", "reply_rate", "link_click_rate", *BREAKDOWN_KEYS, "retries",
+                "recovered_by_retry", "first_attempts", "variants")
 
 
 class Api:
@@ -170,7 +171,10 @@ def test_campaigns_summary_ab_and_timeseries_equal_the_recount(live):
     assert cli is not None and {k: summary[k] for k in cli} == cli  # the same keys and values
 
     ab = api.json("/api/v1/campaigns/camp-ab/ab")
-    expected_ab = ab_statistics(want["camp-ab"]["variants"], AbConfig())
+    # first attempts only (domain.md 3b): the recount's, without the retries
+    expected_ab = ab_statistics(first_attempt_counts(want["camp-ab"]["variants"]), AbConfig())
+    assert want["camp-ab"]["retries"] > 0
+    assert ab_statistics(want["camp-ab"]["variants"], AbConfig()) != expected_ab
     assert {k: ab[k] for k in expected_ab} == json.loads(json.dumps(expected_ab))
 
     # windows older than CA_WINDOW_RETENTION_DAYS (30) are neither kept nor published
@@ -202,8 +206,10 @@ def test_message_log_pages_return_every_message_once(live):
     assert ids == sorted(ids)
     for m in items:
         want = expected[m["message_id"]]
-        assert (m["phone"], m["variant"], m["status"], m["delivered_at"]) == (
-            want["phone"], want["variant"], want["status"], _iso(want["delivered_at"]))
+        assert (m["phone"], m["variant"], m["status"], m["delivered_at"], m["retry_of"]) == (
+            want["phone"], want["variant"], want["status"], _iso(want["delivered_at"]),
+            want["retry_of"])
+    assert any(m["retry_of"] for m in items)  # a retried message's attempts are in the log
     for status in ("delivered", "undelivered", "rejected"):
         filtered = api.pages(f"/api/v1/campaigns/camp-ab/messages?status={status}", 10)
         assert {m["message_id"] for m in filtered} == {

@@ -21,12 +21,14 @@ pytestmark = pytest.mark.integration
 
 SUMMARY_KEYS = ("campaign_id", "sent", "delivered", "failed", "pending", "replies",
                 "unique_repliers", "opt_outs", "link_clicks", "unique_link_clicks",
-                "delivery_rate", "reply_rate", "link_click_rate", "variants")
+                "delivery_rate", "reply_rate", "link_click_rate", "retries",
+                "recovered_by_retry", "first_attempts", "variants")
 HUGE = b"\x00" * 1_040_000  # not Avro; with its key, just under the broker's 1 MiB
 
 
 def _messy_events() -> list[dict]:
-    events = generate_campaign("camp-ab", 300, seed=11, duplicate_rate=0.15)
+    # camp-ab has retries of failed messages (retry_of): counted, and not in the A/B input
+    events = generate_campaign("camp-ab", 300, seed=11, duplicate_rate=0.15, retry_rate=0.6)
     events += generate_campaign("camp-plain", 60, seed=12, variants=())
     # A message whose terminal receipt is superseded, its events delivered backwards.
     t = 1_790_000_000_000
@@ -86,6 +88,7 @@ def _summary_and_export(deployment: Deployment, tmp_path: Path) -> None:
 
     for campaign_id in ("camp-ab", "camp-plain"):
         deployment.wait_for_summary(campaign_id, _expected(events, campaign_id), keys=_pick)
+    assert _expected(events, "camp-ab")["recovered_by_retry"] > 0  # retries were counted
 
     text = deployment.cli("summary", "camp-ab").stdout
     assert "delivery_rate" in text and "camp-ab" in text
