@@ -12,12 +12,19 @@ mkdir -p .run
 started_broker=0
 worker_pid=""
 api_pid=""
+sender_pid=""
 
 cleanup() {
     trap '' INT TERM HUP  # a second Ctrl-C must not cut the clean-up short
     trap - EXIT
     set +e  # clean up as much as possible, even if the terminal is gone
     echo
+    if [[ -n "$sender_pid" ]] && kill -0 "$sender_pid" 2>/dev/null; then
+        echo "stopping the demo sender (pid $sender_pid)"
+        kill -TERM "$sender_pid" 2>/dev/null || true
+        for _ in $(seq 1 20); do kill -0 "$sender_pid" 2>/dev/null || break; sleep 0.5; done
+        kill -KILL "$sender_pid" 2>/dev/null || true
+    fi
     if [[ -n "$api_pid" ]] && kill -0 "$api_pid" 2>/dev/null; then
         echo "stopping the API (pid $api_pid)"
         kill -TERM "$api_pid" 2>/dev/null || true
@@ -61,11 +68,19 @@ for _ in $(seq 1 60); do
     kill -0 "$api_pid" 2>/dev/null || { tail -n 20 .run/api.log; exit 1; }
     sleep 0.5
 done
+# DEMO ONLY: a stand-in for the sending service, which a real deployment has instead:
+# it sends the retries requested from the page or the API (streams/cli/demo_sender.py)
+echo "starting the demo's stand-in sender (log: .run/demo-sender.log)"
+"$BIN/campaign-analytics" demo-sender >.run/demo-sender.log 2>&1 &
+sender_pid=$!
 echo "Campaign page: http://$API_HOST:$API_PORT/campaigns/demo-campaign" \
      "(all campaigns: http://$API_HOST:$API_PORT/)"
 echo "API at http://$API_HOST:$API_PORT/api/v1/campaigns (OpenAPI: /api/v1/openapi.json;"
 echo "  SQL on the embedded engine: campaign-analytics sql \"SELECT ...\" or" \
      "http://${CA_SQL_HOST:-127.0.0.1}:${CA_SQL_PORT:-8124}/)"
+echo "Retry the failed messages and send the A/B winner from the page, or with curl:"
+echo "  curl -X POST -H 'Content-Type: application/json' -d '{\"dry_run\": true}'" \
+     "http://$API_HOST:$API_PORT/api/v1/campaigns/demo-campaign/retries"
 echo "press Ctrl-C to stop"
 # the demo's events arrive in waves over CA_DEMO_SPREAD seconds, so the page moves
 "$BIN/campaign-analytics" demo --spread "${CA_DEMO_SPREAD:-120}" "$@"

@@ -106,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--spread", type=float, default=0.0, metavar="SECONDS",
                       help="publish the events in waves over this many seconds (default: "
                       "all at once), so a page shows them arrive")
+    sender = sub.add_parser("demo-sender", help="DEMO ONLY: a stand-in for the sending "
+                            "service (make run): sends the retry requests at their "
+                            "not_before as new sent events with retry_of, then receipts; "
+                            "never beside a real sender")
+    sender.add_argument("--receipt-delay", type=float, default=8.0, metavar="SECONDS",
+                        help="seconds between a retry's sent event and its receipt")
     return parser
 
 
@@ -143,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 # client libraries' own log records of it (aiokafka's "Unable connect", clickhouse-
 # connect's "Unexpected Http Driver Exception", asyncio's "Unclosed AIOKafkaConsumer").
 _ONE_SHOT = frozenset({"publish", "summary", "export", "sql", "generate", "demo", "retry"})
-_KAFKA_CLIENTS = frozenset({"worker", "sink", "publish", "summary", "demo", "api", "retry"})
+_KAFKA_CLIENTS = frozenset({"worker", "sink", "publish", "summary", "demo", "api", "retry",
+                            "demo-sender"})
 
 
 class StateDirectoryError(CampaignAnalyticsError):
@@ -362,6 +369,17 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
                                 args.interval, args.once, args.spread))
 
 
+def _demo_sender(args: argparse.Namespace, settings: Settings) -> int:
+    """Demo only (streams/cli/demo_sender.py): runs until interrupted."""
+    from streams.cli.demo_sender import DemoSender
+
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s demo-sender %(message)s")
+    _quiet_libraries()
+    asyncio.run(DemoSender(settings, args.receipt_delay).run())
+    return EXIT_OK
+
+
 def _sink(args: argparse.Namespace, settings: Settings) -> int:
     """The sinks alone; with ``--parent-pid`` and ``--port-fd``, as a worker's child
     (streams/sink_runtime/process.py): metrics on a free port told to the worker, and gone
@@ -511,6 +529,7 @@ _COMMANDS = {
     "generate": _generate,
     "retry": _retry,
     "demo": _demo,
+    "demo-sender": _demo_sender,
     "sql": _sql,
     "api": _api,
 }
