@@ -189,6 +189,7 @@ function verdictWords(result) {
 function renderAb(result) {
   abResult = result;
   renderAbFigures(result);
+  renderWinnerForm(result);
   $("verdict").dataset.status = result.verdict.status;
   $("verdict").textContent = verdictWords(result);
   $("verdict-reasons").replaceChildren(...(result.verdict.reasons || []).map(
@@ -303,10 +304,21 @@ const messages = new PagedTable("messages", "/messages", (m) => el("tr", { "data
   cell("error_code", m.error_code, m.error_code || "–"),
   cell("error_description", m.error_description, m.error_description || "–")));
 
+// A link to the contact's conversation in the messaging app (CA_CONVERSATION_URL_TEMPLATE).
+function conversationLink(item) {
+  if (!item.conversation_url) return null;
+  return el("a", { href: item.conversation_url, target: "_blank", rel: "noopener noreferrer",
+                   class: "conversation",
+                   "aria-label": `Open the conversation with ${item.contact_name || item.phone}`,
+                   text: "Open conversation" });
+}
+
 const replies = new PagedTable("replies", "/replies", (r) => el("tr", { "data-event-id": r.event_id },
   cell("contact_name", r.contact_name, r.contact_name || r.phone),
   cell("body", r.body, r.body),
-  timeCell("received_at", r.received_at)));
+  timeCell("received_at", r.received_at),
+  el("td", { "data-field": "conversation_url", "data-value": raw(r.conversation_url) },
+     conversationLink(r) || "–")));
 
 const clicks = new PagedTable("clicks", "/clicks", (c) => el("tr", { "data-contact-id": c.contact_id },
   cell("contact_name", c.contact_name, c.contact_name || "–"),
@@ -316,7 +328,7 @@ const clicks = new PagedTable("clicks", "/clicks", (c) => el("tr", { "data-conta
   timeCell("last_click_at", c.last_click_at),
   el("td", {}, el("button", { type: "button", class: "button small open-contact",
     "aria-label": `Show the clicks of ${c.contact_name || c.phone}`, text: "Show clicks",
-    onclick: () => openContact(c).catch(failed) }))));
+    onclick: () => openContact(c).catch(failed) }), conversationLink(c))));
 
 async function openContact(contact) {
   const items = [];
@@ -391,6 +403,225 @@ async function exportCsv() {
   } finally {
     button.disabled = false;
   }
+}
+
+// --- actions: retry failed messages, send the winner (commands on Kafka) ----------
+
+// An idempotency key per confirmed action: a double click repeats the same request.
+function requestId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));  // not a secure context
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+async function postJson(path, body) {
+  return api(path, { method: "POST", headers: { "Content-Type": "application/json" },
+                     body: JSON.stringify(body) });
+}
+
+function problem(error) {
+  if (error instanceof ApiError) return `${error.status}: ${error.message}`;
+  return error.message;
+}
+
+const SKIP_LABELS = {};  // a reason's key as the API names it, made readable below
+const words = (key) => SKIP_LABELS[key] || key.replace(/_/g, " ");
+
+let retryAnswer = null;  // the dry run on screen
+let retryId = null;  // the request id of the round the panel would write
+let retryBusy = false;
+
+function setRetryCount(n, source) {
+  const button = $("retry-failed");
+  button.dataset.value = raw(n);
+  button.dataset.source = source;
+  $("retry-count").textContent = count(n);
+}
+
+function renderRetryCounts(answer) {
+  const rows = [["requested", "Requested", answer.requested],
+                ["scheduled_later", "Held by quiet hours (sent later)", answer.scheduled_later],
+                ["placed_by_default_zone", "Time zone by default", answer.placed_by_default_zone],
+                ...Object.entries(answer.skipped || {}).sort().map(
+                  ([reason, n]) => [`skipped_${reason}`, `Skipped: ${words(reason)}`, n])];
+  $("retry-counts").replaceChildren(...rows.flatMap(([key, label, n]) => [
+    el("dt", { text: label }),
+    el("dd", { "data-count": key, "data-value": raw(n), text: count(n) })]));
+}
+
+function retryResult(text, state) {
+  $("retry-result").textContent = text;
+  $("retry-result").dataset.state = state;
+}
+
+async function dryRun() {
+  const answer = await postJson(`${base}/retries`, { dry_run: true });
+  setRetryCount(answer.requested, "dry_run");
+  return answer;
+}
+
+// The button's N: the dry run's requested count when it answers, else the failed count.
+const refreshRetryCount = throttled(async () => {
+  if (retryBusy || !$("retry-panel").hidden) return;
+  try {
+    await dryRun();
+  } catch (error) {
+    if (error instanceof AuthError) throw error;
+    if (summary) setRetryCount(summary.failed, "failed");
+  }
+}, 20_000);
+
+async function openRetry() {
+  const button = $("retry-failed");
+  button.disabled = true;
+  try {
+    retryAnswer = await dryRun();
+    retryId = requestId();
+    renderRetryCounts(retryAnswer);
+    retryResult(retryAnswer.requested ? "" : "Nothing to retry now.", "");
+    $("retry-confirm").hidden = false;
+    $("retry-confirm").disabled = retryAnswer.requested === 0;
+    $("retry-panel").hidden = false;
+    button.setAttribute("aria-expanded", "true");
+    $("retry-reason").focus();
+  } catch (error) {
+    if (error instanceof AuthError) throw error;
+    $("retry-panel").hidden = false;
+    $("retry-counts").replaceChildren();
+    $("retry-confirm").hidden = true;
+    retryResult(`Could not compute the retries: ${problem(error)}`, "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function confirmRetry() {
+  if (retryBusy) return;  // a second click while the first is on its way
+  retryBusy = true;
+  $("retry-confirm").disabled = true;
+  try {
+    const answer = await postJson(`${base}/retries`, {
+      dry_run: false, reason: $("retry-reason").value.trim(), request_id: retryId });
+    renderRetryCounts(answer);
+    const later = answer.scheduled_later ? `, ${count(answer.scheduled_later)} of them after quiet hours` : "";
+    retryResult(`Requested ${count(answer.requested)} retries${later}` +
+                (answer.repeated ? " (this request had already been made)." : "."), "done");
+    $("retry-panel").dataset.roundId = raw(answer.round_id);
+    $("retry-confirm").hidden = true;
+    retryBusy = false;
+    refreshRetryCount();
+  } catch (error) {
+    retryBusy = false;
+    if (error instanceof AuthError) throw error;
+    retryResult(error instanceof ApiError && error.status === 409
+      ? `Not requested: ${error.message}` : `Could not request the retries: ${problem(error)}`,
+    "error");
+    $("retry-confirm").disabled = false;
+  }
+}
+
+function closeRetry() {
+  $("retry-panel").hidden = true;
+  $("retry-failed").setAttribute("aria-expanded", "false");
+  $("retry-failed").focus();
+  retryAnswer = null;
+  refreshRetryCount();
+}
+
+function setupRetry() {
+  $("retry-failed").addEventListener("click", () => openRetry().catch(failed));
+  $("retry-confirm").addEventListener("click", () => confirmRetry().catch(failed));
+  $("retry-cancel").addEventListener("click", closeRetry);
+}
+
+let decision = null;  // the recorded winner decision, once there is one
+let winnerBusy = false;
+
+function renderDecision(body) {
+  decision = body;
+  const p = $("winner-decision");
+  p.dataset.variant = body.variant;
+  p.dataset.forced = String(Boolean(body.forced));
+  const when = body.decided_at ? ` on ${time(body.decided_at)}` : "";
+  const reason = body.reason ? ` Reason: “${body.reason}”.` : "";
+  p.textContent = `Decided${when}: send ${body.variant} to the rest of the audience` +
+    (body.forced ? " (forced: the verdict had not declared it the winner)." : ".") + reason;
+  p.hidden = false;
+  $("winner-form").hidden = true;
+}
+
+// The form follows the verdict: its winner is sent as is (reason optional); any other
+// choice, or no winner yet, is forced and needs a reason.
+function renderWinnerForm(result) {
+  if (decision) return;
+  const select = $("winner-variant");
+  const names = result.variants.map((v) => v.variant);
+  const verdict = result.verdict;
+  if (select.dataset.variants !== names.join("\u0000")) {
+    const keep = select.value;
+    select.replaceChildren(...names.map((name) => el("option", { value: name, text: name })));
+    select.dataset.variants = names.join("\u0000");
+    select.value = names.includes(keep) ? keep
+      : verdict.status === "winner" ? verdict.variant : names[0] || "";
+  }
+  const force = !(verdict.status === "winner" && verdict.variant === select.value);
+  const button = $("send-winner");
+  button.dataset.force = String(force);
+  button.textContent = force ? `Force sending ${select.value}` : `Send winner ${select.value}`;
+  $("winner-reason-label").textContent = force ? "Reason (required to force)" : "Reason (optional)";
+  $("winner-reason").required = force;
+  $("winner-hint").textContent = verdict.status === "winner"
+    ? `The verdict: ${verdict.variant} wins.` + (force ? " Sending another variant is forced and recorded as such." : "")
+    : "No winner yet: sending a variant now is forced, and the reason is recorded with the statistics as they stand.";
+  $("winner").hidden = names.length < 2;
+}
+
+async function sendWinner(event) {
+  event.preventDefault();
+  if (winnerBusy || decision) return;
+  const force = $("send-winner").dataset.force === "true";
+  const reason = $("winner-reason").value.trim();
+  if (force && !reason) {
+    $("winner-result").textContent = "A reason is required to force a decision.";
+    $("winner-result").dataset.state = "error";
+    $("winner-reason").focus();
+    return;
+  }
+  winnerBusy = true;  // one decision per campaign: a second click would answer 409
+  $("send-winner").disabled = true;
+  try {
+    const body = await postJson(`${base}/winner`, { variant: $("winner-variant").value, reason, force });
+    $("winner-result").textContent = "";
+    $("winner-result").dataset.state = "done";
+    renderDecision(body);
+  } catch (error) {
+    if (error instanceof AuthError) throw error;
+    $("winner-result").textContent = `Not recorded: ${problem(error)}`;
+    $("winner-result").dataset.state = "error";
+    // 409 decided: the campaign's decision is the earlier one, shown as such
+    if (error instanceof ApiError && error.body && error.body.decision) renderDecision(error.body.decision);
+  } finally {
+    winnerBusy = false;
+    $("send-winner").disabled = false;
+  }
+}
+
+async function loadDecision() {
+  try {
+    renderDecision(await api(`${base}/winner`));
+  } catch (error) {
+    if (error instanceof AuthError) throw error;
+    // 404 no_decision: none yet; any other failure: the form stays, and a second
+    // decision would answer 409 with the first one
+  }
+}
+
+function setupWinner() {
+  $("winner-form").addEventListener("submit", (event) => sendWinner(event).catch(failed));
+  $("winner-variant").addEventListener("change", () => { if (abResult) renderWinnerForm(abResult); });
 }
 
 // --- live updates -------------------------------------------------------------------
@@ -502,7 +733,9 @@ async function start() {
     showError("");
     $("content").hidden = false;
     renderSummary(body);
-    await Promise.all([refreshAb(), loadTimeseries(), TABS[activeTab].load()]);
+    setRetryCount(body.failed, "failed");
+    await Promise.all([refreshAb(), loadTimeseries(), TABS[activeTab].load(), loadDecision()]);
+    refreshRetryCount();
     if (!started) {
       started = true;
       follow((next) => {
@@ -510,6 +743,7 @@ async function start() {
         refreshAb();
         refreshSeries();
         refreshTable();
+        refreshRetryCount();
       }).catch((error) => { started = false; setLive("reconnecting"); failed(error); });
     }
   } catch (error) {
@@ -522,4 +756,6 @@ document.title = `${campaignId} · campaign-analytics`;
 $("export").addEventListener("click", () => exportCsv().catch(failed));
 setupWindowToggle();
 setupTabs();
+setupRetry();
+setupWinner();
 start();

@@ -7,10 +7,11 @@ export const TOKEN_KEY = "ca-api-token";
 export class AuthError extends Error {}
 
 export class ApiError extends Error {
-  constructor(status, code, detail) {
+  constructor(status, code, detail, body = {}) {
     super(detail || `HTTP ${status}`);
     this.status = status;
     this.code = code;
+    this.body = body;  // the whole answer (e.g. a 409's decision)
   }
 }
 
@@ -29,7 +30,7 @@ export async function request(path, options = {}) {
   if (!response.ok) {
     let body = {};
     try { body = await response.json(); } catch { /* not JSON: keep the status */ }
-    throw new ApiError(response.status, body.error, body.detail);
+    throw new ApiError(response.status, body.error, body.detail, body);
   }
   return response;
 }
