@@ -170,6 +170,22 @@ def _time_zone(name: str, raw: str) -> str:
     return raw
 
 
+def _url_template(name: str, raw: str) -> str:
+    """Empty (off), or an http(s) URL with ``{contact_id}`` and no other placeholder."""
+    if not raw:
+        return raw
+    from string import Formatter
+
+    try:
+        fields = {f for _, f, _, _ in Formatter().parse(raw) if f is not None}
+    except ValueError:
+        fields = set()
+    if fields != {"contact_id"} or not raw.startswith(("https://", "http://")):
+        raise ConfigurationError(f"{name} must be an http(s) URL with {{contact_id}} and no "
+                                 f"other placeholder, or empty; got {raw!r}")
+    return raw
+
+
 def _quiet_hours(name: str, raw: str) -> str:
     """``HH:MM-HH:MM`` or ``off``/empty, checked here; ``QuietHours.parse`` reads it."""
     from datetime import time
@@ -438,6 +454,11 @@ class Settings:
     default_time_zone: str = setting(
         "CA_DEFAULT_TIME_ZONE", "UTC", _time_zone,
         "the zone of a contact whose number gives no single one (quiet hours of retries)")
+    conversation_url_template: str = setting(
+        "CA_CONVERSATION_URL_TEMPLATE", "", _url_template,
+        "link to a contact's conversation in the messaging platform, e.g. "
+        "`https://app.example/conversations/{contact_id}` (the id URL-encoded); the API's "
+        "replies and per-contact clicks carry it as `conversation_url` (empty: no links)")
     # Not a variable: the input topics under ``topic_prefix`` (``load_settings``).
     input_topics: dict[str, str] = field(default_factory=dict)
 
@@ -504,6 +525,12 @@ class Settings:
         """Commands to the sending service: failed messages to send again, keyed by
         campaign (docs/consumers.md)."""
         return self.topic("campaign-analytics.retry-requests")
+
+    @property
+    def winner_decisions_topic(self) -> str:
+        """Commands to the sending service: the A/B variant to send to the rest of the
+        audience, one per campaign, keyed by campaign (docs/consumers.md)."""
+        return self.topic("campaign-analytics.winner-decisions")
 
 
 # Every setting, in declaration order (the README's table is in this order).

@@ -9,8 +9,9 @@ Store calls block, so they run in threads. Every answer says how current it is
 
 Errors are ``{"error": CODE, "detail": TEXT}``: 400 bad parameters, 401 a missing
 or wrong token (when ``CA_API_TOKEN`` is set), 404 an unknown campaign or route, 409
-another retry round won, 415 a command without a JSON body, 503 with ``Retry-After``
-while a backend cannot answer.
+another retry round won, or a winner decision refused or made before (with the verdict
+or that decision), 415 a command without a JSON body, 503 with ``Retry-After`` while a
+backend cannot answer.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import io
 import itertools
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import Any
 
@@ -35,6 +37,7 @@ from projections.ab import AbConfig, ab_statistics, first_attempt_counts
 from projections.errors import CampaignAnalyticsError
 from projections.message_log import MESSAGE_STATUSES, MessageLogRow
 from projections.metrics import WINDOW_METRICS
+from projections.winner import WinnerRefusedError, WinnerRequestError
 from sinks.errors import SinkError
 from sinks.export import write_csv
 from sinks.retry_reads import read_retry_inputs
@@ -44,6 +47,7 @@ from streams.api.openapi import openapi_document
 from streams.api.pages import add_pages
 from streams.api.retries import RetryConflictError, request_retries
 from streams.api.timefmt import iso, parse_instant
+from streams.api.winner import WinnerDecidedError, decide_winner, decision_body, read_decision
 from streams.settings import ConfigurationError, Settings
 
 log = logging.getLogger(__name__)
@@ -84,10 +88,12 @@ class ApiError(Exception):
     """An error answer: HTTP status, a stable code and a readable detail."""
 
     def __init__(self, status: int, code: str, detail: str,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, more: dict[str, Any] | None = None
+                 ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail = status, code, detail
         self.headers = headers or {}
+        self.more = more or {}  # fields of the answer besides error and detail
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -96,7 +102,8 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _error(exc: ApiError) -> web.Response:
-    return _json({"error": exc.code, "detail": exc.detail}, exc.status, exc.headers)
+    return _json({"error": exc.code, "detail": exc.detail, **exc.more}, exc.status,
+                 exc.headers)
 
 
 def _unavailable(detail: str, retry_after: float | None = None) -> ApiError:
@@ -236,14 +243,17 @@ async def summary(request: web.Request) -> web.Response:
     return _json(_snapshot(request).body)
 
 
-async def ab(request: web.Request) -> web.Response:
-    _only(request)
+def _ab_answer(request: web.Request) -> dict[str, Any]:
     snapshot = _snapshot(request)
     # domain.md 3b: first attempts only; retries move the summary, not the test
     result = ab_statistics(first_attempt_counts(snapshot.body["variants"]),
                            request.app[AB_CONFIG])
-    return _json({"campaign_id": snapshot.campaign_id, "as_of": snapshot.body["as_of"],
-                  **result})
+    return {"campaign_id": snapshot.campaign_id, "as_of": snapshot.body["as_of"], **result}
+
+
+async def ab(request: web.Request) -> web.Response:
+    _only(request)
+    return _json(_ab_answer(request))
 
 
 async def timeseries(request: web.Request) -> web.Response:
@@ -374,6 +384,15 @@ async def messages(request: web.Request) -> web.Response:
                   "items": [_message(r) for r in rows], "next_cursor": next_cursor})
 
 
+def _conversation(request: web.Request, contact_id: str) -> dict[str, str]:
+    """``{"conversation_url": ...}`` with CA_CONVERSATION_URL_TEMPLATE set, else ``{}``."""
+    template = request.app[SETTINGS].conversation_url_template
+    if not template:
+        return {}
+    return {"conversation_url": template.format(
+        contact_id=urllib.parse.quote(contact_id, safe=""))}
+
+
 async def replies(request: web.Request) -> web.Response:
     _only(request, "limit", "cursor")
     campaign_id = _snapshot(request).campaign_id
@@ -387,7 +406,8 @@ async def replies(request: web.Request) -> web.Response:
                   "items": [{"event_id": r.event_id, "message_id": r.message_id,
                              "contact_id": r.contact_id, "contact_name": r.contact_name,
                              "phone": r.phone, "variant": r.variant, "body": r.body,
-                             "received_at": iso(r.replied_at)} for r in rows]})
+                             "received_at": iso(r.replied_at),
+                             **_conversation(request, r.contact_id)} for r in rows]})
 
 
 async def clicks(request: web.Request) -> web.Response:
@@ -404,7 +424,8 @@ async def clicks(request: web.Request) -> web.Response:
         rows, next_cursor = _page(rows, limit, lambda r: (r.contact_id,))
         items = [{"contact_id": r.contact_id, "contact_name": r.contact_name, "phone": r.phone,
                   "clicks": r.clicks, "first_click_at": iso(r.first_click_at),
-                  "last_click_at": iso(r.last_click_at)} for r in rows]
+                  "last_click_at": iso(r.last_click_at),
+                  **_conversation(request, r.contact_id)} for r in rows]
         return _json({"campaign_id": campaign_id, "as_of": as_of, "items": items,
                       "next_cursor": next_cursor})
     cursor = _cursor(request, int, str)
@@ -415,7 +436,8 @@ async def clicks(request: web.Request) -> web.Response:
     items = [{"event_id": e.event_id, "message_id": e.message_id, "link_id": e.link_id,
               "clicked_at": iso(e.clicked_at), "user_agent": e.user_agent} for e in events_]
     return _json({"campaign_id": campaign_id, "contact_id": contact_id, "as_of": as_of,
-                  "items": items, "next_cursor": next_cursor})
+                  **_conversation(request, contact_id), "items": items,
+                  "next_cursor": next_cursor})
 
 
 def _csv_chunks(rows: Iterator[tuple[object, ...]]) -> Generator[bytes, None, None]:
@@ -511,6 +533,56 @@ async def retries(request: web.Request) -> web.Response:
     return _json(answer.body())
 
 
+_WINNER_FIELDS = {"variant": str, "reason": str, "force": bool}
+
+
+def _kafka_unavailable(what: str, campaign_id: str, exc: Exception) -> ApiError:
+    log.warning("%s of %s could not use Kafka: %s", what, campaign_id, exc)
+    return _unavailable(f"Kafka cannot answer now: {exc}")
+
+
+async def winner(request: web.Request) -> web.Response:
+    """POST: record the decision to send a variant (streams/api/winner.py)."""
+    _only(request)
+    body = await _command_body(request, _WINNER_FIELDS)
+    campaign_id = _snapshot(request).campaign_id
+    if "variant" not in body:
+        raise ApiError(400, "bad_body", "variant is required")
+
+    def statistics() -> tuple[dict[str, Any], str]:
+        answer = _ab_answer(request)  # now, after the topic was read
+        return answer, answer["as_of"]
+
+    try:
+        record = await decide_winner(
+            request.app[SETTINGS], campaign_id, statistics, variant=body["variant"],
+            reason=body.get("reason", ""), force=body.get("force", False),
+            requested_by="api")
+    except WinnerRequestError as exc:
+        raise ApiError(400, "bad_body", str(exc)) from None
+    except WinnerRefusedError as exc:
+        raise ApiError(409, "no_winner", str(exc), more={"verdict": exc.verdict}) from None
+    except WinnerDecidedError as exc:
+        raise ApiError(409, "decided", str(exc),
+                       more={"decision": decision_body(exc.decision)}) from None
+    except (KafkaError, OSError, TimeoutError, CampaignAnalyticsError) as exc:
+        raise _kafka_unavailable("a winner decision", campaign_id, exc) from None
+    return _json(decision_body(record))
+
+
+async def decision(request: web.Request) -> web.Response:
+    """GET: the campaign's winner decision; 404 until there is one."""
+    _only(request)
+    campaign_id = _snapshot(request).campaign_id
+    try:
+        record = await read_decision(request.app[SETTINGS], campaign_id)
+    except (KafkaError, OSError, TimeoutError, CampaignAnalyticsError) as exc:
+        raise _kafka_unavailable("reading the winner decision", campaign_id, exc) from None
+    if record is None:
+        raise ApiError(404, "no_decision", f"campaign {campaign_id!r} has no winner decision")
+    return _json(decision_body(record))
+
+
 # --- service routes ---------------------------------------------------------------------
 
 
@@ -578,6 +650,8 @@ def create_api(settings: Settings, state: LiveState, store: ClickHouseStore,
     app.router.add_get(base + "/{campaign_id}/export.csv", export)
     app.router.add_get(base + "/{campaign_id}/events", events)
     app.router.add_post(base + "/{campaign_id}/retries", retries)
+    app.router.add_post(base + "/{campaign_id}/winner", winner)
+    app.router.add_get(base + "/{campaign_id}/winner", decision)
     add_pages(app)
     return app
 

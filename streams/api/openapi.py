@@ -28,6 +28,10 @@ _AS_OF_STORE = {**_MAYBE_TIME, "description": "newest message update the ClickHo
                 "metrics shows an older as_of"}
 _NEXT = {"type": ["string", "null"], "description": "opaque; pass as cursor for the next "
          "page; null on the last page"}
+_CONVERSATION = {"type": "string", "format": "uri", "description": "the contact's "
+                 "conversation in the messaging platform (CA_CONVERSATION_URL_TEMPLATE); "
+                 "absent when that is not set"}
+_MAYBE_NUMBER = {"type": ["number", "null"]}
 
 _METRICS = ("sent", "delivered", "failed", "pending", "replies", "unique_repliers", "opt_outs",
             "link_clicks", "unique_link_clicks", "retries", "recovered_by_retry")
@@ -78,20 +82,27 @@ def _schemas() -> dict[str, Any]:
         "retry_of": {**_MAYBE_TEXT, "description": "the message this one retries "
                      "(its attempts are the rows whose retry_of it is); null: a first attempt"},
     })
-    reply = _object({
+    reply_fields = {
         "event_id": _TEXT, "message_id": _TEXT, "contact_id": _TEXT, "contact_name": _MAYBE_TEXT,
         "phone": _TEXT, "variant": _MAYBE_TEXT, "body": _TEXT, "received_at": _TIME,
-    })
-    contact_clicks = _object({
+    }
+    reply = _object({**reply_fields, "conversation_url": _CONVERSATION},
+                    required=list(reply_fields))
+    clicks_fields = {
         "contact_id": _TEXT, "contact_name": _MAYBE_TEXT, "phone": _TEXT, "clicks": _COUNT,
         "first_click_at": _TIME, "last_click_at": _TIME,
-    })
+    }
+    contact_clicks = _object({**clicks_fields, "conversation_url": _CONVERSATION},
+                             required=list(clicks_fields))
     click = _object({"event_id": _TEXT, "message_id": _TEXT, "link_id": _TEXT,
                      "clicked_at": _TIME, "user_agent": _MAYBE_TEXT})
 
     def page(item: str, **more: Any) -> dict[str, Any]:
         return _object({"campaign_id": _TEXT, **more, "as_of": _AS_OF_STORE,
                         "items": {"type": "array", "items": _ref(item)}, "next_cursor": _NEXT})
+
+    click_page = page("Click", contact_id=_TEXT)
+    click_page["properties"]["conversation_url"] = _CONVERSATION
 
     return {
         **defs,
@@ -114,7 +125,7 @@ def _schemas() -> dict[str, Any]:
         "ContactClicks": contact_clicks,
         "ContactClicksPage": page("ContactClicks"),
         "Click": click,
-        "ClickPage": page("Click", contact_id=_TEXT),
+        "ClickPage": click_page,
         "RetryRequest": _object({
             "dry_run": {"type": "boolean", "default": False,
                         "description": "compute the same answer, request nothing"},
@@ -136,9 +147,52 @@ def _schemas() -> dict[str, Any]:
             "skipped": {**_COUNTS_BY_NAME, "description": "failed messages not requested, "
                         "per reason"},
         }),
+        "WinnerRequest": _object({
+            "variant": {"type": "string", "description": "the variant to send"},
+            "reason": {"type": "string", "default": "", "maxLength": 2000,
+                       "description": "kept in the record; required with force"},
+            "force": {"type": "boolean", "default": False, "description": "decide although "
+                      "the verdict does not name this variant (no_winner_yet, or another "
+                      "leader); recorded as forced"},
+        }, required=["variant"], additionalProperties=False),
+        "WinnerDecision": _winner_decision(),
+        "WinnerConflict": _object({
+            "error": {"type": "string", "enum": ["no_winner", "decided", "conflict"]},
+            "detail": _TEXT,
+            "verdict": {"type": "object", "description": "with no_winner: the A/B verdict "
+                        "that does not support the variant"},
+            "decision": {**_ref("WinnerDecision"), "description": "with decided: the "
+                         "campaign's decision, made before"},
+        }, required=["error", "detail"]),
         "Health": _object({"status": _TEXT}),
         "Ready": _object({"status": _TEXT, "campaigns": _COUNT}),
     }
+
+
+def _winner_decision() -> dict[str, Any]:
+    """The WinnerDecided record as JSON (schemas/winner_decision.v1.avsc): the
+    statistics_json text is given as ``statistics``, the A/B answer it was."""
+    variant = _object({
+        "variant": _TEXT, **{k: _COUNT for k in (
+            "sent", "delivered", "failed", "pending", "unknown", "rejected", "unique_repliers",
+            "unique_link_clicks", "opt_outs", "successes", "trials")},
+        **{k: _MAYBE_NUMBER for k in (
+            "rate", "interval_low", "interval_high", "p_value", "always_valid_p_value",
+            "always_valid_interval_low", "always_valid_interval_high")}})
+    return _object({
+        "decision_id": _TEXT, "campaign_id": _TEXT, "variant": _TEXT,
+        "forced": {"type": "boolean"}, "reason": _TEXT,
+        "requested_by": {"type": "string", "description": "api, or cli:<user>"},
+        "decided_at": _TIME, "statistics_as_of": _TIME,
+        "verdict_status": {"type": "string", "enum": ["winner", "no_winner_yet"]},
+        "verdict_variant": _MAYBE_TEXT, "verdict_metric": _TEXT,
+        "verdict_p_value": _MAYBE_NUMBER,
+        "verdict_reasons": {"type": "array", "items": _TEXT},
+        "always_valid": {"type": "boolean"}, "alpha": {"type": "number"},
+        "level": {"type": "number"}, "control": _MAYBE_TEXT,
+        "variants": {"type": "array", "items": variant},
+        "statistics": {**_ref("AbStatistics"), "description": "GET .../ab as it stood"},
+    })
 
 
 def _hoisted(schema: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -252,6 +306,28 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "application/json": {"schema": _ref("RetryRequest")}}},
             "responses": {"200": _json_response("the counts", "RetryAnswer"),
                           **_errors(400, 401, 404, 409, 415, 503)}}},
+        base + "/winner": {
+            "post": {
+                "summary": "record the decision to send a variant to the rest of the audience, "
+                "with the A/B statistics as they stood, on campaign-analytics.winner-decisions "
+                "(one per campaign: docs/consumers.md); refused (409, with the verdict) when "
+                "the verdict does not name the variant, unless forced with a reason",
+                "parameters": [_CAMPAIGN],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("WinnerRequest")}}},
+                "responses": {
+                    "200": _json_response("the decision recorded", "WinnerDecision"),
+                    **_errors(400, 401, 404, 415, 503),
+                    "409": _json_response("refused (no_winner: the verdict), or the campaign "
+                                          "has a decision (decided: that one)",
+                                          "WinnerConflict")}},
+            "get": {
+                "summary": "the campaign's winner decision",
+                "parameters": [_CAMPAIGN],
+                "responses": {"200": _json_response("the decision", "WinnerDecision"),
+                              **_errors(400, 401, 503),
+                              "404": _json_response("unknown campaign, or no decision yet",
+                                                    "Error")}}},
         "/api/v1/openapi.json": {"get": {
             "summary": "this document",
             "responses": {"200": {"description": "OpenAPI 3.1",

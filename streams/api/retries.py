@@ -23,23 +23,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaTimeoutError
-from aiokafka.partitioner import DefaultPartitioner
 
 from projections.errors import CampaignAnalyticsError
 from projections.quiet_hours import QuietHours
 from projections.retries import EarlierRequest, RetrySelection, select_retries
 from sinks.retry_reads import RetryInputs
+from streams.api.command_topic import campaign_partition, clients, read_campaign
 from streams.codecs.commands import decode_retry_request, encode_retry_request
 from streams.codecs.phones import contact_zone
-from streams.kafka_security import client_options
 from streams.settings import ConfigurationError, Settings
 
-BATCH_BYTES = 900_000  # below the broker's default message.max.bytes (1 MiB)
 # A round seen with fewer records than its round_size is still being written; past
 # this age its writer is taken for dead and its records for all it wrote.
 ROUND_WRITE_SECONDS = 60.0
-READ_SECONDS = 30.0
 # Tests only: seconds to wait between selecting and writing, so that two requests
 # sent together are sure to overlap (tests/integration/test_retries.py).
 UNSAFE_HOLD_ENV = "CA_UNSAFE_RETRY_HOLD_SECONDS"
@@ -101,32 +97,11 @@ def quiet_hours(settings: Settings) -> QuietHours | None:
         raise ConfigurationError(f"CA_QUIET_HOURS: {exc}") from None
 
 
-async def _partition(producer: AIOKafkaProducer, topic: str, campaign_id: str
-                     ) -> TopicPartition:
-    """The campaign's partition, as a keyed producer picks it (murmur2 of the key)."""
-    try:
-        ids = sorted(await producer.partitions_for(topic))
-    except KafkaTimeoutError:
-        raise CampaignAnalyticsError(f"topic {topic} does not exist: run a worker once "
-                                     "(it creates the topics)") from None
-    return TopicPartition(topic, DefaultPartitioner()(campaign_id.encode(), ids, ids))
-
-
 async def _read(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int,
                 history: _History) -> None:
     """Add the campaign's records of ``tp`` in ``[start, end)`` to ``history``."""
-    if start >= end:
-        return
-    consumer.seek(tp, start)
-    key = history.campaign_id.encode()
-    deadline = asyncio.get_running_loop().time() + READ_SECONDS
-    while await consumer.position(tp) < end:
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"could not read {tp.topic} [{tp.partition}] to offset {end}")
-        batch = await consumer.getmany(tp, timeout_ms=500)
-        for record in batch.get(tp, []):
-            if record.offset < end and record.key == key and record.value is not None:
-                history.add(record.offset, decode_retry_request(record.value))
+    await read_campaign(consumer, tp, start, end, history.campaign_id, decode_retry_request,
+                        history.add)
 
 
 def _answer_of(round_: _Round, campaign_id: str, request_id: str, round_id: str
@@ -177,17 +152,11 @@ async def request_retries(
     another round won. ``read_inputs``: the campaign's failed messages and opt-outs."""
     request_id = request_id or str(uuid.uuid4())
     topic = settings.retry_requests_topic
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                enable_auto_commit=False, group_id=None,
-                                **client_options(settings))
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                enable_idempotence=True, max_batch_size=BATCH_BYTES,
-                                max_request_size=BATCH_BYTES + 65_536,
-                                request_timeout_ms=30_000, **client_options(settings))
+    producer, consumer = clients(settings)
     await producer.start()
     try:
         await consumer.start()
-        tp = await _partition(producer, topic, campaign_id)
+        tp = await campaign_partition(producer, topic, campaign_id)
         consumer.assign([tp])
         start = (await consumer.beginning_offsets([tp]))[tp]
         end = (await consumer.end_offsets([tp]))[tp]

@@ -83,6 +83,9 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
                  settings.dead_letter_topic, settings.retry_requests_topic]
         compacted = [settings.campaign_metrics_topic, settings.window_metrics_topic,
                      *settings.changelog_topics]
+        # a decision is the campaign's first record, for good: kept for ever, not compacted
+        # (compaction would keep a campaign's last record, not its first)
+        kept = [settings.winner_decisions_topic]
         existing = set(await admin.list_topics())
         # CA_TOPIC_REPLICATION_FACTOR / CA_TOPIC_MIN_INSYNC_REPLICAS: 1 fits one broker
         replicas = settings.topic_replication_factor
@@ -94,10 +97,13 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
                      topic_configs={**insync, "cleanup.policy": "compact"})
             for name in compacted if name not in existing
         ]
+        wanted += [NewTopic(name, settings.partitions, replicas,
+                            topic_configs={**insync, "retention.ms": "-1"})
+                   for name in kept if name not in existing]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
                 _refused(await admin.create_topics(wanted), settings)
-        await _wait_visible(admin, [*plain, *compacted], timeout)
+        await _wait_visible(admin, [*plain, *compacted, *kept], timeout)
     finally:
         await admin.close()
 

@@ -4,7 +4,8 @@ Exit codes: 0 ok; 1 some input lines were rejected (``publish``); 2 usage or
 configuration error; 3 the campaign is unknown; 4 Kafka or ClickHouse unreachable, or
 Kafka refused the credentials (CA_KAFKA_USERNAME & co.: docs/security.md); 5 the state
 directory cannot be written (``worker``, ``sink``); 6 another retry round of the
-campaign was written first (``retry``).
+campaign was written first (``retry``), or a winner decision was refused or made
+before (``winner``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from streams.settings import ConfigurationError, Settings, load_settings
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 EXIT_STATE = 5  # the state directory cannot be written (``_check_state_dirs``)
-EXIT_CONFLICT = 6  # another retry round won (``_retry``)
+EXIT_CONFLICT = 6  # another retry round won (``_retry``); a winner decision refused or made
 
 log = logging.getLogger("campaign_analytics")
 
@@ -79,6 +80,15 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("--reason", default="", help="why (kept in every request record)")
     retry.add_argument("--request-id", default=None,
                        help="idempotency key: a second request with it requests nothing new")
+
+    winner = sub.add_parser("winner", help="record the decision to send a variant to the rest "
+                            "of the audience, with the A/B statistics as they stood")
+    winner.add_argument("campaign_id")
+    winner.add_argument("variant")
+    winner.add_argument("--reason", default="", help="why (kept in the record; required "
+                        "with --force)")
+    winner.add_argument("--force", action="store_true",
+                        help="decide although the verdict does not name this variant")
 
     generate = sub.add_parser("generate", help="write a messy demo A/B campaign as JSON lines")
     generate.add_argument("--campaign-id", default="demo-campaign")
@@ -148,9 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Commands that answer and exit: a failure is their one line on stderr, not also the
 # client libraries' own log records of it (aiokafka's "Unable connect", clickhouse-
 # connect's "Unexpected Http Driver Exception", asyncio's "Unclosed AIOKafkaConsumer").
-_ONE_SHOT = frozenset({"publish", "summary", "export", "sql", "generate", "demo", "retry"})
+_ONE_SHOT = frozenset({"publish", "summary", "export", "sql", "generate", "demo", "retry",
+                       "winner"})
 _KAFKA_CLIENTS = frozenset({"worker", "sink", "publish", "summary", "demo", "api", "retry",
-                            "demo-sender"})
+                            "demo-sender", "winner"})
 
 
 class StateDirectoryError(CampaignAnalyticsError):
@@ -293,6 +304,44 @@ def _requester() -> str:
         return f"cli:{getpass.getuser()}"
     except (OSError, KeyError):  # no user name for this uid (a bare container)
         return f"cli:uid-{os.getuid()}"
+
+
+def _winner(args: argparse.Namespace, settings: Settings) -> int:
+    """One winner decision (streams/api/winner.py); the record as JSON on stdout."""
+    from projections.ab import ab_statistics, first_attempt_counts
+    from projections.winner import WinnerRefusedError, WinnerRequestError
+    from streams.api.app import ab_config
+    from streams.api.timefmt import iso
+    from streams.api.winner import WinnerDecidedError, decide_winner, decision_body
+    from streams.cli.admin import latest_summaries
+
+    config = ab_config(settings)
+    summary = asyncio.run(latest_summaries(settings)).get(args.campaign_id)
+    if summary is None:
+        print(f"error: no metrics for campaign {args.campaign_id!r} yet", file=sys.stderr)
+        return EXIT_UNKNOWN
+
+    def statistics() -> tuple[dict[str, Any], str]:
+        ab = ab_statistics(first_attempt_counts(summary["variants"]), config)
+        as_of = iso(summary["emitted_at"]) or ""
+        return {"campaign_id": args.campaign_id, "as_of": as_of, **ab}, as_of
+
+    try:
+        record = asyncio.run(decide_winner(
+            settings, args.campaign_id, statistics, variant=args.variant,
+            reason=args.reason, force=args.force, requested_by=_requester()))
+    except WinnerRequestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except WinnerRefusedError as exc:
+        print(f"error: refused: {exc}", file=sys.stderr)
+        return EXIT_CONFLICT
+    except WinnerDecidedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        print(json.dumps(decision_body(exc.decision)))
+        return EXIT_CONFLICT
+    print(json.dumps(decision_body(record)))
+    return EXIT_OK
 
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:
@@ -528,6 +577,7 @@ _COMMANDS = {
     "export": _export,
     "generate": _generate,
     "retry": _retry,
+    "winner": _winner,
     "demo": _demo,
     "demo-sender": _demo_sender,
     "sql": _sql,
