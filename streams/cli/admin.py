@@ -98,7 +98,8 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
             for name in compacted if name not in existing
         ]
         wanted += [NewTopic(name, settings.partitions, replicas,
-                            topic_configs={**insync, "retention.ms": "-1"})
+                            topic_configs={**insync, "retention.ms": "-1",
+                                           "retention.bytes": "-1"})
                    for name in kept if name not in existing]
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile

@@ -186,7 +186,8 @@ def test_created_topics_take_min_insync_replicas_from_settings(kafka_bootstrap: 
                             "CA_APP_ID": f"ca-test-{tag}", "CA_TOPIC_MIN_INSYNC_REPLICAS": "2"})
     topics = [*settings.input_topics.values(), *settings.internal_topics,
               settings.dead_letter_topic, settings.campaign_metrics_topic,
-              settings.window_metrics_topic]
+              settings.window_metrics_topic, settings.retry_requests_topic,
+              settings.winner_decisions_topic]
 
     async def configs() -> dict[str, str]:
         await ensure_topics(settings)

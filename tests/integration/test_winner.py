@@ -2,7 +2,8 @@
 API process: a campaign whose A/B verdict names B is decided for B; a campaign with
 no winner yet is refused (409 with the verdict's reasons) until forced with a
 reason, which is recorded; a second decision, by the API or the CLI, answers 409
-with the first; two deciders at once record one. Every record on the topic is
+with the first; two deciders at once record one; the CLI refuses, forces and
+answers the first the same way. Every record on the topic is
 decoded with fastavro and the ``.avsc`` file alone (no project code), and equals
 what the API answered.
 """
@@ -21,11 +22,12 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from tests.integration.conftest import REPO, Deployment, free_port
 from tests.integration.test_api import Api
 from tests.integration.test_pipeline import _write
-from tests.integration.test_retries import _delete_topics
+from tests.integration.test_retries import _delete_topics, _earlier_record
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +36,8 @@ AVSC = REPO / "schemas" / "winner_decision.v1.avsc"
 # (sent, unique clickers) per variant: 10 % vs 30 % is a clear winner at 600 per arm
 # (always-valid p ~ 0.003); 15 % vs 16 % at 200 per arm is not.
 CAMPAIGNS = {"camp-win": {"A": (600, 60), "B": (600, 180)},
-             "camp-even": {"A": (200, 30), "B": (200, 32)}}
+             "camp-even": {"A": (200, 30), "B": (200, 32)},
+             "camp-cli": {"A": (100, 10), "B": (100, 12)}}
 
 
 def _events() -> list[dict[str, Any]]:
@@ -98,6 +101,19 @@ async def _records(bootstrap: str, topic: str) -> list[tuple[str, dict[str, Any]
         return [(key, record) for _, _, key, record in sorted(out, key=lambda r: r[:2])]
     finally:
         await consumer.stop()
+
+
+async def _retention(bootstrap: str, topic: str) -> dict[str, str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    (resource,) = response.to_object()["resources"]
+    return {e["config_names"]: e["config_value"] for e in resource["config_entries"]
+            if e["config_names"] in ("retention.ms", "retention.bytes", "cleanup.policy")}
 
 
 def _post(api: Api, campaign: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -192,6 +208,9 @@ def test_decide_refuse_force_and_second_decisions(live):
     assert "has a decision already" in cli.stderr
 
     records = asyncio.run(_records(bootstrap, topic))
+    # kept for ever, never compacted: the first record stays the decision
+    assert asyncio.run(_retention(bootstrap, topic)) == {
+        "retention.ms": "-1", "retention.bytes": "-1", "cleanup.policy": "delete"}
     assert sorted(key for key, _ in records) == ["camp-even", "camp-win"]
     by_key = dict(records)
     assert len(by_key) == len(records) == 2  # the 409s wrote nothing
@@ -202,6 +221,9 @@ def test_decide_refuse_force_and_second_decisions(live):
         record.pop("decided_at")
         assert record == {k: v for k, v in answer.items()
                           if k not in ("statistics", "decided_at")}
+    # Negative control: the decoder refuses another schema's record (a retry request).
+    with pytest.raises(AssertionError):
+        _decode_with_the_avsc_alone(_earlier_record("m-1", "round", 0))
 
 
 def test_two_deciders_at_once_record_one_and_the_cli_answers_the_first(live):
@@ -245,3 +267,14 @@ def test_two_deciders_at_once_record_one_and_the_cli_answers_the_first(live):
     cli = deployment.cli("winner", "camp-win", "B", "--reason", "again", check=False)
     assert cli.returncode == 6 and json.loads(cli.stdout)["requested_by"] == "api"
     assert deployment.cli("winner", "nope", "B", check=False).returncode == 3
+    assert deployment.cli("winner", "camp-cli", "C", "--force", "--reason", "x",
+                          check=False).returncode == 2
+    refused = deployment.cli("winner", "camp-cli", "B", check=False)
+    assert refused.returncode == 6 and "no_winner_yet" in refused.stderr
+    assert refused.stdout == ""
+    forced = deployment.cli("winner", "camp-cli", "B", "--force", "--reason", "deadline")
+    decided = json.loads(forced.stdout)
+    assert decided["forced"] and decided["reason"] == "deadline"
+    assert decided["requested_by"].startswith("cli:") and decided["variant"] == "B"
+    assert decided["statistics"]["verdict"]["status"] == "no_winner_yet"
+    assert decided["statistics_as_of"].endswith("Z")
