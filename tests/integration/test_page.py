@@ -235,7 +235,8 @@ def expected_summary(summary: dict[str, Any], ab: dict[str, Any], as_of: str
     by_name = {v["variant"]: v for v in ab["variants"]}
     lifts = {c["variant"]: c["metrics"] for c in ab["comparisons"]}
     variants = {}
-    for name, counts in summary["variants"].items():
+    for name, variant in summary["variants"].items():
+        counts = variant["first_attempts"] or variant  # the A/B table's: first attempts
         metrics = by_name[name]["metrics"]
         interval = {m: metrics[m]["interval"] or {"low": None, "high": None} for m in AB_METRICS}
         variants[name] = {

@@ -121,10 +121,12 @@ function renderVariantCounts(variants) {
   const names = Object.keys(variants || {}).sort();
   if ($("variants").dataset.variants !== names.join("\u0000")) variantTable(names);
   for (const name of names) {
+    // the counts the rates below are of: first attempts (retries are in the cards)
+    const counts = variants[name].first_attempts || variants[name];
     for (const [key] of VARIANT_COUNTS) {
       const td = cellOf(name, "field", key);
-      td.dataset.value = raw(variants[name][key]);
-      td.textContent = count(variants[name][key]);
+      td.dataset.value = raw(counts[key]);
+      td.textContent = count(counts[key]);
     }
   }
   if (abResult) renderAbFigures(abResult);
@@ -204,7 +206,8 @@ function renderAb(result) {
   }
   const control = result.control ? `Control: ${result.control}. ` : "";
   $("ab-notes").textContent = `${control}Rates with their ${Math.round(result.config.level * 100)} % ` +
-    "intervals; lift is relative to the control; a bold lift is significant on the always-valid test." +
+    "intervals; lift is relative to the control; a bold lift is significant on the always-valid test. " +
+    "Counts and rates are of first attempts: retries count in the cards above, not in the test." +
     (result.notes.length ? ` ${result.notes.join(" ")}` : "");
 }
 
