@@ -31,6 +31,7 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.integration
 
 TOKEN = "test-token-not-a-secret"  # noqa: S105 - a test value
+CONVERSATION = "https://app.example/conversations/{contact_id}"
 SUMMARY_KEYS = ("campaign_id", "sent", "delivered", "failed", "pending", "replies",
                 "unique_repliers", "opt_outs", "link_clicks", "unique_link_clicks",
                 "delivery_rate", "reply_rate", "link_click_rate", *BREAKDOWN_KEYS, "retries",
@@ -101,6 +102,7 @@ def live(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
     deployment = Deployment(kafka_bootstrap, root)
     deployment.env["CA_API_TOKEN"] = TOKEN
     deployment.env["CA_SQL_PORT"] = str(free_port())
+    deployment.env["CA_CONVERSATION_URL_TEMPLATE"] = CONVERSATION
     events = _messy_events()
     worker = deployment.worker().start()
     api: Api | None = None
@@ -227,6 +229,8 @@ def test_replies_and_clicks_equal_the_recount(live):
     assert [(r["received_at"], r["event_id"]) for r in got] == [
         (_iso(at), event_id) for at, event_id in replies]
     assert all(r["contact_id"] == sends[r["message_id"]]["contact_id"] for r in got)
+    link = CONVERSATION.replace("{contact_id}", "")  # the generated ids need no encoding
+    assert got and all(r["conversation_url"] == link + r["contact_id"] for r in got)
 
     clicks: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for e in _distinct(events):
@@ -237,7 +241,10 @@ def test_replies_and_clicks_equal_the_recount(live):
             for c in per_contact} == {
         contact: (len(cs), _iso(min(c["occurred_at"] for c in cs)),
                   _iso(max(c["occurred_at"] for c in cs))) for contact, cs in clicks.items()}
+    assert all(c["conversation_url"] == link + c["contact_id"] for c in per_contact)
     contact = max(clicks, key=lambda c: len(clicks[c]))
+    assert api.json(f"/api/v1/campaigns/camp-ab/clicks?contact_id={contact}")[
+        "conversation_url"] == link + contact
     each = api.pages(f"/api/v1/campaigns/camp-ab/clicks?contact_id={contact}", 1)
     assert [c["event_id"] for c in each] == [
         c["event_id"] for c in sorted(clicks[contact],
