@@ -67,6 +67,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-quic"]
 CAMPAIGN = "camp-ab"
+CONVERSATIONS = "https://app.example/conversations/{contact_id}"
 TOKEN_KEY = "ca-api-token"  # noqa: S105 - the sessionStorage key, not a secret
 PAGE_SIZE = 25
 WAIT_MS = 15_000  # a page showing what the API already answers
@@ -385,6 +386,7 @@ def site(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     root = tmp_path_factory.mktemp("page")
     deployment = Deployment(kafka_bootstrap, root)
     deployment.env["CA_API_TOKEN"] = TOKEN
+    deployment.env["CA_CONVERSATION_URL_TEMPLATE"] = CONVERSATIONS
     events = _messy_events()
     worker = deployment.worker().start()
     api: Api | None = None
@@ -887,8 +889,8 @@ def _retry_counts(answer: dict[str, Any]) -> dict[str, Any]:
             **{f"skipped_{k}": v for k, v in answer["skipped"].items()}}
 
 
-def test_retry_failed_shows_the_dry_run_then_requests_one_round(site: Site,
-                                                                open_page: Any) -> None:
+def test_retry_failed_shows_the_dry_run_then_requests_one_round(site: Site, open_page: Any,
+                                                                shots: Path) -> None:
     """The button's N is the dry run's; the panel shows the dry run's counts and writes
     nothing; Confirm (double-clicked) writes one round of N records with the reason."""
     path = f"/api/v1/campaigns/{CAMPAIGN}/retries"
@@ -908,6 +910,7 @@ def test_retry_failed_shows_the_dry_run_then_requests_one_round(site: Site,
     assert topic_records(site, topic, decode_retry_request) == [], "a dry run wrote records"
 
     page.get_by_label("Reason for the retry (optional)").fill("browser test")
+    page.screenshot(path=str(shots / "retry-dry-run.png"))  # the header and the panel
     page.dblclick("#retry-confirm")
     wait_equal(page, READ_RETRY, opened | {"result": "done"}, "the answer of the round")
     expect(page.locator("#retry-result")).to_contain_text(f"Requested {dry['requested']} retries")
@@ -940,3 +943,84 @@ def test_only_the_no_decision_404_is_let_through() -> None:
                   f"status of 500 (Internal Server Error) ({base}/winner)"):
         assert not NO_DECISION_YET.search(other), other
 
+
+READ_WINNER = _reader("""
+return {force: one(document, "#send-winner", "data-force"),
+        form_hidden: document.querySelector("#winner-form").hidden,
+        decision_hidden: document.querySelector("#winner-decision").hidden,
+        variant: one(document, "#winner-decision", "data-variant"),
+        forced: one(document, "#winner-decision", "data-forced"),
+        result: one(document, "#winner-result", "data-state")};
+""")
+
+
+def test_send_winner_shows_the_verdict_and_records_one_decision(site: Site, open_page: Any,
+                                                                shots: Path) -> None:
+    """Send winner follows the verdict (a reason required when forced); the decision's
+    record on the topic is what was asked, and the page shows it again on reload."""
+    from streams.codecs.commands import decode_winner_decision
+
+    ab = site.api.json(f"/api/v1/campaigns/{CAMPAIGN}/ab")
+    verdict = ab["verdict"]
+    winner = verdict["variant"] if verdict["status"] == "winner" else None
+    variant = winner or sorted(v["variant"] for v in ab["variants"])[-1]
+    forced = winner is None
+    topic = site.deployment.settings().winner_decisions_topic
+    page = open_page().page
+    start = {"force": "true", "form_hidden": False, "decision_hidden": True, "variant": "",
+             "forced": "", "result": ""}
+    wait_equal(page, READ_WINNER, start | {"force": str(forced).lower()}, "the form")
+    page.select_option("#winner-variant", variant)
+    expect(page.locator("#winner-hint")).not_to_be_empty()
+    button = page.locator("#send-winner")
+    reason = page.get_by_label(re.compile("^Reason \\((required to force|optional)\\)$"))
+    if forced:
+        expect(button).to_have_accessible_name(f"Force sending {variant}")
+        button.click()  # no reason: refused in the page, nothing written
+        wait_equal(page, READ_WINNER, start | {"result": "error"}, "a force without a reason")
+        assert topic_records(site, topic, decode_winner_decision) == []
+    else:
+        expect(button).to_have_accessible_name(f"Send winner {variant}")
+    reason.fill("browser test: the demo must end")
+    wait_equal(page, READ_WINNER, start | {"force": str(forced).lower()}, "the reason given")
+    page.locator("#ab").screenshot(path=str(shots / "send-winner.png"))
+    button.dblclick()
+    decided = {"force": str(forced).lower(), "form_hidden": True, "decision_hidden": False,
+               "variant": variant, "forced": str(forced).lower(), "result": "done"}
+    wait_equal(page, READ_WINNER, decided, "the decision")
+    records = [r for _, r in topic_records(site, topic, decode_winner_decision)]
+    assert len(records) == 1, records
+    record = records[0]
+    assert (record["variant"], record["forced"], record["reason"], record["requested_by"],
+            record["verdict_status"]) == (variant, forced, "browser test: the demo must end",
+                                          "api", verdict["status"])
+    # on reload, the page shows the decision from GET .../winner
+    page.reload()
+    wait_equal(page, READ_WINNER, decided | {"result": ""}, "the decision after a reload")
+
+
+READ_CONVERSATIONS = _reader("""
+return [...document.querySelectorAll("table#replies tbody tr[data-event-id]")].map(tr => {
+  const links = tr.querySelectorAll("a.conversation");
+  if (links.length !== 1) return {id: tr.getAttribute("data-event-id"), links: links.length};
+  const a = links[0];
+  return {id: tr.getAttribute("data-event-id"), href: a.getAttribute("href"),
+          target: a.getAttribute("target"), rel: a.getAttribute("rel"),
+          name: a.getAttribute("aria-label")};
+});
+""")
+
+
+def test_replies_link_to_the_conversation(site: Site, open_page: Any) -> None:
+    """With CA_CONVERSATION_URL_TEMPLATE set, every reply links to the API's
+    conversation_url, in a new tab that cannot reach back to the page."""
+    items = api_pages(site.api, f"/api/v1/campaigns/{CAMPAIGN}/replies")[0]
+    assert items and all(r["conversation_url"] == CONVERSATIONS.format(
+        contact_id=r["contact_id"]) for r in items), items[:3]
+    page = open_page().page
+    page.click("#tab-replies")
+    wait_equal(page, READ_CONVERSATIONS, [
+        {"id": r["event_id"], "href": r["conversation_url"], "target": "_blank",
+         "rel": "noopener noreferrer",
+         "name": f"Open the conversation with {r['contact_name'] or r['phone']}"}
+        for r in items], "the replies' conversation links")

@@ -625,6 +625,12 @@ async function loadDecision() {
 function setupWinner() {
   $("winner-form").addEventListener("submit", (event) => sendWinner(event).catch(failed));
   $("winner-variant").addEventListener("change", () => { if (abResult) renderWinnerForm(abResult); });
+  $("winner-reason").addEventListener("input", () => {  // a refusal's message goes once fixed
+    if ($("winner-result").dataset.state === "error") {
+      $("winner-result").textContent = "";
+      $("winner-result").dataset.state = "";
+    }
+  });
 }
 
 // --- live updates -------------------------------------------------------------------
