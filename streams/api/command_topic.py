@@ -7,7 +7,9 @@ campaign when several processes write at once (docs/consumers.md).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -43,6 +45,35 @@ async def campaign_partition(producer: AIOKafkaProducer, topic: str, campaign_id
         raise CampaignAnalyticsError(f"topic {topic} does not exist: run a worker once "
                                      "(it creates the topics)") from None
     return TopicPartition(topic, DefaultPartitioner()(campaign_id.encode(), ids, ids))
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignPartition:
+    """Started clients on the campaign's partition, and its offsets when it was opened."""
+
+    producer: AIOKafkaProducer
+    consumer: AIOKafkaConsumer
+    tp: TopicPartition
+    start: int
+    end: int
+
+
+@contextlib.asynccontextmanager
+async def open_campaign_partition(settings: Settings, topic: str, campaign_id: str
+                                  ) -> AsyncIterator[CampaignPartition]:
+    """The clients started, the consumer on the campaign's partition; stopped after."""
+    producer, consumer = clients(settings)
+    await producer.start()
+    try:
+        await consumer.start()
+        tp = await campaign_partition(producer, topic, campaign_id)
+        consumer.assign([tp])
+        start = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        yield CampaignPartition(producer, consumer, tp, start, end)
+    finally:
+        await consumer.stop()
+        await producer.stop()
 
 
 async def read_campaign(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int,

@@ -28,7 +28,7 @@ from projections.errors import CampaignAnalyticsError
 from projections.quiet_hours import QuietHours
 from projections.retries import EarlierRequest, RetrySelection, select_retries
 from sinks.retry_reads import RetryInputs
-from streams.api.command_topic import campaign_partition, clients, read_campaign
+from streams.api.command_topic import open_campaign_partition, read_campaign
 from streams.codecs.commands import decode_retry_request, encode_retry_request
 from streams.codecs.phones import contact_zone
 from streams.settings import ConfigurationError, Settings
@@ -152,14 +152,9 @@ async def request_retries(
     another round won. ``read_inputs``: the campaign's failed messages and opt-outs."""
     request_id = request_id or str(uuid.uuid4())
     topic = settings.retry_requests_topic
-    producer, consumer = clients(settings)
-    await producer.start()
-    try:
-        await consumer.start()
-        tp = await campaign_partition(producer, topic, campaign_id)
-        consumer.assign([tp])
-        start = (await consumer.beginning_offsets([tp]))[tp]
-        end = (await consumer.end_offsets([tp]))[tp]
+    async with open_campaign_partition(settings, topic, campaign_id) as part:
+        producer, consumer, tp, start, end = (
+            part.producer, part.consumer, part.tp, part.start, part.end)
         history = _History(campaign_id)
         await _read(consumer, tp, start, end, history)
         if not dry_run:
@@ -199,9 +194,6 @@ async def request_retries(
                                      "first; this one does not count (ask again to see "
                                      "what is left)")
         return RetryAnswer(campaign_id, request_id, False, False, round_id, selection.counts())
-    finally:
-        await consumer.stop()
-        await producer.stop()
 
 
 def _place(phone: str, default_zone: str) -> tuple[str, bool]:

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from projections.errors import CampaignAnalyticsError
 from projections.winner import check_request, decision_record
-from streams.api.command_topic import campaign_partition, clients, read_campaign
+from streams.api.command_topic import open_campaign_partition, read_campaign
 from streams.api.timefmt import iso
 from streams.codecs.commands import decode_winner_decision, encode_winner_decision
 from streams.settings import Settings
@@ -47,18 +47,9 @@ async def _first(consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end
 
 async def read_decision(settings: Settings, campaign_id: str) -> dict[str, Any] | None:
     """The campaign's decision, or None."""
-    producer, consumer = clients(settings)
-    await producer.start()
-    try:
-        await consumer.start()
-        tp = await campaign_partition(producer, settings.winner_decisions_topic, campaign_id)
-        consumer.assign([tp])
-        start = (await consumer.beginning_offsets([tp]))[tp]
-        end = (await consumer.end_offsets([tp]))[tp]
-        return await _first(consumer, tp, start, end, campaign_id)
-    finally:
-        await consumer.stop()
-        await producer.stop()
+    async with open_campaign_partition(settings, settings.winner_decisions_topic,
+                                       campaign_id) as part:
+        return await _first(part.consumer, part.tp, part.start, part.end, campaign_id)
 
 
 async def decide_winner(settings: Settings, campaign_id: str,
@@ -69,15 +60,9 @@ async def decide_winner(settings: Settings, campaign_id: str,
     the as_of of its snapshot, asked after the topic is read (a decision made
     meanwhile is found first). Raises ``WinnerDecidedError``, and
     ``projections.winner``'s errors for a request that may not be recorded."""
-    producer, consumer = clients(settings)
-    await producer.start()
-    try:
-        await consumer.start()
-        tp = await campaign_partition(producer, settings.winner_decisions_topic, campaign_id)
-        consumer.assign([tp])
-        start = (await consumer.beginning_offsets([tp]))[tp]
-        end = (await consumer.end_offsets([tp]))[tp]
-        earlier = await _first(consumer, tp, start, end, campaign_id)
+    async with open_campaign_partition(settings, settings.winner_decisions_topic,
+                                       campaign_id) as part:
+        earlier = await _first(part.consumer, part.tp, part.start, part.end, campaign_id)
         if earlier is not None:
             raise WinnerDecidedError(earlier)
         ab, as_of = statistics()
@@ -85,15 +70,13 @@ async def decide_winner(settings: Settings, campaign_id: str,
         record = decision_record(ab, campaign_id, variant, reason=reason, forced=forced,
                                  requested_by=requested_by, decided_at=int(time.time() * 1000),
                                  decision_id=str(uuid.uuid4()), as_of=as_of)
-        sent = await producer.send_and_wait(tp.topic, encode_winner_decision(record),
-                                            key=campaign_id.encode(), partition=tp.partition)
-        won = await _first(consumer, tp, end, sent.offset + 1, campaign_id)
+        sent = await part.producer.send_and_wait(
+            part.tp.topic, encode_winner_decision(record), key=campaign_id.encode(),
+            partition=part.tp.partition)
+        won = await _first(part.consumer, part.tp, part.end, sent.offset + 1, campaign_id)
         if won is None or won["decision_id"] != record["decision_id"]:
             raise WinnerDecidedError(won or record)
         return won
-    finally:
-        await consumer.stop()
-        await producer.stop()
 
 
 def decision_body(record: dict[str, Any]) -> dict[str, Any]:

@@ -37,8 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -55,7 +53,7 @@ from projections.ab import AbConfig, ab_statistics, first_attempt_counts
 from projections.message_log import MESSAGE_STATUSES
 from streams.cli.demo import generate_campaign
 from streams.codecs.commands import decode_retry_request
-from tests.integration.conftest import Deployment, free_port
+from tests.integration.conftest import Deployment, free_port, read_topic
 from tests.integration.test_api import TOKEN, Api, _pick, _statuses
 from tests.integration.test_pipeline import _messy_events, _write
 from tests.oracle import expected_log, recount
@@ -843,29 +841,9 @@ def topic_records(site: Site, topic: str, decode: Callable[[bytes], dict[str, An
     settings = site.deployment.settings()
 
     async def read() -> list[tuple[int, dict[str, Any]]]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-        await admin.start()
-        try:
-            (described,) = await admin.describe_topics([topic])
-        finally:
-            await admin.close()
-        parts = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-        assert parts, f"no topic {topic}"
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
-                                    group_id=None, enable_auto_commit=False)
-        await consumer.start()
-        try:
-            consumer.assign(parts)
-            await consumer.seek_to_beginning(*parts)
-            ends = await consumer.end_offsets(parts)
-            out: list[tuple[int, dict[str, Any]]] = []
-            while any([await consumer.position(tp) < ends[tp] for tp in parts]):
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    out += [(r.offset, decode(r.value)) for r in records
-                            if r.key == CAMPAIGN.encode() and r.value]
-            return sorted(out, key=lambda r: r[0])
-        finally:
-            await consumer.stop()
+        records = await read_topic(settings.kafka_bootstrap, topic)
+        return sorted(((r.offset, decode(r.value)) for r in records
+                       if r.key == CAMPAIGN.encode() and r.value), key=lambda r: r[0])
 
     # Playwright's sync API runs an event loop in this thread: read in another one
     with concurrent.futures.ThreadPoolExecutor(1) as pool:

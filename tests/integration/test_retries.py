@@ -24,12 +24,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import encode_single_object, latest, load_schemas
 from streams.cli.demo import generate_campaign
-from tests.integration.conftest import Deployment, free_port
+from tests.integration.conftest import Deployment, free_port, read_topic
 from tests.integration.test_api import Api
 from tests.integration.test_pipeline import _write
 from tests.waiting import wait_until
@@ -180,32 +180,10 @@ async def _records(bootstrap: str, topic: str) -> list[tuple[int, dict[str, Any]
     """The campaign's records, as (offset, fields), decoded with fastavro and the .avsc."""
     from schemas import by_fingerprint, decode_single_object
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    parts = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        out = []
-        writers = by_fingerprint([_SCHEMA])
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < ends[tp] for tp in parts])
-
-        while await behind():
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                out += [(r.offset, decode_single_object(_SCHEMA, r.value, writers))
-                        for r in records if r.key == CAMPAIGN.encode() and r.value]
-        return sorted(out, key=lambda r: r[0])
-    finally:
-        await consumer.stop()
+    writers = by_fingerprint([_SCHEMA])
+    return sorted(((r.offset, decode_single_object(_SCHEMA, r.value, writers))
+                   for r in await read_topic(bootstrap, topic)
+                   if r.key == CAMPAIGN.encode() and r.value), key=lambda r: r[0])
 
 
 def _valid(records: list[tuple[int, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:

@@ -20,11 +20,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from tests.integration.conftest import REPO, Deployment, free_port
+from tests.integration.conftest import REPO, Deployment, free_port, read_topic
 from tests.integration.test_api import Api
 from tests.integration.test_pipeline import _write
 from tests.integration.test_retries import _delete_topics, _earlier_record
@@ -79,28 +78,8 @@ def _decode_with_the_avsc_alone(value: bytes) -> dict[str, Any]:
 
 async def _records(bootstrap: str, topic: str) -> list[tuple[str, dict[str, Any]]]:
     """(key, record) of every record on the topic, in each partition's order."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    parts = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        out: list[tuple[int, int, str, dict[str, Any]]] = []
-        while any([await consumer.position(tp) < ends[tp] for tp in parts]):
-            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                out += [(tp.partition, r.offset, r.key.decode(),
-                         _decode_with_the_avsc_alone(r.value)) for r in records]
-        return [(key, record) for _, _, key, record in sorted(out, key=lambda r: r[:2])]
-    finally:
-        await consumer.stop()
+    return [(r.key.decode(), _decode_with_the_avsc_alone(r.value))
+            for r in await read_topic(bootstrap, topic)]
 
 
 async def _retention(bootstrap: str, topic: str) -> dict[str, str]:
