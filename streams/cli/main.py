@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -268,20 +268,35 @@ def _summary(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _export(args: argparse.Namespace, settings: Settings) -> int:
-    """Through ``open_reader``: the ClickHouse server, or the SQL endpoint of the process
-    that owns the embedded engine. It changes nothing (no migration, no TTL)."""
+@contextlib.contextmanager
+def _campaign_reader(settings: Settings, campaign_id: str) -> Iterator[Any]:
+    """The store's reader (``open_reader``: the server, or the SQL endpoint of the
+    embedded engine's owner), closed after; None, with the error said, for a campaign
+    with no messages."""
     from sinks import Credentials, open_reader
-    from sinks.export import write_csv, write_csv_file
 
-    if args.output != "-" and not Path(args.output).parent.is_dir():
-        raise ConfigurationError(f"no such directory: {Path(args.output).parent}")
     store = open_reader(settings.clickhouse_url, settings.clickhouse_database,
                         sql_host=settings.sql_host, sql_port=settings.sql_port,
                         credentials=Credentials(*settings.clickhouse_login()))
     try:
-        if store.count_message_log(args.campaign_id) == 0:
-            print(f"error: no messages for campaign {args.campaign_id!r}", file=sys.stderr)
+        if store.count_message_log(campaign_id) == 0:
+            print(f"error: no messages for campaign {campaign_id!r}", file=sys.stderr)
+            yield None
+        else:
+            yield store
+    finally:
+        store.close()
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    """Through ``open_reader``: the ClickHouse server, or the SQL endpoint of the process
+    that owns the embedded engine. It changes nothing (no migration, no TTL)."""
+    from sinks.export import write_csv, write_csv_file
+
+    if args.output != "-" and not Path(args.output).parent.is_dir():
+        raise ConfigurationError(f"no such directory: {Path(args.output).parent}")
+    with _campaign_reader(settings, args.campaign_id) as store:
+        if store is None:
             return EXIT_UNKNOWN
         rows = store.iter_export_rows(args.campaign_id)
         try:
@@ -291,8 +306,6 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
                 count = write_csv_file(rows, Path(args.output))
         finally:
             rows.close()
-    finally:
-        store.close()
     print(f"exported {count} message(s) to {args.output}", file=sys.stderr)
     return EXIT_OK
 
@@ -346,17 +359,12 @@ def _winner(args: argparse.Namespace, settings: Settings) -> int:
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:
     """One retry round (streams/api/retries.py); the counts on stdout, one per line."""
-    from sinks import Credentials, open_reader
     from sinks.retry_reads import read_retry_inputs
     from streams.api.retries import RetryConflictError, quiet_hours, request_retries
 
     quiet_hours(settings)  # a bad CA_QUIET_HOURS: exit 2 before anything is read
-    store = open_reader(settings.clickhouse_url, settings.clickhouse_database,
-                        sql_host=settings.sql_host, sql_port=settings.sql_port,
-                        credentials=Credentials(*settings.clickhouse_login()))
-    try:
-        if store.count_message_log(args.campaign_id) == 0:
-            print(f"error: no messages for campaign {args.campaign_id!r}", file=sys.stderr)
+    with _campaign_reader(settings, args.campaign_id) as store:
+        if store is None:
             return EXIT_UNKNOWN
 
         async def inputs() -> Any:
@@ -369,8 +377,6 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
         except RetryConflictError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_CONFLICT
-    finally:
-        store.close()
     counts = answer.counts
     print(f"requested {counts['requested']}")
     print(f"scheduled_later {counts['scheduled_later']}")
