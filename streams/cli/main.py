@@ -405,8 +405,10 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _api(args: argparse.Namespace, settings: Settings) -> int:
     from streams.api.server import serve
+    from streams.engine import log_repeats
 
     logging.basicConfig(level=settings.log_level.upper())
+    log_repeats.install()  # its live reader's warnings while a broker is away
     port = settings.api_port if args.port is None else args.port
     try:
         asyncio.run(serve(settings, port))

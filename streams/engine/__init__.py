@@ -24,6 +24,7 @@ from streams.engine import (
     delivery_guard,
     freeze_guard,
     gc_tuning,
+    log_repeats,
     membership,
     patches,
 )
@@ -138,9 +139,11 @@ def harden_process(telemetry: Telemetry, gc_gen0_threshold: int, *,
     """Process-wide pieces, once per long-running process (worker or sink), after the
     app is made: GC timing and tuning (``gc_gen0_threshold`` 0 keeps CPython's), and,
     for a worker's ``app``, recording its group member id in its claimed ``seat`` and
-    stopping it if it was frozen past its session (streams/engine/freeze_guard.py)."""
+    stopping it if it was frozen past its session (streams/engine/freeze_guard.py); the
+    Kafka clients' repeated warnings once per window (streams/engine/log_repeats.py)."""
     if app is not None and seat is not None:
         membership.install(app, seat)
         freeze_guard.install(app.producer, app.conf.broker_session_timeout,
                              app.conf.broker_heartbeat_interval)
     gc_tuning.install(telemetry, gc_gen0_threshold)
+    log_repeats.install()
