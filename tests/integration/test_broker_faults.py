@@ -532,10 +532,14 @@ def test_worker_frozen_past_its_session_loses_its_partitions_and_changes_nothing
         == [old[0].decode()]
 
 
+@pytest.mark.timing
 def test_negative_control_without_the_freeze_guard_the_woken_worker_sets_metrics_back(
         broker: PrivateBroker, dep: Deployment):
     """The same freeze with the guard off (CA_UNSAFE_DISABLE_FREEZE_GUARD=1): the woken
-    worker publishes snapshots of the views it held, and the check above sees them."""
+    worker publishes snapshots of the views it held, and the check above sees them.
+    Only when its emit timer beats its rejoin on waking: it saw them in 6 of 7 runs
+    (one clean-clone make test saw none), so make test leaves it out (-m "not timing");
+    the stale-snapshot check's own control is the re-appended snapshot above."""
     dep.env["CA_UNSAFE_DISABLE_FREEZE_GUARD"] = "1"
     frozen = Frozen(broker, dep)
     frozen.freeze_and_wake()
