@@ -57,6 +57,18 @@ class Api:
         except urllib.error.HTTPError as exc:
             return exc.code, dict(exc.headers), exc.read()
 
+    def post_json(self, path: str, body: dict[str, Any], token: str = TOKEN
+                  ) -> tuple[int, dict[str, Any]]:
+        """POST ``body`` as JSON with ``token``; (status, the JSON answer)."""
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            self.base + path, data=json.dumps(body).encode(), method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
     def json(self, path: str, status: int = 200) -> Any:
         code, _, body = self.get(path)
         assert code == status, f"GET {path}: {code} {body[:500]!r}"

@@ -12,10 +12,7 @@ processes asked at once write one valid round and answer 200 and 409.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -320,15 +317,7 @@ def test_the_cli_selection_equals_the_recount_and_writes_it_once(campaign):
 
 
 def _post(api: Api, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(  # noqa: S310 - loopback
-        api.base + f"/api/v1/campaigns/{CAMPAIGN}/retries", data=json.dumps(body).encode(),
-        method="POST", headers={"Authorization": f"Bearer {TOKEN}",
-                                "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return api.post_json(f"/api/v1/campaigns/{CAMPAIGN}/retries", body, TOKEN)
 
 
 def test_two_api_processes_asked_at_once_write_one_round(campaign, tmp_path: Path):

@@ -14,8 +14,6 @@ import asyncio
 import io
 import json
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,15 +94,7 @@ async def _retention(bootstrap: str, topic: str) -> dict[str, str]:
 
 
 def _post(api: Api, campaign: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(  # noqa: S310 - loopback
-        api.base + f"/api/v1/campaigns/{campaign}/winner", data=json.dumps(body).encode(),
-        method="POST", headers={"Authorization": f"Bearer {TOKEN}",
-                                "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return api.post_json(f"/api/v1/campaigns/{campaign}/winner", body, TOKEN)
 
 
 @pytest.fixture(scope="module")
