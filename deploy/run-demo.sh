@@ -44,7 +44,15 @@ cleanup() {
 }
 trap cleanup INT TERM HUP EXIT
 
-if ! bash deploy/kafka/kafka.sh status >/dev/null 2>&1; then
+if [[ "${CLUSTER:-0}" == 1 ]]; then
+    # `make run CLUSTER=1`: the local 3-broker cluster (started if need be, left running:
+    # make cluster-down stops it); topics get 3 replicas, min.insync.replicas 2
+    export CA_KAFKA_BOOTSTRAP
+    CA_KAFKA_BOOTSTRAP="$(bash deploy/kafka/cluster.sh up)"
+    CA_KAFKA_BOOTSTRAP="${CA_KAFKA_BOOTSTRAP#CA_KAFKA_BOOTSTRAP=}"
+    echo "on the local cluster: CA_KAFKA_BOOTSTRAP=$CA_KAFKA_BOOTSTRAP"
+    export CA_DATA_DIR="${CA_DATA_DIR:-.state/cluster}"  # not the single broker's state
+elif ! bash deploy/kafka/kafka.sh status >/dev/null 2>&1; then
     bash deploy/kafka/kafka.sh start
     started_broker=1
 fi

@@ -344,6 +344,9 @@ cmd_clean() {
     log "removed $KDIR"
 }
 
+# cluster.sh sources this file for its helpers (jars, TLS material, users and ACLs).
+[[ "${BASH_SOURCE[0]}" == "$0" ]] || return 0
+
 case "${1:-}" in
 jars | start | wait | stop | status | clean | acls) "cmd_$1" ;;
 *)
