@@ -58,7 +58,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         # CA_KAFKA_SECURITY_PROTOCOL & co. (streams/kafka_security.py); the topics Faust
         # creates (its changelogs, its leader topic) get CA_TOPIC_REPLICATION_FACTOR.
         broker_credentials=faust_credentials(settings),
-        topic_replication_factor=settings.topic_replication_factor,
+        topic_replication_factor=settings.replication(1)[0],
         store="memory://",
         datadir=str(settings.worker_dir),
         web_host=settings.web_host,
@@ -112,7 +112,9 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                              for v in map(serde.as_dict, values)
                              if v["contribution"] is not None)
 
-    changelog_configs = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
+    # the worker's ensure_topics filled both in for the cluster it met (one broker's here
+    # when they are still empty: a test's app)
+    changelog_configs = {"min.insync.replicas": str(settings.replication(1)[1])}
     messages = rebuilding_table(app, "messages", restored_messages, lazy_restore=True,
                                 topic_configs=changelog_configs)
     contributions = rebuilding_table(app, "contributions", restored_contributions,

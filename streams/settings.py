@@ -98,6 +98,10 @@ def _non_negative_int(name: str, raw: str) -> int:
     return _int(name, raw, minimum=0)
 
 
+def _optional_positive_int(name: str, raw: str) -> int | None:
+    return _positive_int(name, raw) if raw.strip() else None
+
+
 def _days(name: str, raw: str) -> int:
     try:
         value = int(raw)
@@ -282,14 +286,16 @@ class Settings:
     kafka_ssl_keyfile: Path | None = setting(
         "CA_KAFKA_SSL_KEYFILE", "", _optional_path,
         "the private key (PEM) of `CA_KAFKA_SSL_CERTFILE`")
-    topic_replication_factor: int = setting(
-        "CA_TOPIC_REPLICATION_FACTOR", "1", _positive_int,
+    topic_replication_factor: int | None = setting(
+        "CA_TOPIC_REPLICATION_FACTOR", "", _optional_positive_int,
         "replicas of every topic this system creates (inputs, internal, changelogs, "
-        "outputs); 1 fits one broker, a cluster wants 3")
-    topic_min_insync_replicas: int = setting(
-        "CA_TOPIC_MIN_INSYNC_REPLICAS", "1", _positive_int,
-        "`min.insync.replicas` of those topics (producers use acks=all); a cluster "
-        "wants 2 with replication 3")
+        "outputs, dead letters, commands); empty: 3, or as many brokers as answer when "
+        "fewer (1 on one broker). An existing topic with fewer is refused at start")
+    topic_min_insync_replicas: int | None = setting(
+        "CA_TOPIC_MIN_INSYNC_REPLICAS", "", _optional_positive_int,
+        "`min.insync.replicas` of those topics (producers use acks=all); empty: the "
+        "replication less one, at least 1 (2 with 3 replicas). An existing topic with "
+        "fewer, or more than its replicas, is refused at start")
     app_id: str = setting(
         "CA_APP_ID", "campaign-analytics", _text,
         "Faust app id: the consumer group and the prefix of internal topics")
@@ -464,6 +470,12 @@ class Settings:
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def replication(self, brokers: int) -> tuple[int, int]:
+        """(replicas, min.insync.replicas) of the topics created on a cluster of
+        ``brokers``: the settings, else min(3, brokers) and one less, at least 1."""
+        replicas = self.topic_replication_factor or min(3, max(1, brokers))
+        return replicas, self.topic_min_insync_replicas or max(1, replicas - 1)
 
     def clickhouse_login(self) -> tuple[str, str]:
         """The ClickHouse user and password (``sinks.Credentials(*login)``); the password

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     KafkaError,
@@ -18,7 +20,7 @@ from aiokafka.errors import (
 )
 
 from streams.kafka_security import client_options, describe
-from streams.settings import Settings
+from streams.settings import ConfigurationError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +66,17 @@ async def wait_for_kafka(bootstrap: str, *, interval: float = 1.0, say_every: fl
     return failed
 
 
-async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
+class TopicLayoutError(ConfigurationError):
+    """A topic this system uses exists with a replication, ``min.insync.replicas`` or
+    partitioning that breaks its guarantees (exit 2 at start, nothing consumed)."""
+
+
+async def ensure_topics(settings: Settings, timeout: float = 30.0) -> Settings:
     """Create the input, internal, dead-letter, metrics and command topics if they are missing,
-    and return once the broker's metadata shows every one of them.
+    and return once the broker's metadata shows every one of them; refuse topics that exist
+    with a layout that breaks the guarantees (``TopicLayoutError``). Returns ``settings``
+    with the replication and ``min.insync.replicas`` used (``Settings.replication`` of the
+    brokers that answer when the settings leave them empty).
 
     The worker's own internal topics and its tables' changelogs are created here too,
     before Faust subscribes: a consumer that subscribes to a missing topic may not
@@ -87,9 +97,18 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
         # (compaction would keep a campaign's last record, not its first)
         kept = [settings.winner_decisions_topic]
         existing = set(await admin.list_topics())
-        # CA_TOPIC_REPLICATION_FACTOR / CA_TOPIC_MIN_INSYNC_REPLICAS: 1 fits one broker
-        replicas = settings.topic_replication_factor
-        insync = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
+        brokers = len((await admin.describe_cluster())["brokers"])
+        replicas, min_insync = settings.replication(brokers)
+        settings = dataclasses.replace(settings, topic_replication_factor=replicas,
+                                       topic_min_insync_replicas=min_insync)
+        ours = [*plain, *compacted, *kept]
+        problems = await _layout_problems(admin, settings, [t for t in ours if t in existing])
+        if problems:
+            raise TopicLayoutError(
+                "existing topics would break exactly-once metrics or acks=all durability:\n  "
+                + "\n  ".join(problems) + "\nfix the topics (kafka-reassign-partitions, "
+                "kafka-configs; docs/operations.md, running on a cluster) or the settings")
+        insync = {"min.insync.replicas": str(min_insync)}
         wanted = [NewTopic(name, settings.partitions, replicas, topic_configs=insync)
                   for name in plain if name not in existing]
         wanted += [
@@ -104,9 +123,68 @@ async def ensure_topics(settings: Settings, timeout: float = 30.0) -> None:
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
                 _refused(await admin.create_topics(wanted), settings)
-        await _wait_visible(admin, [*plain, *compacted, *kept], timeout)
+        await _wait_visible(admin, ours, timeout)
     finally:
         await admin.close()
+    return settings
+
+
+async def _layout_problems(admin: AIOKafkaAdminClient, settings: Settings,
+                           topics: list[str]) -> list[str]:
+    """What in the existing ``topics`` breaks a guarantee: fewer replicas or a lower
+    ``min.insync.replicas`` than the settings' (an acknowledged write could be lost with
+    one broker), a ``min.insync.replicas`` above the replicas (no acks=all write could
+    succeed), a table's source and changelog partitioned apart (a restored partition
+    would not be the one the worker folds). Inputs partitioned unlike ``message-events``
+    only cost a hop through it (docs/exactness.md, step 1): a warning."""
+    if not topics:
+        return []
+    want_replicas = settings.topic_replication_factor or 1
+    want_insync = settings.topic_min_insync_replicas or 1
+    problems: list[str] = []
+    partitions: dict[str, int] = {}
+    replicas: dict[str, int] = {}
+    for described in await admin.describe_topics(topics):
+        parts = described["partitions"]
+        if described["error_code"] != 0 or not parts:
+            continue  # being created or deleted right now: left to the wait
+        name = described["topic"]
+        partitions[name] = len(parts)
+        replicas[name] = min(len(p["replicas"]) for p in parts)
+        if replicas[name] < want_replicas:
+            problems.append(f"{name} has {replicas[name]} replica(s), fewer than the "
+                            f"{want_replicas} required (CA_TOPIC_REPLICATION_FACTOR)")
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name, {"min.insync.replicas": None})
+         for name in replicas])
+    for response in responses:
+        for resource in response.resources:
+            name = resource[3]
+            for entry in resource[4]:
+                if entry[0] != "min.insync.replicas" or entry[1] is None:
+                    continue
+                value = int(entry[1])
+                if value < want_insync:
+                    problems.append(f"{name} has min.insync.replicas={value}, below the "
+                                    f"{want_insync} required (CA_TOPIC_MIN_INSYNC_REPLICAS)")
+                elif value > replicas[name]:
+                    problems.append(f"{name} has min.insync.replicas={value} but "
+                                    f"{replicas[name]} replica(s): no acks=all write succeeds")
+    messages_log, contributions_log = settings.changelog_topics
+    for source, changelog in ((settings.message_events_topic, messages_log),
+                              (settings.message_updates_topic, contributions_log)):
+        for name in (source, changelog):
+            if name in partitions and partitions[name] != settings.partitions:
+                problems.append(f"{name} has {partitions[name]} partition(s), its table "
+                                f"{settings.partitions} (CA_PARTITIONS): the table's "
+                                f"{source} and {changelog} must be partitioned alike")
+    homes = partitions.get(settings.message_events_topic, settings.partitions)
+    for name in settings.input_topics.values():
+        if name in partitions and partitions[name] != homes:
+            log.warning("input %s has %d partition(s), %s %d: each of its records takes "
+                        "a hop through %s", name, partitions[name],
+                        settings.message_events_topic, homes, settings.message_events_topic)
+    return problems
 
 
 def _refused(response: Any, settings: Settings) -> None:

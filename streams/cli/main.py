@@ -221,7 +221,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     seat.claim()  # held until the process exits
     asyncio.run(wait_for_kafka(settings.kafka_bootstrap,  # a broker still starting: wait
                                probe=metadata_probe(settings)))
-    asyncio.run(ensure_topics(settings))
+    # the topics' replication follows the cluster met when the settings leave it empty
+    settings = asyncio.run(ensure_topics(settings))
     # a SIGKILLed predecessor on this directory: its group seat is freed now, not
     # when its session times out (streams/engine/membership.py)
     asyncio.run(seat.evict_previous(settings.kafka_bootstrap,

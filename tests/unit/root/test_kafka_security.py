@@ -109,3 +109,12 @@ def test_the_apps_changelogs_take_replication_and_min_insync_from_settings(
     default = create_app(settings_of({"CA_DATA_DIR": str(tmp_path / "state")}))
     assert default.conf.topic_replication_factor == 1
     assert default.tables["messages"].changelog_topic.config == {"min.insync.replicas": "1"}
+
+
+def test_replication_follows_the_cluster_unless_set() -> None:
+    auto = settings_of({})
+    assert [auto.replication(b) for b in (1, 2, 3, 5)] == [(1, 1), (2, 1), (3, 2), (3, 2)]
+    # set: the settings win whatever the cluster (min.insync follows a set replication)
+    assert settings_of({"CA_TOPIC_REPLICATION_FACTOR": "2"}).replication(5) == (2, 1)
+    assert settings_of({"CA_TOPIC_REPLICATION_FACTOR": "3",
+                        "CA_TOPIC_MIN_INSYNC_REPLICAS": "3"}).replication(1) == (3, 3)
