@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from projections.message import MessageState, message_status, terminal_receipt
+from projections.receipt_timeout import TIMED_OUT_ID
 
 # Status values of a message in the log (lower case, as the product page shows them).
 MESSAGE_STATUSES: tuple[str, ...] = (
@@ -20,6 +21,7 @@ MESSAGE_STATUSES: tuple[str, ...] = (
     "undelivered",
     "failed",
     "rejected",  # refused at hand-off (outcome REJECTED)
+    "unknown",  # accepted, no terminal receipt CA_RECEIPT_TIMEOUT after its send (3b)
 )
 
 
@@ -73,6 +75,8 @@ def message_log_row(state: MessageState, updated_at: int) -> MessageLogRow | Non
     if sent is None or status is None:
         return None
     final = terminal_receipt(state)
+    if final is None and status != "rejected" and TIMED_OUT_ID in state.seen:
+        status = "unknown"  # judged by the sweep (projections/receipt_timeout.py)
     delivered_at = final.occurred_at if final is not None and status == "delivered" else None
     failed_at: int | None = None
     error_code = error_description = None

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from projections.events import DeliveryStatus, SendOutcome
 from projections.message import MessageState, terminal_receipt
+from projections.receipt_timeout import TIMED_OUT_ID
 
 Counts = Mapping[str, int]
 
@@ -112,8 +113,8 @@ def message_contribution(
     if accepted:
         counts["sent"] = 1
         _windowed(windows, window_sizes_s, sent.occurred_at, "sent", 1)
-        if final is None:
-            counts["pending"] = 1
+        if final is None:  # domain.md 3b: unknown once the sweep judged it timed out
+            counts["unknown" if TIMED_OUT_ID in state.seen else "pending"] = 1
         elif final.status is DeliveryStatus.DELIVERED:
             counts["delivered"] = 1
             _windowed(windows, window_sizes_s, final.occurred_at, "delivered", 1)
@@ -239,6 +240,7 @@ def metric_view(counts: Counts) -> dict[str, float | int]:
     view: dict[str, float | int] = {
         name: counts.get(name, 0) for name in BASE_METRICS + UNIQUE_METRICS
     }
+    view["unknown"] = counts.get("unknown", 0)  # accepted, no receipt in time (3b)
     view["retries"] = counts.get(RETRIES, 0)
     view["recovered_by_retry"] = counts.get(RETRY_PREFIX + "delivered", 0)
     sent = view["sent"]

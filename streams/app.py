@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import faust
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 EMIT_CHECKS_PER_INTERVAL = 20  # how often publish_metrics looks for due snapshots
 SNAPSHOT_AGE_EVERY = 5.0  # seconds between two updates of the snapshot-age gauges
+RECEIPT_SWEEP_EVERY = 1.0  # seconds between two looks for receipt deadlines passed
 
 RAW: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                        "value_serializer": "raw"}
@@ -104,8 +105,20 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                           int(settings.emit_interval * 1000))
 
     def restored_messages(values: Iterable[Any]) -> None:
-        telemetry.orphan_events.set(sum(len(v["seen"]) for v in map(serde.unless_sent, values)
-                                        if v is not None and v["sent"] is None))
+        orphans = 0
+
+        def counted(values: Iterable[Any]) -> Iterator[Any]:
+            nonlocal orphans
+            for value in values:
+                held = None if value is None else serde.unless_sent(value)
+                if held is not None and held["sent"] is None:
+                    orphans += len(held["seen"])
+                yield value
+
+        # one pass (the values may be read from disk): the orphan count, and the
+        # receipt sweep's index rebuilt from these partitions only
+        fold_stage.deadlines.rebuild(counted(values))
+        telemetry.orphan_events.set(orphans)
 
     def restored_contributions(values: Iterable[Any]) -> None:
         views.rebuild_fields(serde.contribution_fields_of(v["contribution"])
@@ -166,7 +179,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
     fold_stage = FoldStage(messages, kind_of_topic=kind_of_topic,
                            message_events_topic=message_events_name,
                            window_sizes_s=settings.window_sizes_s,
-                           state_cache_size=settings.state_cache_size, protected=protected)
+                           state_cache_size=settings.state_cache_size, protected=protected,
+                           receipt_timeout_ms=int(settings.receipt_timeout * 1000))
     aggregate_stage = AggregateStage(contributions, views)
 
     @app.task
@@ -195,6 +209,28 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
             if effects.errors:
                 telemetry.processing_errors.labels("fold_messages").inc(effects.errors)
             telemetry.orphan_events.inc(effects.orphans)
+
+    @app.timer(interval=RECEIPT_SWEEP_EVERY)
+    async def sweep_receipt_deadlines() -> None:
+        """domain.md 3b: a timeout record on ``message-events`` for each message whose
+        receipt deadline has passed (pipeline/deadlines.py); fold_messages applies them,
+        so a campaign whose input has stopped still moves its pending messages to
+        unknown, each once, crashes and rebalances included."""
+        now = _now_ms()
+        due = fold_stage.receipt_timeouts(now)
+        if not due:
+            return
+        try:
+            for partition, key, value in due:
+                sweep_out.add(message_events_name, partition, key, value)
+            await sweep_out.send()
+        except Exception:  # the next tick tries again; the timer must not die
+            fold_stage.timeouts_unsent(due, now)
+            log.exception("receipt timeout: %d record(s) not sent, tried again", len(due))
+            return
+        log.info("receipt timeout: %d message(s) past their deadline", len(due))
+
+    sweep_out = engine.outbox()
 
     @app.task
     async def aggregate_campaigns() -> None:

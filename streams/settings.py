@@ -163,6 +163,28 @@ def _optional_seconds(name: str, raw: str) -> float | None:
     return _positive_float(name, raw) if raw.strip() else None
 
 
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(name: str, raw: str) -> float:
+    """Seconds from ``72h``, ``30m``, ``1.5d``, ``500ms``, ``90s`` or bare seconds (``90``);
+    more than zero."""
+    text = raw.strip().lower()
+    number, scale = text, 1.0
+    for unit in ("ms", "s", "m", "h", "d"):  # "ms" before "s" and "m"
+        if text.endswith(unit):
+            number, scale = text[:-len(unit)], _DURATION_UNITS[unit]
+            break
+    try:
+        value = float(number) * scale
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ConfigurationError(f"{name} must be a duration above zero such as 72h, 30m, "
+                                 f"90s, 500ms or 1.5d, got {raw!r}")
+    return value
+
+
 def _time_zone(name: str, raw: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -454,6 +476,11 @@ class Settings:
     retry_max_age: float | None = setting(
         "CA_RETRY_MAX_AGE", "", _optional_seconds,
         "seconds after its send a failed message may still be retried (empty: no limit)")
+    receipt_timeout: float = setting(
+        "CA_RECEIPT_TIMEOUT", "72h", _duration,
+        "an accepted message with no terminal receipt this long after its send counts as "
+        "`unknown`, no longer `pending` (`72h`, `30m`, `90s`, `500ms`, `1.5d` or seconds); a "
+        "late receipt settles it")
     quiet_hours: str = setting(
         "CA_QUIET_HOURS", "21:00-09:00", _quiet_hours,
         "local hours no retry may be sent in, `HH:MM-HH:MM` (may wrap midnight), or `off`")

@@ -12,6 +12,13 @@ from typing import Any
 OPT_OUT = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit"}
 TERMINAL = {"DELIVERED", "UNDELIVERED", "FAILED"}
 RANK = {"QUEUED": 0, "SENT": 1, "DELIVERED": 2, "UNDELIVERED": 2, "FAILED": 2}
+RECEIPT_TIMEOUT_MS = 72 * 3600 * 1000  # CA_RECEIPT_TIMEOUT's default
+
+
+def _lost(sent: dict[str, Any], as_of: int | None, timeout_ms: int) -> bool:
+    """domain.md 3b: as of ``as_of``, an accepted message without a terminal receipt
+    whose send is ``timeout_ms`` or more ago is unknown (never, without ``as_of``)."""
+    return as_of is not None and as_of - sent["occurred_at"] >= timeout_ms
 
 
 def _final_status(receipts: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -43,10 +50,12 @@ FIRST_ATTEMPT_KEYS = ("sent", "delivered", "failed", "pending", "replies", "opt_
                       "link_clicks", "unique_link_clicks", "unique_repliers")
 
 
-def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def recount(events: list[dict[str, Any]], as_of: int | None = None,
+            receipt_timeout_ms: int = RECEIPT_TIMEOUT_MS) -> dict[str, dict[str, Any]]:
     """Summary per campaign id, in the shape of ``summary --json``: the metrics and
     breakdowns of each campaign and of each of its variants, and their counts over
-    first attempts only (``first_attempts``: messages without ``retry_of``)."""
+    first attempts only (``first_attempts``: messages without ``retry_of``).
+    ``as_of`` (epoch ms): the instant ``unknown`` is judged at (``_lost``)."""
     by_message = _by_message(events)
 
     # (campaign, variant, first attempts only?) -> counts
@@ -55,7 +64,7 @@ def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     def group(campaign: str, variant: str | None, first_only: bool) -> dict[str, Any]:
         return groups.setdefault(
             (campaign, variant, first_only),
-            {k: 0 for k in ("sent", "delivered", "failed", "pending", "replies",
+            {k: 0 for k in ("sent", "delivered", "failed", "pending", "unknown", "replies",
                             "opt_outs", "link_clicks", "retries", "recovered_by_retry")}
             | {"clickers": set(), "repliers": set()}
             | {k: defaultdict(int) for k in BREAKDOWN_KEYS},
@@ -81,7 +90,7 @@ def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 g["sent"] += 1
                 final = _final_status(receipts)
                 if final is None:
-                    g["pending"] += 1
+                    g["unknown" if _lost(sent, as_of, receipt_timeout_ms) else "pending"] += 1
                 elif final["status"] == "DELIVERED":
                     g["delivered"] += 1
                     g["recovered_by_retry"] += retry
@@ -127,8 +136,10 @@ def recount(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return result
 
 
-def expected_log(events: list[dict[str, Any]], campaign_id: str) -> dict[str, dict[str, Any]]:
-    """message_id -> {status, delivered_at} for the campaign's messages (for exports)."""
+def expected_log(events: list[dict[str, Any]], campaign_id: str, as_of: int | None = None,
+                 receipt_timeout_ms: int = RECEIPT_TIMEOUT_MS) -> dict[str, dict[str, Any]]:
+    """message_id -> {status, delivered_at} for the campaign's messages (for exports);
+    ``as_of`` as in ``recount``."""
     by_message = _by_message(events)
     out: dict[str, dict[str, Any]] = {}
     for message_id, msg_events in by_message.items():
@@ -142,6 +153,8 @@ def expected_log(events: list[dict[str, Any]], campaign_id: str) -> dict[str, di
             final = _final_status(receipts)
             if final is not None:
                 status = final["status"].lower()
+            elif _lost(sent, as_of, receipt_timeout_ms):
+                status = "unknown"
             elif receipts:
                 status = max(receipts, key=lambda r: (RANK[r["status"]], r["occurred_at"],
                                                       r["event_id"]))["status"].lower()

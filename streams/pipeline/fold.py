@@ -14,6 +14,7 @@ from projections.events import Event
 from projections.message import MessageState, apply_event
 from projections.message_log import message_log_row
 from projections.metrics import message_contribution
+from projections.receipt_timeout import DEFAULT_RECEIPT_TIMEOUT_MS, mark_timed_out
 from streams.codecs import state as codec
 from streams.codecs.input_avro import (
     ALREADY_JUDGED_MS,
@@ -22,11 +23,21 @@ from streams.codecs.input_avro import (
     decode_input,
 )
 from streams.codecs.routing import message_partition
+from streams.pipeline.deadlines import ReceiptDeadlines
 from streams.settings import unsafe_switch_on
 
 log = logging.getLogger(__name__)
 
 UNSAFE_ENV = "CA_UNSAFE_DISABLE_REPLAY_PROTECTION"
+
+# The value of a receipt-timeout record on ``message-events`` (then the message id): the
+# sweep's judgement, folded like an event (projections/receipt_timeout.py). Forwarded
+# input records are Avro single-object encoded, so they never start with it.
+TIMEOUT_RECORD = b"receipt-timeout\n"
+
+
+def timeout_record(key: str) -> bytes:
+    return TIMEOUT_RECORD + key.encode()
 
 
 def replay_protection_enabled() -> bool:
@@ -92,7 +103,8 @@ class FoldStage:
 
     def __init__(self, table: MessageTable, *, kind_of_topic: Mapping[str, str],
                  message_events_topic: str, window_sizes_s: Iterable[int],
-                 state_cache_size: int, protected: bool = True) -> None:
+                 state_cache_size: int, protected: bool = True,
+                 receipt_timeout_ms: int = DEFAULT_RECEIPT_TIMEOUT_MS) -> None:
         self.table = table
         self.kind_of_topic = dict(kind_of_topic)
         self.message_events_topic = message_events_topic
@@ -104,6 +116,8 @@ class FoldStage:
         # entry counts only while the table holds the very bytes it was made from,
         # so values a recovery restored are always decoded afresh.
         self._cache: dict[str, tuple[bytes, MessageState]] = {}
+        # unsettled messages by receipt deadline (pipeline/deadlines.py)
+        self.deadlines = ReceiptDeadlines(receipt_timeout_ms)
 
     def handle(self, records: Iterable[Record], homes: Mapping[str, int | None],
                updates_partitions: int, now_ms: int, now_s: float) -> FoldEffects:
@@ -117,24 +131,31 @@ class FoldStage:
         touched: dict[str, tuple[MessageState, bool, int, MessageState]] = {}
         for record in records:
             try:
+                event: Event | None
                 if record.topic == self.message_events_topic:
-                    # valid when forwarded: judged then, against its input record's time
-                    event = decode_event(record.value or b"", ALREADY_JUDGED_MS)
+                    value = record.value or b""
+                    if value.startswith(TIMEOUT_RECORD):  # the sweep's judgement
+                        event, key = None, value[len(TIMEOUT_RECORD):].decode(errors="replace")
+                    else:
+                        # valid when forwarded: judged then, against its input record's time
+                        event = decode_event(value, ALREADY_JUDGED_MS)
                 else:
                     # Step 1: validate; fold here only in the message's own partition
                     admitted = self._admit(record, homes, out, now_s)
                     if admitted is None:
                         continue
                     event = admitted
-                key = event.message_id
+                if event is not None:
+                    key = event.message_id
                 if key in touched:
                     state, changed, _, before = touched[key]
                 else:
                     state = before = self._stored(key)
                     changed = False
                 # Step 2: an event id already seen changes nothing
-                new = fold(state, event, self.protected)
-                out.duplicates += new is state
+                new = mark_timed_out(state) if event is None else \
+                    fold(state, event, self.protected)
+                out.duplicates += new is state and event is not None
                 touched[key] = (new, changed or new is not state, record.partition, before)
             except InvalidEventError as exc:  # forwarded records were valid; never crash
                 out.dead_letters.append((record, exc.reason))
@@ -144,6 +165,7 @@ class FoldStage:
                     value = codec.encode_state(state, partition)
                     self.table.put(partition, key, value)
                     self._remember(key, value, state)
+                    self.deadlines.note(key, state, partition)
                     out.orphans += held_events(state) - held_events(before)
                 # Step 3: the whole contribution, even for a duplicate (it repairs a
                 # hand-off lost in a crash)
@@ -158,6 +180,17 @@ class FoldStage:
                 out.errors += 1
                 log.exception("fold failed for a message in partition %s", partition)
         return out
+
+    def receipt_timeouts(self, now_ms: int) -> list[tuple[int, bytes, bytes]]:
+        """(partition, key, value) of the timeout records to send to ``message-events``
+        for the messages whose receipt deadline is ``now_ms`` or earlier (each once;
+        ``now_ms``: the sweep's clock, set by the tests)."""
+        return [(partition, key.encode(), timeout_record(key))
+                for partition, key in self.deadlines.due(now_ms)]
+
+    def timeouts_unsent(self, records: Iterable[tuple[int, bytes, bytes]], now_ms: int) -> None:
+        """The records of ``receipt_timeouts`` could not be sent: due again at once."""
+        self.deadlines.again(((p, key.decode()) for p, key, _ in records), now_ms)
 
     def _admit(self, record: Record, homes: Mapping[str, int | None], out: FoldEffects,
                now_s: float) -> Event | None:
