@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,8 @@ def _publish(deployment: Deployment, tmp_path: Path, events: list[dict[str, Any]
     assert f"published {len(events)} event(s); rejected 0 line(s)" in result.stdout
 
 
-def _wait_as_of(deployment: Deployment, events: list[dict[str, Any]], what: str, after: int
-                ) -> tuple[dict[str, Any], int]:
+def _wait_as_of(deployment: Deployment, events: list[dict[str, Any]], what: str, after: int,
+                campaign: str = CAMPAIGN, timeout: float = 120) -> tuple[dict[str, Any], int]:
     """Until the summary, read at ``after`` or later, equals the recount as of the instant
     it was read (a quiet moment: no deadline between the sweep's last tick and then);
     the summary's counts and that instant."""
@@ -71,15 +72,15 @@ def _wait_as_of(deployment: Deployment, events: list[dict[str, Any]], what: str,
 
     def matching() -> int | None:
         nonlocal last
-        summary = deployment.summary(CAMPAIGN)
+        summary = deployment.summary(campaign)
         as_of = int(time.time() * 1000)
         if summary is None or as_of < after:
             return None
-        want = recount(events, as_of=as_of, receipt_timeout_ms=TIMEOUT_MS)[CAMPAIGN]
+        want = recount(events, as_of=as_of, receipt_timeout_ms=TIMEOUT_MS)[campaign]
         last = {"got": _pick(summary), "want": _pick(want)}
         return as_of if last["got"] == last["want"] else None
 
-    as_of = wait_until(matching, what, 120, 1, explain=lambda: str(last))
+    as_of = wait_until(matching, what, timeout, 1, explain=lambda: str(last))
     assert as_of is not None
     return last["got"], as_of
 
@@ -145,3 +146,46 @@ def test_the_worker_moves_lost_receipts_to_unknown_by_itself(deployment: Deploym
                              as_of)
     assert settled["unknown"] == got["unknown"] - 1
     assert settled["delivered"] == got["delivered"] + 1
+
+
+@pytest.mark.chaos
+def test_sweeps_through_kills_and_rebalances_count_each_message_once(deployment: Deployment,
+                                                                     tmp_path: Path):
+    """Deadlines spread over ~25 s while workers are SIGKILLed, restarted and joined:
+    sweeps run twice (a killed worker's unfolded timeout records, the successor's
+    rebuilt index) and on two workers around each rebalance; the versions make them
+    count once: the summary equals the recount as of a quiet moment after them all."""
+    deployment.env["CA_RECEIPT_TIMEOUT"] = f"{TIMEOUT_MS}ms"
+    first, second = deployment.worker().start(), deployment.worker().start()
+    first.wait_ready()
+    second.wait_ready()
+    start = int(time.time() * 1000) + AHEAD_MS
+    events = generate_campaign("lost-chaos", 500, seed=9, start_ms=start, duplicate_rate=0.1)
+    rng = random.Random(10)
+    lost = {e["message_id"] for e in events if e["type"] == "sent" and rng.random() < 0.5}
+    events = [e for e in events if not (e["type"] == "delivery" and e["message_id"] in lost)]
+    _publish(deployment, tmp_path, events, "events.jsonl")
+    deadlines = sorted(e["occurred_at"] + TIMEOUT_MS for e in events if e["type"] == "sent")
+
+    def at(ms: int) -> None:  # sleep until an instant of the deadlines' span
+        time.sleep(max(0.0, (ms - time.time() * 1000) / 1000))
+
+    span = deadlines[-1] - deadlines[0]
+    at(deadlines[0] + span // 5)
+    second.stop(signal.SIGKILL)  # mid-sweep: its partitions go to the first worker
+    at(deadlines[0] + 2 * span // 5)
+    restarted = deployment.worker(second.web_port).start()  # joins again: a rebalance
+    at(deadlines[0] + 3 * span // 5)
+    first.stop(signal.SIGKILL)
+    third = deployment.worker().start()
+    restarted.wait_ready()
+    third.wait_ready()
+    got, as_of = _wait_as_of(deployment, events, "every lost receipt to turn unknown once",
+                             deadlines[-1], campaign="lost-chaos", timeout=300)
+    accepted = {e["message_id"] for e in events
+                if e["type"] == "sent" and e["outcome"] == "ACCEPTED"}
+    # every deadline has passed: nothing pending, and at least every lost receipt unknown
+    # (with the demo's messages that never had a terminal receipt)
+    assert got["pending"] == 0 and got["unknown"] >= len(lost & accepted) > 0
+    print(f"receipt-timeout chaos: {len(events)} events, {got['unknown']} unknown, "
+          f"2 SIGKILLs, 3 workers: exact as of {as_of}")
