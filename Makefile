@@ -7,12 +7,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test chaos lint typecheck unit integration clean help browser screenshots promtool
+.PHONY: install run test chaos lint typecheck unit integration clean help browser screenshots promtool kcat
 
 help:
 	@echo "make run        set up, start Kafka + a worker, publish a demo campaign, watch its summary"
 	@echo "make test       set up, lint, type-check and run every test (starts a test broker)"
 	@echo "make kafka-up   start the local Kafka broker in the background (kafka-down stops it)"
+	@echo "make registry-up  start the local schema registry (registry-down stops it)"
 	@echo "make screenshots  run the browser tests, saving the page's screenshots in docs/screenshots"
 
 $(STAMP): pyproject.toml
@@ -33,9 +34,15 @@ browser:
 promtool:
 	@bash deploy/ensure-promtool.sh
 
-include Makefile.kafka
+# The schema-registry tests fetch raw records with Debian's kcat; installs it when
+# missing (apt-get as root, or sudo -n).
+kcat:
+	@bash deploy/ensure-kcat.sh
 
-run: install kafka-jars
+include Makefile.kafka
+include Makefile.registry
+
+run: install kafka-jars registry-fetch
 	bash deploy/run-demo.sh
 
 lint: install
@@ -47,12 +54,12 @@ typecheck: install
 unit: install promtool
 	$(BIN)/python -m pytest tests/unit tests/contract -q
 
-integration: install kafka-jars browser
+integration: install kafka-jars registry-fetch kcat browser
 	$(BIN)/python -m pytest tests/integration -q
 
 # Tests marked `timing` show a hazard only when a race goes their way: run them with
 # `pytest -m timing`, not here.
-test: install kafka-jars browser promtool lint typecheck
+test: install kafka-jars registry-fetch kcat browser promtool lint typecheck
 	$(BIN)/python -m pytest -q --durations=10 -m "not timing"
 
 # The browser tests only, keeping their full-page screenshots of the campaign page
@@ -64,7 +71,7 @@ screenshots: install kafka-jars browser
 chaos: install kafka-jars
 	$(BIN)/python -m pytest -q --durations=10 -m heavy
 
-clean: kafka-clean
+clean: kafka-clean registry-clean
 	rm -rf .state .run
 
 # Throughput / latency / recovery benchmark (docs/performance.md). Starts the local

@@ -41,6 +41,8 @@
 
 Prints a table (medians, min-max) and the ratios ours/naive, ours/peer,
 ours/limit; ``--json`` writes every figure to a file. Not part of the tests.
+With ``CA_SCHEMA_REGISTRY_URL`` set the worker runs with the registry and the input
+is Confluent-framed too (``confluent_inputs``): registry on vs off, docs/performance.md.
 """
 
 from __future__ import annotations
@@ -291,8 +293,25 @@ def build_input(settings: Settings, events: int, campaigns: int, seed: int,
     for _topic, key, _value, campaign, ok in rows:
         if campaign is not None and ok:
             accepted.setdefault(campaign, set()).add(key)
-    return Input([(t, k, v) for t, k, v, _c, _ok in rows],
-                 {c: len(keys) for c, keys in sorted(accepted.items())})
+    records = [(t, k, v) for t, k, v, _c, _ok in rows]
+    if settings.schema_registry_url:
+        records = confluent_inputs(settings, records)
+    return Input(records, {c: len(keys) for c, keys in sorted(accepted.items())})
+
+
+def confluent_inputs(settings: Settings, records: list[tuple[str, bytes, bytes]]
+                     ) -> list[tuple[str, bytes, bytes]]:
+    """The records Confluent-framed, as producers on the registry write them: each input
+    topic's schema registered under ``<topic>-value``, each value given its id."""
+    from schemas import FRAMING
+    from streams.codecs.input_avro import CURRENT
+    from streams.codecs.registry import install, register_produced
+
+    client = install(settings.schema_registry_url)
+    register_produced(client, {topic: kind for kind, topic in settings.input_topics.items()})
+    frames = {topic: FRAMING.frames.pop(CURRENT[kind].fingerprint)
+              for kind, topic in settings.input_topics.items()}
+    return [(t, k, frames[t] + v[10:]) for t, k, v in records]
 
 
 def send_record(campaign: str, n: int, at_ms: int) -> dict[str, Any]:

@@ -10,6 +10,7 @@ API_HOST="${CA_API_HOST:-127.0.0.1}"
 API_PORT="${CA_API_PORT:-8080}"
 mkdir -p .run
 started_broker=0
+started_registry=0
 worker_pid=""
 api_pid=""
 sender_pid=""
@@ -41,6 +42,10 @@ cleanup() {
         echo "stopping the Kafka broker"
         bash deploy/kafka/kafka.sh stop || true
     fi
+    if [[ "$started_registry" == 1 ]]; then
+        echo "stopping the schema registry"
+        bash deploy/registry/registry.sh stop || true
+    fi
 }
 trap cleanup INT TERM HUP EXIT
 
@@ -56,6 +61,19 @@ elif ! bash deploy/kafka/kafka.sh status >/dev/null 2>&1; then
     bash deploy/kafka/kafka.sh start
     started_broker=1
 fi
+
+# The metric and command topics in the Confluent wire format, their schemas in a local
+# registry (deploy/registry/registry.sh), unless CA_SCHEMA_REGISTRY_URL names one.
+if [[ -z "${CA_SCHEMA_REGISTRY_URL:-}" ]]; then
+    if ! bash deploy/registry/registry.sh status >/dev/null 2>&1; then
+        bash deploy/registry/registry.sh start >/dev/null
+        started_registry=1
+    fi
+    export CA_SCHEMA_REGISTRY_URL
+    CA_SCHEMA_REGISTRY_URL="$(bash deploy/registry/registry.sh url)"
+    CA_SCHEMA_REGISTRY_URL="${CA_SCHEMA_REGISTRY_URL#CA_SCHEMA_REGISTRY_URL=}"
+fi
+echo "schema registry: CA_SCHEMA_REGISTRY_URL=$CA_SCHEMA_REGISTRY_URL"
 
 echo "starting a worker (log: .run/worker.log)"
 setsid "$BIN/campaign-analytics" worker --web-port "$WEB_PORT" >.run/worker.log 2>&1 &

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 import io
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -15,6 +15,9 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 # Avro single-object encoding: this marker, then the schema's CRC-64-AVRO fingerprint.
 MAGIC = b"\xc3\x01"
+# The Confluent wire format: this byte, the writer schema's registry id (4 bytes, big
+# endian), the Avro body (docs/consumers.md).
+CONFLUENT = 0
 
 
 @dataclass(frozen=True)
@@ -44,14 +47,44 @@ def load_schemas() -> list[SchemaVersion]:
         if not entry.name.endswith(".avsc"):
             continue
         name, _, version = entry.name.removesuffix(".avsc").partition(".v")
-        raw = json.loads(entry.read_text("utf-8"))
-        parsed = fastavro.parse_schema(copy.deepcopy(raw))
-        canonical = to_parsing_canonical_form(parsed)
-        # fastavro's hex digest is already the little-endian byte order of the spec
-        fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
-        plain = fastavro.parse_schema(_strip_logical_types(copy.deepcopy(raw)))
-        out.append(SchemaVersion(name, int(version), parsed, plain, fp, fp[::-1]))
+        out.append(parse_version(name, int(version), json.loads(entry.read_text("utf-8"))))
     return out
+
+
+def parse_version(name: str, version: int, raw: Any) -> SchemaVersion:
+    """One schema (its JSON, as loaded), parsed and fingerprinted."""
+    parsed = fastavro.parse_schema(copy.deepcopy(raw))
+    canonical = to_parsing_canonical_form(parsed)
+    # fastavro's hex digest is already the little-endian byte order of the spec
+    fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+    plain = fastavro.parse_schema(_strip_logical_types(copy.deepcopy(raw)))
+    return SchemaVersion(name, version, parsed, plain, fp, fp[::-1])
+
+
+@dataclass
+class Framing:
+    """The process's Confluent wire format, filled by ``streams.codecs.registry``.
+
+    ``frames``: fingerprint -> the 5-byte prefix of a version registered by this process
+    (its records are written so; every other one in the single-object encoding).
+    ``writers``: registry id -> its writer schema (``None``: the registry has no such id).
+    ``lookup``: asks the registry for an id missing from ``writers`` (``None``: no
+    registry is configured)."""
+
+    frames: dict[bytes, bytes] = field(default_factory=dict)
+    writers: dict[int, SchemaVersion | None] = field(default_factory=dict)
+    lookup: Callable[[int], SchemaVersion | None] | None = None
+
+
+FRAMING = Framing()
+
+
+def confluent_writer(schema_id: int) -> SchemaVersion | None:
+    """The writer schema of a registry id: cached, else asked of the registry (which may
+    raise when it cannot be reached); ``None`` when unknown or no registry is set."""
+    if schema_id in FRAMING.writers:
+        return FRAMING.writers[schema_id]
+    return FRAMING.lookup(schema_id) if FRAMING.lookup is not None else None
 
 
 def by_fingerprint(schemas: list[SchemaVersion]) -> dict[bytes, SchemaVersion]:
@@ -67,26 +100,33 @@ def latest(schemas: list[SchemaVersion], name: str) -> SchemaVersion:
 
 
 def encode_single_object(schema: SchemaVersion, record: dict[str, Any]) -> bytes:
-    """Avro single-object encoding: marker, fingerprint, schemaless body."""
+    """Avro single-object encoding: marker, fingerprint, schemaless body; or the
+    Confluent wire format when this process registered the version (``FRAMING``)."""
     out = io.BytesIO()
-    out.write(MAGIC + schema.fingerprint)
+    out.write(FRAMING.frames.get(schema.fingerprint) or MAGIC + schema.fingerprint)
     fastavro.schemaless_writer(out, schema.parsed, record, strict=True)
     return out.getvalue()
 
 
 def decode_single_object(reader: SchemaVersion, data: bytes,
                          writers: Mapping[bytes, SchemaVersion]) -> dict[str, Any]:
-    """The record of a single-object-encoded value, read as ``reader``.
+    """The record of a single-object-encoded (or Confluent-framed) value, read as ``reader``.
 
-    Its fingerprint picks the writer's version among ``writers``; a record written
-    with an older version of the same schema is resolved into ``reader`` (new
-    fields take their defaults). Anything else is refused: no marker, an unknown
-    fingerprint, or another schema's record.
+    Its fingerprint picks the writer's version among ``writers`` (a Confluent id: the
+    registry's schema, ``confluent_writer``); a record written with an older version
+    of the same schema is resolved into ``reader`` (new fields take their defaults).
+    Anything else is refused: no marker, an unknown fingerprint or id, or another
+    schema's record.
     """
-    writer = writers.get(data[2:10]) if data[:2] == MAGIC else None
+    if data[:2] == MAGIC:
+        writer, start = writers.get(data[2:10]), 10
+    elif len(data) >= 5 and data[0] == CONFLUENT:
+        writer, start = confluent_writer(int.from_bytes(data[1:5], "big")), 5
+    else:
+        writer, start = None, 0
     if writer is None or writer.name != reader.name:
         raise ValueError(f"not a {reader.name} record of a known version")
-    record = fastavro.schemaless_reader(io.BytesIO(data[10:]), writer.plain, reader.plain)
+    record = fastavro.schemaless_reader(io.BytesIO(data[start:]), writer.plain, reader.plain)
     if not isinstance(record, dict):
         raise ValueError(f"{reader.name} did not decode to a record")
     return record

@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from streams.codecs import state as serde
 from streams.codecs.dead_letters import dead_letter as dead_letter_record
+from streams.codecs.registry import resolve as resolve_schema_ids
 from streams.engine import collect_when_quiet, harden
 from streams.engine.tables import rebuilding_table
 from streams.kafka_security import client_options, faust_credentials
@@ -188,6 +189,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         """Steps 1-3 (FoldStage), then the records they ask for; step 5 follows."""
         out = engine.outbox()
         async for records in inbox_of["fold"].batches():
+            # Confluent-framed records' new schema ids, from the registry (waited for)
+            await resolve_schema_ids((r.value for r in records), "the fold's input")
             homes = {topic: home_partitions(topic) for topic in kind_of_topic}
             updates_in = await engine.partition_count(message_updates_name)
             effects = fold_stage.handle(records, homes, updates_in, _now_ms(), time.time())

@@ -196,6 +196,13 @@ def _time_zone(name: str, raw: str) -> str:
     return raw
 
 
+def _http_url(name: str, raw: str) -> str:
+    """Empty (off), or an http(s) URL."""
+    if raw and not raw.startswith(("https://", "http://")):
+        raise ConfigurationError(f"{name} must be an http(s) URL or empty; got {raw!r}")
+    return raw
+
+
 def _url_template(name: str, raw: str) -> str:
     """Empty (off), or an http(s) URL with ``{contact_id}`` and no other placeholder."""
     if not raw:
@@ -330,6 +337,12 @@ class Settings:
     data_dir: Path = setting(
         "CA_DATA_DIR", ".state", _path,
         "local state: the workers' directories and the embedded ClickHouse files")
+    schema_registry_url: str = setting(
+        "CA_SCHEMA_REGISTRY_URL", "", _http_url,
+        "a schema registry's Confluent-compatible API (`make registry-up`: "
+        "`http://127.0.0.1:8081/apis/ccompat/v7`): the metric, window and command topics "
+        "are then written in the Confluent wire format, their schemas registered there "
+        "(docs/consumers.md); empty: Avro single-object encoding, no registry")
     clickhouse_url: str = setting(
         "CA_CLICKHOUSE_URL", "", _text,
         "a ClickHouse server (`http://host:8123`); empty = the embedded chdb engine in "

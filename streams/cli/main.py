@@ -5,7 +5,8 @@ configuration error; 3 the campaign is unknown; 4 Kafka or ClickHouse unreachabl
 Kafka refused the credentials (CA_KAFKA_USERNAME & co.: docs/security.md); 5 the state
 directory cannot be written (``worker``, ``sink``); 6 another retry round of the
 campaign was written first (``retry``), or a winner decision was refused or made
-before (``winner``).
+before (``winner``); 7 the schema registry (CA_SCHEMA_REGISTRY_URL) refuses a schema
+this version writes as incompatible (``worker``, ``api``, ``retry``, ``winner``).
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from aiokafka.errors import KafkaError
 from projections.errors import CampaignAnalyticsError
 from sinks.errors import StoreConfigurationError
 from streams.cli.format import format_summary
+from streams.codecs.registry import IncompatibleSchemaError
 from streams.kafka_security import check_credentials, client_options, metadata_probe
 from streams.settings import ConfigurationError, Settings, load_settings
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_UNKNOWN, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 EXIT_STATE = 5  # the state directory cannot be written (``_check_state_dirs``)
 EXIT_CONFLICT = 6  # another retry round won (``_retry``); a winner decision refused or made
+EXIT_INCOMPATIBLE = 7  # the schema registry refuses a schema (streams/codecs/registry.py)
 
 log = logging.getLogger("campaign_analytics")
 
@@ -137,8 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in _KAFKA_CLIENTS:
             # a wrong password: one line and exit 4 now, not a client retrying for ever
             asyncio.run(check_credentials(settings))
+        if settings.schema_registry_url:
+            _use_registry(args.command, settings)
         handler = _COMMANDS[args.command]
         return handler(args, settings)
+    except IncompatibleSchemaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INCOMPATIBLE
     except (ConfigurationError, StoreConfigurationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -162,6 +170,22 @@ _ONE_SHOT = frozenset({"publish", "summary", "export", "sql", "generate", "demo"
                        "winner"})
 _KAFKA_CLIENTS = frozenset({"worker", "sink", "publish", "summary", "demo", "api", "retry",
                             "demo-sender", "winner"})
+
+
+# Commands that write a topic for others: each registers its schemas at start-up (the
+# worker all of them, so it refuses to start on an incompatible one; the others the
+# command topics they write).
+_PRODUCERS = frozenset({"worker", "api", "retry", "winner"})
+
+
+def _use_registry(command: str, settings: Settings) -> None:
+    """Confluent-framed values are read through the registry; a producing command
+    registers what it writes first (``IncompatibleSchemaError``: exit 7)."""
+    from streams.codecs.registry import install, produced_topics, register_produced
+
+    client = install(settings.schema_registry_url)
+    if command in _PRODUCERS:
+        register_produced(client, produced_topics(settings, commands_only=command != "worker"))
 
 
 class StateDirectoryError(CampaignAnalyticsError):

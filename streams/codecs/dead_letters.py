@@ -1,7 +1,8 @@
 """The record a rejected input record becomes on the dead-letter topic.
 
 Its key and value as they came, and headers that say why and where it came
-from: ``reason``, ``source-topic``, ``source-partition``, ``source-offset``.
+from: ``reason``, ``source-topic``, ``source-partition``, ``source-offset``, and
+``schema-id`` when the value is Confluent-framed (first byte 0: the id it names).
 An input record can be as large as the broker takes (1 MiB by default), and
 its dead letter is that plus the headers, which the producer may refuse
 (Faust's ``producer_max_request_size``, 1,000,000 bytes by default); a refused
@@ -29,6 +30,8 @@ def dead_letter(key: bytes, value: bytes, reason: str, topic: str, partition: in
         "source-partition": str(partition).encode(),
         "source-offset": str(offset).encode(),
     }
+    if len(value) >= 5 and value[0] == 0:  # Confluent wire format (streams/codecs/registry.py)
+        headers["schema-id"] = str(int.from_bytes(value[1:5], "big")).encode()
     if _size(key, value, headers) + OVERHEAD <= limit:
         return key, value, headers
     headers["truncated"] = f"key {len(key)} bytes, value {len(value)} bytes".encode()

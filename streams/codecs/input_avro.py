@@ -32,7 +32,16 @@ from projections.events import (
     ReplyReceived,
     SendOutcome,
 )
-from schemas import MAGIC, SchemaVersion, by_fingerprint, latest, load_schemas
+from schemas import (
+    CONFLUENT,
+    FRAMING,
+    MAGIC,
+    SchemaVersion,
+    by_fingerprint,
+    confluent_writer,
+    latest,
+    load_schemas,
+)
 
 EVENT_KINDS: tuple[str, ...] = ("sent", "delivery", "reply", "click")
 
@@ -101,17 +110,40 @@ def encode_event(event: Event) -> bytes:
     return encode_record(KIND_OF_CLASS[type(event)], event_to_record(event))
 
 
+def _confluent_writer(data: bytes) -> SchemaVersion:
+    """The writer schema of a Confluent-framed input record (its id's, ``FRAMING``:
+    the fold and the events sink resolve a batch's ids before they decode it)."""
+    if data is None or len(data) < 5 or data[0] != CONFLUENT:
+        raise InvalidEventError("not an Avro single-object-encoded record")
+    schema_id = int.from_bytes(data[1:5], "big")
+    schema = confluent_writer(schema_id)
+    if schema is None:
+        raise InvalidEventError(
+            f"schema id {schema_id}: the schema registry has no Avro schema under it"
+            if FRAMING.lookup is not None else
+            f"Confluent-framed (schema id {schema_id}) but no schema registry is set "
+            "(CA_SCHEMA_REGISTRY_URL)")
+    if schema.name not in CURRENT:
+        raise InvalidEventError(f"schema id {schema_id} is not an input event's schema")
+    return schema
+
+
 def decode_event(data: bytes, now_ms: int | None = None) -> Event:
-    """Decode one single-object-encoded event and check domain.md's bad-input rules.
+    """Decode one event, single-object-encoded or Confluent-framed (told apart by the
+    first byte), and check domain.md's bad-input rules.
 
     ``now_ms``: what "the future" is judged against: the record's broker timestamp
     (``broker_time_ms``) for a consumed record; ``None``: the wall clock."""
-    if data is None or len(data) < 10 or data[:2] != MAGIC:
-        raise InvalidEventError("not an Avro single-object-encoded record")
-    schema = BY_FINGERPRINT.get(data[2:10])
-    if schema is None:
-        raise InvalidEventError(f"unknown schema fingerprint {data[2:10].hex()}")
-    body = io.BytesIO(data[10:])
+    if data is not None and data[:2] == MAGIC and len(data) >= 10:
+        start = 10
+        found = BY_FINGERPRINT.get(data[2:10])
+        if found is None:
+            raise InvalidEventError(f"unknown schema fingerprint {data[2:10].hex()}")
+        schema = found
+    else:
+        start = 5
+        schema = _confluent_writer(data)
+    body = io.BytesIO(data[start:])
     try:
         record = fastavro.schemaless_reader(body, schema.plain, CURRENT[schema.name].plain)
     except Exception as exc:  # fastavro raises many kinds on corrupt bytes
@@ -119,9 +151,9 @@ def decode_event(data: bytes, now_ms: int | None = None) -> Event:
         raise InvalidEventError(reason) from exc
     # Bytes after the record are not part of any event (and would let a record of any
     # size through: valid events are small, their fields bounded).
-    if body.tell() != len(data) - 10:
+    if body.tell() != len(data) - start:
         raise InvalidEventError(
-            f"{schema.name} record has {len(data) - 10 - body.tell()} bytes after its end")
+            f"{schema.name} record has {len(data) - start - body.tell()} bytes after its end")
     if not isinstance(record, dict):
         raise InvalidEventError(f"{schema.name} record is not a record")
     return record_to_event(schema.name, record, now_ms)

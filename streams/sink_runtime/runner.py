@@ -47,6 +47,7 @@ from sinks.plan import (
 from streams.codecs import state as serde
 from streams.codecs.dead_letters import dead_letter
 from streams.codecs.input_avro import broker_time_ms, decode_input
+from streams.codecs.registry import resolve as resolve_schema_ids
 from streams.kafka_security import client_options
 from streams.settings import Settings
 from streams.sink_runtime.batches import PartitionBatches, intent_metadata, parse_intent
@@ -416,6 +417,9 @@ class _PartitionSink:
            and counted;
         4. commit ``last + 1`` (empty metadata).
         """
+        # Confluent-framed records' new schema ids first, waited for: a registry that
+        # cannot be reached holds the round instead of leaving rows out
+        await resolve_schema_ids((r.value for rs in due.values() for r in rs), "the events sink")
         bounds = {tp: (records[0].offset, records[-1].offset) for tp, records in due.items()}
         await consumer.commit(  # step 1
             {tp: (first, intent_metadata(first, last)) for tp, (first, last) in bounds.items()}

@@ -108,7 +108,7 @@ def test_orphans_are_held_until_their_send_arrives():
 
 def test_bad_records_are_dead_lettered_and_the_rest_folded():
     good = input_record(sent(), P)
-    garbage = Rec("sms.sent", 0, 1, b"x", b"\x00\x01 not avro")
+    garbage = Rec("sms.sent", 0, 1, b"x", b"\x01\x02 not avro")  # first byte 0: Confluent
     wrong_topic = Rec("sms.delivery", good.partition, 2, good.key, good.value)
     effects = handle(stage(), [garbage, good, wrong_topic])
     reasons = [reason for _, reason in effects.dead_letters]
