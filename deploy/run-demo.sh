@@ -75,6 +75,14 @@ if [[ -z "${CA_SCHEMA_REGISTRY_URL:-}" ]]; then
 fi
 echo "schema registry: CA_SCHEMA_REGISTRY_URL=$CA_SCHEMA_REGISTRY_URL"
 
+# Issue 22's numbers in the demo: prices (deploy/demo/prices.csv) for the cost figures,
+# and a receipt timeout short enough that the demo's lost receipts (messages sent 3 h
+# ago that never got a final one) show as unknown, while those sent in the last
+# minute stay pending. Either can be set from outside.
+export CA_PRICES_FILE="${CA_PRICES_FILE-deploy/demo/prices.csv}"
+export CA_RECEIPT_TIMEOUT="${CA_RECEIPT_TIMEOUT:-1h}"
+echo "prices: CA_PRICES_FILE=${CA_PRICES_FILE:-(none)}; CA_RECEIPT_TIMEOUT=$CA_RECEIPT_TIMEOUT"
+
 echo "starting a worker (log: .run/worker.log)"
 setsid "$BIN/campaign-analytics" worker --web-port "$WEB_PORT" >.run/worker.log 2>&1 &
 worker_pid=$!
