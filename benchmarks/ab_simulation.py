@@ -100,6 +100,8 @@ def variants_at(counts: dict[str, np.ndarray], trial: int, look: int) -> dict[st
             "delivered": sent - failed,
             "failed": failed,
             "unique_link_clicks": int(counts["clicks"][trial, look, arm]),
+            # people's clicks only here: the verdict (CA_AB_CLICKS=human) is on these
+            "unique_human_link_clicks": int(counts["clicks"][trial, look, arm]),
             "opt_outs": int(counts["opt_outs"][trial, look, arm]),
         }
     return out

@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
+# click_rate counts every click; human_click_rate only those judged human (domain.md
+# 3b: neither a bot or preview fetcher by user agent, nor at the delivering receipt).
 METRICS: tuple[str, ...] = (
     "delivery_rate",
     "unique_reply_rate",
     "click_rate",
+    "human_click_rate",
     "opt_out_rate",
     "failure_rate",
 )
@@ -31,6 +34,7 @@ HIGHER_IS_BETTER: Mapping[str, bool] = {
     "delivery_rate": True,
     "unique_reply_rate": True,
     "click_rate": True,
+    "human_click_rate": True,
     "opt_out_rate": False,
     "failure_rate": False,
 }
@@ -43,8 +47,10 @@ COUNT_KEYS: tuple[str, ...] = (
     "unknown",
     "unique_repliers",
     "unique_link_clicks",
+    "unique_human_link_clicks",
     "opt_outs",
 )
+CLICKS: tuple[str, ...] = ("human", "raw")  # CA_AB_CLICKS
 
 _NORMAL = NormalDist()
 _SQRT2 = math.sqrt(2.0)
@@ -62,7 +68,9 @@ class AbConfig:
     ``mixture_variance`` is tau^2 of the mSPRT's N(0, tau^2) prior on the
     difference of rates: tau = 0.01 (one percentage point) is the size of a
     typical real SMS lift (click and reply rates of 2-15 %). Any tau^2 keeps the
-    error rate at alpha; it only moves which effects are found fastest.
+    error rate at alpha; it only moves which effects are found fastest. ``clicks``
+    (CA_AB_CLICKS): with ``primary`` "click_rate", the verdict is on human clicks
+    (``human_click_rate``, the default) or on every click (``raw``).
     """
 
     alpha: float = 0.05
@@ -74,6 +82,14 @@ class AbConfig:
     min_sent: int = 100
     min_successes: int = 25
     srm_threshold: float = 0.001
+    clicks: str = "human"
+
+    @property
+    def verdict_metric(self) -> str:
+        """The metric the verdict is on: ``primary``, its clicks as ``clicks`` says."""
+        if self.primary == "click_rate" and self.clicks == "human":
+            return "human_click_rate"
+        return self.primary
 
     def __post_init__(self) -> None:
         for name in ("alpha", "level", "srm_threshold"):
@@ -82,6 +98,8 @@ class AbConfig:
                 raise ValueError(f"{name} must be strictly between 0 and 1; got {value!r}")
         if self.primary not in METRICS:
             raise ValueError(f"primary must be one of {', '.join(METRICS)}; got {self.primary!r}")
+        if self.clicks not in CLICKS:
+            raise ValueError(f"clicks must be one of {', '.join(CLICKS)}; got {self.clicks!r}")
         if not (self.mixture_variance > 0.0 and math.isfinite(self.mixture_variance)):
             raise ValueError(f"mixture_variance must be positive; got {self.mixture_variance!r}")
         if self.min_sent < 0 or self.min_successes < 0:
@@ -373,6 +391,7 @@ def _arm(name: str, raw: Mapping[str, int], notes: list[str]) -> _Arm:
         "delivery_rate": (counts["delivered"], sent),
         "unique_reply_rate": (counts["unique_repliers"], sent),
         "click_rate": (counts["unique_link_clicks"], sent),
+        "human_click_rate": (counts["unique_human_link_clicks"], sent),
         "opt_out_rate": (counts["opt_outs"], sent),
         "failure_rate": (counts["failed"], sent + rejected),
     }
@@ -463,7 +482,7 @@ def _fmt_p(p: float) -> str:
 
 
 def _verdict(arms: Sequence[_Arm], config: AbConfig) -> dict[str, object]:
-    metric = config.primary
+    metric = config.verdict_metric
     higher = HIGHER_IS_BETTER[metric]
     if len(arms) < 2:
         only = f"only variant {arms[0].name}" if arms else "no variants"
@@ -602,6 +621,7 @@ def _config_entry(config: AbConfig) -> dict[str, object]:
         "control": config.control,
         "split": None if config.split is None else dict(config.split),
         "primary": config.primary,
+        "clicks": config.clicks,
         "mixture_variance": config.mixture_variance,
         "min_sent": config.min_sent,
         "min_successes": config.min_successes,
@@ -721,6 +741,7 @@ AB_RESULT_SCHEMA: dict[str, object] = {
                         {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}
                     ),
                     "primary": _METRIC_NAMES,
+                    "clicks": {"enum": list(CLICKS)},
                     "mixture_variance": {"type": "number", "exclusiveMinimum": 0},
                     "min_sent": _COUNT,
                     "min_successes": _COUNT,

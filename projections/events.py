@@ -74,6 +74,10 @@ class LinkClicked:
     occurred_at: int
     link_id: str
     user_agent: str | None = None
+    # domain.md 3b: the user agent is a known bot or link-preview fetcher. Not an input
+    # field: judged from ``user_agent`` when the click is decoded
+    # (streams/codecs/user_agents.py), so ``projections/`` needs no list of agents.
+    automated_agent: bool = False
 
 
 Event = MessageSent | ReceiptReceived | ReplyReceived | LinkClicked
@@ -84,4 +88,12 @@ EVENT_TYPES: dict[type, str] = {
     ReceiptReceived: "delivery",
     ReplyReceived: "reply",
     LinkClicked: "click",
+}
+
+# Fields judged at decoding rather than read from the input (``DERIVED_FIELDS``); the
+# input fields of each event class are the others, as its Avro schema has them.
+DERIVED_FIELDS: frozenset[str] = frozenset({"automated_agent"})
+INPUT_FIELDS: dict[type, tuple[str, ...]] = {
+    cls: tuple(name for name in vars(cls)["__dataclass_fields__"] if name not in DERIVED_FIELDS)
+    for cls in EVENT_TYPES
 }

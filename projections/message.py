@@ -70,7 +70,9 @@ class MessageState:
     # Sorted, so the state does not depend on arrival order; times place replies
     # and clicks in event-time windows.
     replies: tuple[tuple[int, bool], ...] = ()  # (occurred_at, is opt-out)
-    clicks: tuple[int, ...] = ()  # occurred_at
+    # (occurred_at, automated by its user agent): what the human rule (domain.md 3b)
+    # needs to judge each click again whenever the delivering receipt changes.
+    clicks: tuple[tuple[int, bool], ...] = ()
     # Grows with every event applied (= len(seen) unless replay protection is off).
     version: int = 0
 
@@ -92,11 +94,11 @@ class MessageState:
 
     @property
     def first_click_at(self) -> int | None:
-        return self.clicks[0] if self.clicks else None
+        return self.clicks[0][0] if self.clicks else None
 
     @property
     def last_click_at(self) -> int | None:
-        return self.clicks[-1] if self.clicks else None
+        return self.clicks[-1][0] if self.clicks else None
 
 
 def _max_receipt(
@@ -131,7 +133,7 @@ def apply_event(state: MessageState, event: Event) -> MessageState:
         case ReplyReceived():
             replies = tuple(sorted((*replies, (event.occurred_at, is_opt_out(event.body)))))
         case LinkClicked():
-            clicks = tuple(sorted((*clicks, event.occurred_at)))
+            clicks = tuple(sorted((*clicks, (event.occurred_at, event.automated_agent))))
     return MessageState(message_id=state.message_id, seen=seen, sent=sent, receipt=receipt,
                         error_receipt=error_receipt, carrier_receipt=carrier_receipt,
                         replies=replies, clicks=clicks, version=version)
@@ -155,3 +157,33 @@ def terminal_receipt(state: MessageState) -> ReceiptReceived | None:
         return receipt
     return None
 
+
+
+# domain.md 3b: a click this close (strictly less, either side) to the receipt that
+# makes its message delivered is a preview fetched as the message landed.
+PREVIEW_WINDOW_MS = 2000
+
+
+def delivered_at(state: MessageState) -> int | None:
+    """When the receipt that makes the message delivered says it was; None while the
+    message is not delivered (no send yet, REJECTED, pending or failed)."""
+    sent, final = state.sent, terminal_receipt(state)
+    if (sent is None or sent.outcome is SendOutcome.REJECTED or final is None
+            or final.status is not DeliveryStatus.DELIVERED):
+        return None
+    return final.occurred_at
+
+
+def human_click_count(state: MessageState, preview_window_ms: int = PREVIEW_WINDOW_MS) -> int:
+    """Clicks of the message judged human (domain.md 3b): not automated by their user
+    agent, and, on a delivered message, at least ``preview_window_ms`` away from its
+    delivering receipt. Recomputed from the state, so it follows every change of
+    that receipt whatever the order of arrival."""
+    clicks = state.clicks
+    if not clicks:
+        return 0
+    landed = delivered_at(state)
+    if landed is None:
+        return sum(1 for _, automated in clicks if not automated)
+    return sum(1 for at, automated in clicks
+               if not automated and abs(at - landed) >= preview_window_ms)

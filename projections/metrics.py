@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from projections.events import DeliveryStatus, SendOutcome
-from projections.message import MessageState, terminal_receipt
+from projections.message import (
+    PREVIEW_WINDOW_MS,
+    MessageState,
+    human_click_count,
+    terminal_receipt,
+)
 from projections.receipt_timeout import TIMED_OUT_ID
 
 Counts = Mapping[str, int]
@@ -28,6 +33,8 @@ Counts = Mapping[str, int]
 # histograms from different partitions and workers add up.
 DURATION_BUCKETS_S: tuple[int, ...] = (1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 
+# domain.md 3b: clicks neither a bot's nor a preview's (projections.message.human_click_count)
+HUMAN_CLICKS = "human_link_clicks"
 BASE_METRICS: tuple[str, ...] = (
     "sent",
     "delivered",
@@ -36,8 +43,10 @@ BASE_METRICS: tuple[str, ...] = (
     "replies",
     "opt_outs",
     "link_clicks",
+    HUMAN_CLICKS,
 )
-UNIQUE_METRICS: tuple[str, ...] = ("unique_link_clicks", "unique_repliers")
+UNIQUE_METRICS: tuple[str, ...] = (
+    "unique_link_clicks", "unique_repliers", "unique_human_link_clicks")
 # Retries (domain.md 3b) count like any message, and a retry also puts its base
 # counts again under "retry:<metric>" (and 1 under "retries"), so the first attempts
 # the A/B statistics read are <metric> - retry:<metric>; for the uniques,
@@ -100,9 +109,11 @@ def _windowed(
 
 
 def message_contribution(
-    state: MessageState, window_sizes_s: tuple[int, ...] = DEFAULT_WINDOWS_S
+    state: MessageState, window_sizes_s: tuple[int, ...] = DEFAULT_WINDOWS_S, *,
+    preview_window_ms: int = PREVIEW_WINDOW_MS,
 ) -> MessageContribution | None:
-    """What one message adds to its campaign's metrics; None until its `sent` event."""
+    """What one message adds to its campaign's metrics; None until its `sent` event.
+    ``preview_window_ms``: CA_PREVIEW_WINDOW_SECONDS (the human clicks' time rule)."""
     sent = state.sent
     if sent is None:
         return None
@@ -132,7 +143,7 @@ def message_contribution(
         _windowed(windows, window_sizes_s, at, "replies", 1)
         if opt_out:
             _windowed(windows, window_sizes_s, at, "opt_outs", 1)
-    for at in state.clicks:
+    for at, _ in state.clicks:
         _windowed(windows, window_sizes_s, at, "link_clicks", 1)
     if "failed" in counts:
         code = _error_code(state)
@@ -147,6 +158,9 @@ def message_contribution(
         assert state.first_click_at is not None  # noqa: S101 - set with click_count
         bucket = duration_bucket(state.first_click_at - sent.occurred_at)
         counts[f"time_to_first_click:{bucket}"] = 1
+        human = human_click_count(state, preview_window_ms)
+        if human:  # its presence also marks the contact a human clicker (apply_changes)
+            counts[HUMAN_CLICKS] = human
     if sent.retry_of is not None:
         counts[RETRIES] = 1
         for name, retry_name in _RETRY_KEYS:
@@ -193,6 +207,9 @@ class ContactActivity:
     replied: Mapping[str, int] = field(default_factory=dict)
     retry_clicked: Mapping[str, int] = field(default_factory=dict)
     retry_replied: Mapping[str, int] = field(default_factory=dict)
+    # ... with human clicks (domain.md 3b: unique_human_link_clicks)
+    human_clicked: Mapping[str, int] = field(default_factory=dict)
+    retry_human_clicked: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +241,7 @@ def _uniques(activity: ContactActivity) -> dict[str, set[str]]:
     for metric, first, retry in (
         ("unique_link_clicks", activity.clicked, activity.retry_clicked),
         ("unique_repliers", activity.replied, activity.retry_replied),
+        ("unique_human_link_clicks", activity.human_clicked, activity.retry_human_clicked),
     ):
         groups = {variant for variant, n in first.items() if n > 0}
         if not retry:
@@ -247,6 +265,7 @@ def metric_view(counts: Counts) -> dict[str, float | int]:
     view["delivery_rate"] = view["delivered"] / sent if sent else 0.0
     view["reply_rate"] = view["replies"] / sent if sent else 0.0
     view["link_click_rate"] = view["unique_link_clicks"] / sent if sent else 0.0
+    view["human_link_click_rate"] = view["unique_human_link_clicks"] / sent if sent else 0.0
     return view
 
 
@@ -359,6 +378,8 @@ def apply_changes(
     replies: dict[tuple[str, str], dict[str, int]] = {}
     retry_clicks: dict[tuple[str, str], dict[str, int]] = {}
     retry_replies: dict[tuple[str, str], dict[str, int]] = {}
+    human: dict[tuple[str, str], dict[str, int]] = {}
+    retry_human: dict[tuple[str, str], dict[str, int]] = {}
     in_windows: dict[tuple[str, str], tuple[dict[str, int], dict[str, dict[str, int]]]] = {}
     for old, new in changes:
         # Each side counts where its own fields say: two different sends for one
@@ -378,6 +399,9 @@ def apply_changes(
             if clicked:
                 bag = _bag(retry_clicks if RETRIES in own else clicks, (campaign, contact_id))
                 bag[key] = bag.get(key, 0) + sign
+                if HUMAN_CLICKS in own:
+                    bag = _bag(retry_human if RETRIES in own else human, (campaign, contact_id))
+                    bag[key] = bag.get(key, 0) + sign
             if replied:
                 bag = _bag(retry_replies if RETRIES in own else replies, (campaign, contact_id))
                 bag[key] = bag.get(key, 0) + sign
@@ -400,7 +424,12 @@ def apply_changes(
             retry_clicked=add_counts(before.retry_clicked, retry_clicks[contact])
             if contact in retry_clicks else before.retry_clicked,
             retry_replied=add_counts(before.retry_replied, retry_replies[contact])
-            if contact in retry_replies else before.retry_replied)
+            if contact in retry_replies else before.retry_replied,
+            human_clicked=add_counts(before.human_clicked, human[contact])
+            if contact in human else before.human_clicked,
+            retry_human_clicked=add_counts(before.retry_human_clicked, retry_human[contact])
+            if contact in retry_human else before.retry_human_clicked)
+        # (human clicks are clicks: their contacts are in ``touched``, and kept by it)
         moved_contacts[contact] = after if (after.clicked or after.replied or after.retry_clicked
                                             or after.retry_replied) else None
         was, now = _uniques(before), _uniques(after)

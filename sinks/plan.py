@@ -23,7 +23,7 @@ from operator import attrgetter
 
 import orjson
 
-from projections.events import EVENT_TYPES, Event, LinkClicked, ReplyReceived
+from projections.events import EVENT_TYPES, INPUT_FIELDS, Event, LinkClicked, ReplyReceived
 from projections.message_log import MESSAGE_LOG_COLUMNS, MessageLogRow
 
 MESSAGE_LOG_TABLE = "message_log"
@@ -114,9 +114,10 @@ class SourcedEvent:
 
 
 def event_payload(event: Event) -> str:
-    """The event as one JSON object: its fields (enums by value) and its ``type``."""
+    """The event as one JSON object: its input fields (enums by value) and its ``type``;
+    a verdict judged at decoding (a click's ``automated_agent``) is not input."""
     # Events are flat: a shallow copy is enough (``asdict`` deep-copies every field).
-    fields = {name: getattr(event, name) for name in event.__dataclass_fields__}
+    fields = {name: getattr(event, name) for name in INPUT_FIELDS[type(event)]}
     fields["type"] = EVENT_TYPES[type(event)]
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS).decode()
 

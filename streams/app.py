@@ -181,7 +181,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
                            message_events_topic=message_events_name,
                            window_sizes_s=settings.window_sizes_s,
                            state_cache_size=settings.state_cache_size, protected=protected,
-                           receipt_timeout_ms=int(settings.receipt_timeout * 1000))
+                           receipt_timeout_ms=int(settings.receipt_timeout * 1000),
+                           preview_window_ms=round(settings.preview_window_seconds * 1000))
     aggregate_stage = AggregateStage(contributions, views)
 
     @app.task

@@ -151,6 +151,12 @@ def _one_of(name: str, raw: str, choices: tuple[str, ...]) -> str:
     return raw.upper()
 
 
+def _ab_clicks(name: str, raw: str) -> str:
+    if raw.strip().lower() not in ("human", "raw"):
+        raise ConfigurationError(f"{name} must be human or raw; got {raw!r}")
+    return raw.strip().lower()
+
+
 def _kafka_protocol(name: str, raw: str) -> str:
     return _one_of(name, raw, ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"))
 
@@ -475,13 +481,23 @@ class Settings:
     ab_metric: str = setting(
         "CA_AB_METRIC", "click_rate", _text,
         "the metric the A/B verdict is on (`delivery_rate`, `unique_reply_rate` or "
-        "`click_rate`)")
+        "`click_rate`, whose clicks `CA_AB_CLICKS` picks)")
     ab_control: str = setting(
         "CA_AB_CONTROL", "", _text,
         "the control variant (empty: the first variant by name)")
     ab_split: dict[str, float] = setting(
         "CA_AB_SPLIT", "", _split,
         "planned split for the sample-ratio check, e.g. `A=50,B=50` (empty: even)")
+    ab_clicks: str = setting(
+        "CA_AB_CLICKS", "human", _ab_clicks,
+        "which clicks drive the A/B verdict when it is on clicks: `human` "
+        "(`human_click_rate`: neither bots nor link previews, domain.md 3b) or `raw` "
+        "(`click_rate`: every click); the statistics show both")
+    preview_window_seconds: float = setting(
+        "CA_PREVIEW_WINDOW_SECONDS", "2", _non_negative_float,
+        "a click less than this many seconds, either side, from the receipt that made its "
+        "message delivered is a link preview, not a person (domain.md 3b; 0: judged by "
+        "user agent alone)")
     retry_max_attempts: int = setting(
         "CA_RETRY_MAX_ATTEMPTS", "1", _positive_int,
         "retries at most per original message, over its whole `retry_of` chain "

@@ -9,10 +9,15 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import crawleruseragents
+
+from streams.codecs.user_agents import PREVIEW_AGENTS
+
 OPT_OUT = {"stop", "stopall", "unsubscribe", "cancel", "end", "quit"}
 TERMINAL = {"DELIVERED", "UNDELIVERED", "FAILED"}
 RANK = {"QUEUED": 0, "SENT": 1, "DELIVERED": 2, "UNDELIVERED": 2, "FAILED": 2}
 RECEIPT_TIMEOUT_MS = 72 * 3600 * 1000  # CA_RECEIPT_TIMEOUT's default
+PREVIEW_WINDOW_MS = 2000  # CA_PREVIEW_WINDOW_SECONDS's default
 
 
 def _lost(sent: dict[str, Any], as_of: int | None, timeout_ms: int) -> bool:
@@ -47,15 +52,18 @@ def _first_sent(msg_events: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 BREAKDOWN_KEYS = ("by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click")
 FIRST_ATTEMPT_KEYS = ("sent", "delivered", "failed", "pending", "replies", "opt_outs",
-                      "link_clicks", "unique_link_clicks", "unique_repliers")
+                      "link_clicks", "unique_link_clicks", "unique_repliers",
+                      "human_link_clicks", "unique_human_link_clicks")
 
 
 def recount(events: list[dict[str, Any]], as_of: int | None = None,
-            receipt_timeout_ms: int = RECEIPT_TIMEOUT_MS) -> dict[str, dict[str, Any]]:
+            receipt_timeout_ms: int = RECEIPT_TIMEOUT_MS, *,
+            preview_window_ms: int = PREVIEW_WINDOW_MS) -> dict[str, dict[str, Any]]:
     """Summary per campaign id, in the shape of ``summary --json``: the metrics and
     breakdowns of each campaign and of each of its variants, and their counts over
     first attempts only (``first_attempts``: messages without ``retry_of``).
-    ``as_of`` (epoch ms): the instant ``unknown`` is judged at (``_lost``)."""
+    ``as_of`` (epoch ms): the instant ``unknown`` is judged at (``_lost``).
+    ``preview_window_ms``: the human clicks' time rule (``human_clicks``)."""
     by_message = _by_message(events)
 
     # (campaign, variant, first attempts only?) -> counts
@@ -65,8 +73,9 @@ def recount(events: list[dict[str, Any]], as_of: int | None = None,
         return groups.setdefault(
             (campaign, variant, first_only),
             {k: 0 for k in ("sent", "delivered", "failed", "pending", "unknown", "replies",
-                            "opt_outs", "link_clicks", "retries", "recovered_by_retry")}
-            | {"clickers": set(), "repliers": set()}
+                            "opt_outs", "link_clicks", "retries", "recovered_by_retry",
+                            "human_link_clicks")}
+            | {"clickers": set(), "repliers": set(), "human_clickers": set()}
             | {k: defaultdict(int) for k in BREAKDOWN_KEYS},
         )
 
@@ -103,11 +112,15 @@ def recount(events: list[dict[str, Any]], as_of: int | None = None,
                 g["clickers"].add(sent["contact_id"])
             if replies:
                 g["repliers"].add(sent["contact_id"])
+            human = human_clicks(sent, msg_events, preview_window_ms)
+            g["human_link_clicks"] += human
+            if human:
+                g["human_clickers"].add(sent["contact_id"])
             for name, sub in _breakdown_entries(sent, msg_events):
                 g[name][sub] += 1
 
     def view(g: dict[str, Any]) -> dict[str, Any]:
-        out = {k: v for k, v in g.items() if k not in ("clickers", "repliers")}
+        out = {k: v for k, v in g.items() if k not in ("clickers", "repliers", "human_clickers")}
         out.update((k, dict(g[k])) for k in BREAKDOWN_KEYS)
         out["unique_link_clicks"] = len(g["clickers"])
         out["unique_repliers"] = len(g["repliers"])
@@ -115,6 +128,8 @@ def recount(events: list[dict[str, Any]], as_of: int | None = None,
         out["delivery_rate"] = out["delivered"] / sent if sent else 0.0
         out["reply_rate"] = out["replies"] / sent if sent else 0.0
         out["link_click_rate"] = out["unique_link_clicks"] / sent if sent else 0.0
+        out["unique_human_link_clicks"] = len(g["human_clickers"])
+        out["human_link_click_rate"] = out["unique_human_link_clicks"] / sent if sent else 0.0
         return out
 
     def first_attempts(campaign: str, variant: str | None) -> dict[str, int]:
@@ -137,9 +152,10 @@ def recount(events: list[dict[str, Any]], as_of: int | None = None,
 
 
 def expected_log(events: list[dict[str, Any]], campaign_id: str, as_of: int | None = None,
-                 receipt_timeout_ms: int = RECEIPT_TIMEOUT_MS) -> dict[str, dict[str, Any]]:
-    """message_id -> {status, delivered_at} for the campaign's messages (for exports);
-    ``as_of`` as in ``recount``."""
+                 receipt_timeout_ms: int = RECEIPT_TIMEOUT_MS, *,
+                 preview_window_ms: int = PREVIEW_WINDOW_MS) -> dict[str, dict[str, Any]]:
+    """message_id -> {status, delivered_at, ...} for the campaign's messages (for
+    exports); ``as_of`` and ``preview_window_ms`` as in ``recount``."""
     by_message = _by_message(events)
     out: dict[str, dict[str, Any]] = {}
     for message_id, msg_events in by_message.items():
@@ -163,7 +179,9 @@ def expected_log(events: list[dict[str, Any]], campaign_id: str, as_of: int | No
             delivered_at = final["occurred_at"] if final and status == "delivered" else None
         out[message_id] = {"phone": sent["phone"], "contact_name": sent.get("contact_name"),
                            "variant": sent.get("variant"), "status": status,
-                           "delivered_at": delivered_at, "retry_of": sent.get("retry_of")}
+                           "delivered_at": delivered_at, "retry_of": sent.get("retry_of"),
+                           "human_click_count": human_clicks(sent, msg_events,
+                                                             preview_window_ms)}
     return out
 
 
@@ -251,6 +269,38 @@ def _breakdown_entries(sent: dict[str, Any], msg_events: list[dict[str, Any]]
         if with_error:
             out.append(("by_error_code", max(with_error, key=order)["error_code"]))
     return out
+
+
+def automated_agent(user_agent: str | None) -> bool:
+    """A known bot or preview fetcher: the maintained list's own matcher, or one of the
+    project's preview agents anywhere in it, any case (the same data as
+    streams/codecs/user_agents.py, matched here without its regex or its cache). A
+    missing or blank user agent is no verdict: the time rule alone judges it."""
+    if user_agent is None or not user_agent.strip():
+        return False
+    lower = user_agent.lower()
+    return (crawleruseragents.is_crawler(user_agent)
+            or any(agent.lower() in lower for agent in PREVIEW_AGENTS))
+
+
+def human_clicks(sent: dict[str, Any], msg_events: list[dict[str, Any]],
+                 preview_window_ms: int = PREVIEW_WINDOW_MS) -> int:
+    """domain.md 3b: the message's clicks that neither an automated agent made nor
+    came strictly less than the window away (either side) from the receipt that makes
+    the message delivered: the winning terminal receipt, when it is DELIVERED and the
+    send was accepted (else no time rule applies)."""
+    final = _final_status([e for e in msg_events if e["type"] == "delivery"])
+    delivered_at = None
+    if sent["outcome"] == "ACCEPTED" and final is not None and final["status"] == "DELIVERED":
+        delivered_at = final["occurred_at"]
+    n = 0
+    for e in msg_events:
+        if e["type"] != "click" or automated_agent(e.get("user_agent")):
+            continue
+        if delivered_at is not None and abs(e["occurred_at"] - delivered_at) < preview_window_ms:
+            continue  # a preview fetched as the message landed
+        n += 1
+    return n
 
 
 def recount_breakdowns(events: list[dict[str, Any]], campaign_id: str) -> dict[str, dict]:

@@ -615,7 +615,7 @@ def ab_config(settings: Settings) -> AbConfig:
     try:
         return AbConfig(alpha=settings.ab_alpha, level=settings.ab_level,
                         primary=settings.ab_metric, control=settings.ab_control or None,
-                        split=settings.ab_split or None)
+                        split=settings.ab_split or None, clicks=settings.ab_clicks)
     except ValueError as exc:
         raise ConfigurationError(f"A/B settings (CA_AB_*): {exc}") from exc
 

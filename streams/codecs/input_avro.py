@@ -24,6 +24,7 @@ import fastavro
 from projections.errors import InvalidEventError
 from projections.events import (
     EVENT_TYPES,
+    INPUT_FIELDS,
     DeliveryStatus,
     Event,
     LinkClicked,
@@ -42,6 +43,7 @@ from schemas import (
     latest,
     load_schemas,
 )
+from streams.codecs.user_agents import is_automated_agent
 
 EVENT_KINDS: tuple[str, ...] = ("sent", "delivery", "reply", "click")
 
@@ -72,9 +74,7 @@ KIND_OF_CLASS: dict[type, str] = EVENT_TYPES
 
 
 def event_to_record(event: Event) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        name: getattr(event, name) for name in type(event).__dataclass_fields__
-    }
+    record: dict[str, Any] = {name: getattr(event, name) for name in INPUT_FIELDS[type(event)]}
     for key in ("outcome", "status"):
         if key in record:
             record[key] = record[key].value
@@ -301,12 +301,14 @@ def _reply(r: Mapping[str, Any], now: int | None) -> ReplyReceived:
 
 
 def _click(r: Mapping[str, Any], now: int | None) -> LinkClicked:
+    user_agent = _opt(r, "user_agent")
     return LinkClicked(
         event_id=_id(r, "event_id"),
         message_id=_id(r, "message_id"),
         occurred_at=_occurred_at(r, now),
         link_id=_id(r, "link_id"),
-        user_agent=_opt(r, "user_agent"),
+        user_agent=user_agent,
+        automated_agent=is_automated_agent(user_agent),  # domain.md 3b, judged once here
     )
 
 

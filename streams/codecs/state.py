@@ -58,7 +58,7 @@ def state_to_dict(state: MessageState) -> dict[str, Any]:
     }
     data["seen"] = sorted(state.seen)
     data["replies"] = [list(reply) for reply in state.replies]
-    data["clicks"] = list(state.clicks)
+    data["clicks"] = [list(click) for click in state.clicks]
     data["sent"] = _sent_to(state.sent)
     for name in _RECEIPTS:
         data[name] = _receipt_to(getattr(state, name))
@@ -90,11 +90,18 @@ def state_from_dict(data: dict[str, Any]) -> MessageState:
     values.pop("p", None)  # the partition the worker keeps beside the state
     values["seen"] = frozenset(data["seen"])
     values["replies"] = tuple((at, opt_out) for at, opt_out in data["replies"])
-    values["clicks"] = tuple(data["clicks"])
+    values["clicks"] = _clicks_from(data["clicks"])
     values["sent"] = _sent_from(data["sent"])
     for name in _RECEIPTS:
         values[name] = _receipt_from(data[name])
     return MessageState(**values)
+
+
+def _clicks_from(stored: list[Any]) -> tuple[tuple[int, bool], ...]:
+    """A state's clicks as ``(occurred_at, automated_agent)``. A state stored before
+    issue 22 has bare times (sorted): their user agents were not kept, so they read as
+    not automated by agent, judged by the time rule alone."""
+    return tuple((c, False) if c.__class__ is int else (c[0], c[1]) for c in stored)
 
 
 def contribution_from_dict(data: dict[str, Any] | None) -> MessageContribution | None:

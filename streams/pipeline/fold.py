@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from projections.errors import InvalidEventError
 from projections.events import Event
-from projections.message import MessageState, apply_event
+from projections.message import PREVIEW_WINDOW_MS, MessageState, apply_event
 from projections.message_log import message_log_row
 from projections.metrics import message_contribution
 from projections.receipt_timeout import DEFAULT_RECEIPT_TIMEOUT_MS, mark_timed_out
@@ -104,13 +104,15 @@ class FoldStage:
     def __init__(self, table: MessageTable, *, kind_of_topic: Mapping[str, str],
                  message_events_topic: str, window_sizes_s: Iterable[int],
                  state_cache_size: int, protected: bool = True,
-                 receipt_timeout_ms: int = DEFAULT_RECEIPT_TIMEOUT_MS) -> None:
+                 receipt_timeout_ms: int = DEFAULT_RECEIPT_TIMEOUT_MS,
+                 preview_window_ms: int = PREVIEW_WINDOW_MS) -> None:
         self.table = table
         self.kind_of_topic = dict(kind_of_topic)
         self.message_events_topic = message_events_topic
         self.window_sizes_s = tuple(window_sizes_s)
         self.state_cache_size = state_cache_size
         self.protected = protected
+        self.preview_window_ms = preview_window_ms  # human clicks' time rule (domain.md 3b)
         # Decoded states of recently written messages, beside the table's bytes:
         # decoding a stored state again cost more than folding an event into it. An
         # entry counts only while the table holds the very bytes it was made from,
@@ -171,7 +173,8 @@ class FoldStage:
                 # hand-off lost in a crash)
                 row = message_log_row(state, updated_at=now_ms)
                 if row is not None:
-                    contribution = message_contribution(state, self.window_sizes_s)
+                    contribution = message_contribution(
+                        state, self.window_sizes_s, preview_window_ms=self.preview_window_ms)
                     campaign_key = row.campaign_id.encode()
                     out.updates.append((
                         message_partition(campaign_key, updates_partitions), campaign_key,

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.integration
 SUMMARY_KEYS = ("campaign_id", "sent", "delivered", "failed", "pending", "replies",
                 "unique_repliers", "opt_outs", "link_clicks", "unique_link_clicks",
                 "delivery_rate", "reply_rate", "link_click_rate", "retries",
-                "recovered_by_retry", "first_attempts", "variants")
+                "recovered_by_retry", "first_attempts", "variants",
+                "human_link_clicks", "unique_human_link_clicks", "human_link_click_rate")
 HUGE = b"\x00" * 1_040_000  # not Avro; with its key, just under the broker's 1 MiB
 
 
@@ -44,7 +45,36 @@ def _messy_events() -> list[dict]:
     ]
     events += list(reversed(special)) + [special[1]]  # receipts before the send, and a dup
     random.Random(5).shuffle(events)
-    return events
+    return events + _human_click_messages(t)  # in this order: clicks before receipts
+
+
+def _human_click_messages(t: int) -> list[dict]:
+    """domain.md 3b on the real pipeline: a click 0.5 s after its receipt that is
+    published before it (human until the receipt comes, then a preview), WhatsApp's
+    preview fetcher long after, a person; and a delivering receipt that a later
+    DELIVERED supersedes, which turns a preview into a person's click and makes
+    another click, near the new receipt, a preview."""
+    def sent(m: str, contact: str) -> dict:
+        return {"type": "sent", "event_id": f"{m}-s", "message_id": m, "occurred_at": t,
+                "campaign_id": "camp-ab", "variant": "B", "contact_id": contact,
+                "phone": "+15559990001", "outcome": "ACCEPTED"}
+
+    def click(m: str, n: int, at: int, agent: str | None) -> dict:
+        return {"type": "click", "event_id": f"{m}-c{n}", "message_id": m,
+                "occurred_at": at, "link_id": "lnk-h", "user_agent": agent}
+
+    def delivered(m: str, n: int, at: int) -> dict:
+        return {"type": "delivery", "event_id": f"{m}-d{n}", "message_id": m,
+                "occurred_at": at, "status": "DELIVERED"}
+
+    one, two = "camp-ab-human-1", "camp-ab-human-2"
+    return [sent(one, "contact-human-1"), click(one, 0, t + 10_500, None),
+            click(one, 1, t + 600_000, "WhatsApp/2.23.20.0 A"),
+            click(one, 2, t + 60_000, "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X)"),
+            delivered(one, 0, t + 10_000),
+            sent(two, "contact-human-2"), delivered(two, 0, t + 5_000),
+            click(two, 0, t + 5_500, None), click(two, 1, t + 41_000, None),
+            delivered(two, 1, t + 40_000)]
 
 
 def _write(path: Path, events: list[dict]) -> Path:
@@ -89,6 +119,9 @@ def _summary_and_export(deployment: Deployment, tmp_path: Path) -> None:
     for campaign_id in ("camp-ab", "camp-plain"):
         deployment.wait_for_summary(campaign_id, _expected(events, campaign_id), keys=_pick)
     assert _expected(events, "camp-ab")["recovered_by_retry"] > 0  # retries were counted
+    # previews were told apart: each of the two human-click messages has one of three
+    log = expected_log(events, "camp-ab")
+    assert [log[f"camp-ab-human-{n}"]["human_click_count"] for n in (1, 2)] == [1, 1]
 
     text = deployment.cli("summary", "camp-ab").stdout
     assert "delivery_rate" in text and "camp-ab" in text

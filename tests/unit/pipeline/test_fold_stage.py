@@ -142,3 +142,21 @@ def test_a_restored_value_is_decoded_afresh_not_taken_from_the_cache():
         {**codec.state_to_dict(stored(table)), "sent": None, "seen": [], "version": 0}), 0)
     effects = handle(s, [input_record(delivered(), P)])
     assert stored(table).sent is None and effects.updates == []
+
+
+def test_the_preview_window_is_the_stages_and_the_verdict_crosses_message_events():
+    """CA_PREVIEW_WINDOW_SECONDS reaches the hand-off (contribution and log row), and a
+    click forwarded through message-events is judged by its user agent again there."""
+    preview = click(at=T + 4_000) | {"event_id": "e-preview", "user_agent": "WhatsApp/2"}
+    person = click(at=T + 4_000)  # 3 s after the receipt at T + 1000
+    for window_ms, human in ((2_000, 1), (5_000, 0)):
+        s = FoldStage(Table(), kind_of_topic=KIND_OF_TOPIC, message_events_topic=MESSAGE_EVENTS,
+                      window_sizes_s=(60,), state_cache_size=10, preview_window_ms=window_ms)
+        away = input_record(preview, P, own_partition=False)
+        handle(s, [input_record(sent(), P), input_record(delivered(), P),
+                   input_record(person, P), away])
+        back = Rec(MESSAGE_EVENTS, message_partition(b"m1", P), 0, b"m1", away.value)
+        [(_, _, value)] = handle(s, [back]).updates
+        _, _, contribution = codec.decode_update_head(value)
+        assert contribution is not None and contribution["counts"]["link_clicks"] == 2
+        assert contribution["counts"].get("human_link_clicks", 0) == human

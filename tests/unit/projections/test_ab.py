@@ -226,7 +226,7 @@ COUNTS = st.fixed_dictionaries(
     optional={
         key: st.integers(0, 3000)
         for key in ("sent", "delivered", "failed", "pending", "unique_repliers",
-                    "unique_link_clicks", "opt_outs")
+                    "unique_link_clicks", "unique_human_link_clicks", "opt_outs")
     },
 )
 
@@ -361,9 +361,12 @@ def test_schema_rejects_what_the_output_never_is():
 # --- the verdict -----------------------------------------------------------------
 
 
-def arm(sent, clicks, opt_outs=0, failed=0):
+def arm(sent, clicks, opt_outs=0, failed=0, raw_clicks=None):
+    """Counts of one arm whose clickers are all human unless ``raw_clicks`` says more
+    clicked (previews and bots too): the verdict is on human clicks by default."""
     return {"sent": sent, "delivered": sent - failed, "failed": failed,
-            "unique_link_clicks": clicks, "opt_outs": opt_outs}
+            "unique_link_clicks": clicks if raw_clicks is None else raw_clicks,
+            "unique_human_link_clicks": clicks, "opt_outs": opt_outs}
 
 
 CLEAR_WIN = {"A": arm(5000, 500), "B": arm(5000, 650)}  # 10 % vs 13 %
@@ -381,6 +384,33 @@ def test_clear_winner():
     # Symmetric in the arms: the control does not matter, nor which side wins.
     assert verdict(CLEAR_WIN, control="B")["variant"] == "B"
     assert verdict({"A": arm(5000, 650), "B": arm(5000, 500)})["variant"] == "A"
+
+
+# B's message lands in a chat app more often: its raw clicks are inflated by link
+# previews (13 % vs 10 % raw), while people click both at 10 %.
+PREVIEWED = {"A": arm(5000, 500, raw_clicks=500), "B": arm(5000, 500, raw_clicks=650)}
+
+
+def test_the_verdict_is_on_human_clicks_unless_raw_is_asked_for():
+    result = ab_statistics(PREVIEWED)
+    assert result["config"]["clicks"] == "human" and result["config"]["primary"] == "click_rate"
+    v = result["verdict"]
+    assert v["status"] == "no_winner_yet" and v["metric"] == "human_click_rate"
+    # both ways shown: the raw clicks' rates and comparison are there too
+    b = result["variants"][1]["metrics"]
+    assert (b["click_rate"]["successes"], b["human_click_rate"]["successes"]) == (650, 500)
+    raw_p = result["comparisons"][0]["metrics"]["click_rate"]["always_valid_p_value"]
+    assert raw_p < 0.05
+    # CA_AB_CLICKS=raw: the same counts give B the win on every click
+    raw = verdict(PREVIEWED, clicks="raw")
+    assert raw["status"] == "winner" and raw["variant"] == "B" and raw["metric"] == "click_rate"
+    # the setting picks clicks only: another primary metric is left alone
+    assert verdict(PREVIEWED, primary="delivery_rate", clicks="human")["metric"] == "delivery_rate"
+
+
+def test_clicks_setting_is_checked():
+    with pytest.raises(ValueError, match="clicks must be one of human, raw"):
+        AbConfig(clicks="bots")
 
 
 def test_lower_is_better_primary():
@@ -407,7 +437,7 @@ GATES = {
     "min_successes": (
         {"A": arm(5000, 5), "B": arm(5000, 24)},
         {"min_successes": 0},
-        "variant A has 5 successes on click_rate; a verdict needs 25 per variant",
+        "variant A has 5 successes on human_click_rate; a verdict needs 25 per variant",
     ),
 }
 
@@ -431,7 +461,7 @@ def test_significance_gate_uses_the_always_valid_test(monkeypatch):
     variants = {"A": arm(1000, 100), "B": arm(1000, 140)}  # fixed p ~ 0.005
     v = verdict(variants)
     assert v["status"] == "no_winner_yet"
-    assert "no variant is significantly better on click_rate yet" in v["reasons"][0]
+    assert "no variant is significantly better on human_click_rate yet" in v["reasons"][0]
     assert "always-valid p = 0.359" in v["reasons"][0]
     # Negative control: a rule on the fixed-horizon p-value calls a winner here.
     monkeypatch.setattr(ab, "msprt_p_value", fixed_horizon_p)
@@ -481,7 +511,8 @@ def test_guardrail_gate(monkeypatch, guardrail, worse):
     v = verdict(variants)
     assert v["status"] == "no_winner_yet"
     label = guardrail.replace("_", " ").replace("opt out", "opt-out")
-    assert f"B is ahead on click_rate but its {label} is significantly worse" in v["reasons"][0]
+    assert (f"B is ahead on human_click_rate but its {label} is significantly worse"
+            in v["reasons"][0])
     # Negative control: without the guardrail gate B would be declared the winner.
     monkeypatch.setattr(ab, "GUARDRAILS", ())
     assert verdict(variants)["status"] == "winner"

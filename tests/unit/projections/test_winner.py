@@ -20,7 +20,9 @@ from streams.codecs.commands import decode_winner_decision, encode_winner_decisi
 
 
 def arm(sent: int, clicks: int) -> dict[str, int]:
-    return {"sent": sent, "delivered": sent - 10, "failed": 10, "unique_link_clicks": clicks,
+    # previews and bots clicked too (raw 20 more); the verdict is on human clicks
+    return {"sent": sent, "delivered": sent - 10, "failed": 10,
+            "unique_link_clicks": clicks + 20, "unique_human_link_clicks": clicks,
             "unique_repliers": clicks // 3, "opt_outs": 2}
 
 
@@ -76,7 +78,8 @@ def test_the_record_round_trips_and_keeps_the_statistics_as_they_stood():
     assert decoded["verdict_reasons"] == [] and decoded["always_valid"]
     by_name = {v["variant"]: v for v in decoded["variants"]}
     assert (by_name["B"]["successes"], by_name["B"]["trials"]) == (650, 5000)
-    b_vs_a = CLEAR["comparisons"][0]["metrics"]["click_rate"]
+    assert decoded["verdict_metric"] == "human_click_rate"  # CA_AB_CLICKS=human
+    b_vs_a = CLEAR["comparisons"][0]["metrics"]["human_click_rate"]
     assert by_name["B"]["always_valid_p_value"] == b_vs_a["always_valid_p_value"]
     assert by_name["B"]["p_value"] == b_vs_a["p_value"]
     assert by_name["A"]["p_value"] is None  # the control
@@ -93,13 +96,18 @@ def test_an_auditor_recomputes_the_verdict_from_the_typed_fields_alone(ab):
                                                "unknown", "unique_repliers",
                                                "unique_link_clicks", "opt_outs")}
               for v in record["variants"]}
+    # the human clickers are the successes of the metric the verdict is on
+    assert record["verdict_metric"] == "human_click_rate"
+    for v in record["variants"]:
+        counts[v["variant"]]["unique_human_link_clicks"] = v["successes"]
+    # clicks="raw": the record's metric exactly as it names it
     again = ab_statistics(counts, AbConfig(alpha=record["alpha"], level=record["level"],
-                                           control=record["control"],
+                                           control=record["control"], clicks="raw",
                                            primary=record["verdict_metric"]))
     assert again["verdict"]["status"] == record["verdict_status"]
     assert again["verdict"].get("variant") == record["verdict_variant"]
     assert again["verdict"].get("always_valid_p_value") == record["verdict_p_value"]
     # Negative control: other counts give another verdict.
-    counts["B"]["unique_link_clicks"] = 500 if ab is CLEAR else 700
+    counts["B"]["unique_human_link_clicks"] = 500 if ab is CLEAR else 700
     moved = ab_statistics(counts, AbConfig(alpha=record["alpha"]))
     assert moved["verdict"]["status"] != record["verdict_status"]
