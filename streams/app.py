@@ -40,6 +40,9 @@ from streams.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
+# CA_STATE_CACHE=0: decoded states kept, by whether the tables are on disk (rocksdb);
+# 200,000 held ~280 MB, which grew through a 5-minute load run (docs/performance.md).
+STATE_CACHE = {False: 200_000, True: 20_000}
 EMIT_CHECKS_PER_INTERVAL = 20  # how often publish_metrics looks for due snapshots
 SNAPSHOT_AGE_EVERY = 5.0  # seconds between two updates of the snapshot-age gauges
 RECEIPT_SWEEP_EVERY = 1.0  # seconds between two looks for receipt deadlines passed
@@ -129,10 +132,12 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
     # the worker's ensure_topics filled both in for the cluster it met (one broker's here
     # when they are still empty: a test's app)
     changelog_configs = {"min.insync.replicas": str(settings.replication(1)[1])}
+    on_disk = settings.table_store == "rocksdb"  # CA_TABLE_STORE (Faust's store= is unused)
     messages = rebuilding_table(app, "messages", restored_messages, lazy_restore=True,
-                                topic_configs=changelog_configs)
+                                topic_configs=changelog_configs, on_disk=on_disk)
     contributions = rebuilding_table(app, "contributions", restored_contributions,
-                                     lazy_restore=True, topic_configs=changelog_configs)
+                                     lazy_restore=True, topic_configs=changelog_configs,
+                                     on_disk=on_disk)
     engine = harden(
         app, telemetry=telemetry, bootstrap=settings.kafka_bootstrap,
         inputs={"fold": [inputs, message_events], "aggregate": [message_updates]},
@@ -180,7 +185,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
     fold_stage = FoldStage(messages, kind_of_topic=kind_of_topic,
                            message_events_topic=message_events_name,
                            window_sizes_s=settings.window_sizes_s,
-                           state_cache_size=settings.state_cache_size, protected=protected,
+                           state_cache_size=settings.state_cache_size or STATE_CACHE[on_disk],
+                           protected=protected,
                            receipt_timeout_ms=int(settings.receipt_timeout * 1000),
                            preview_window_ms=round(settings.preview_window_seconds * 1000))
     aggregate_stage = AggregateStage(contributions, views)

@@ -145,6 +145,12 @@ def _split(name: str, raw: str) -> dict[str, float]:
     return split
 
 
+def _table_store(name: str, raw: str) -> str:
+    if raw.lower() not in ("memory", "rocksdb"):
+        raise ConfigurationError(f"{name} must be memory or rocksdb; got {raw!r}")
+    return raw.lower()
+
+
 def _one_of(name: str, raw: str, choices: tuple[str, ...]) -> str:
     if raw.upper() not in choices:
         raise ConfigurationError(f"{name} must be one of {', '.join(choices)}; got {raw!r}")
@@ -424,9 +430,17 @@ class Settings:
         "seconds a produced record may take to be delivered; one that is not stops the "
         "worker at once (exit 70), so no commit covers its input "
         "(`streams/engine/delivery_guard.py`)")
+    table_store: str = setting(
+        "CA_TABLE_STORE", "rocksdb", _table_store,
+        "where the worker keeps its tables' values: `rocksdb` (files under the worker's "
+        "directory, wiped and restored from the changelog at every start; memory stays "
+        "flat as messages accumulate) or `memory` (a dict, as before: memory grows "
+        "with every message; `streams/engine/disk_store.py`)")
     state_cache_size: int = setting(
-        "CA_STATE_CACHE", "200000", _positive_int,
-        "decoded message states kept beside the table (memory against CPU)")
+        "CA_STATE_CACHE", "0", _non_negative_int,
+        "decoded message states kept beside the table (memory against CPU; ~1.4 KB "
+        "each); 0: 200,000 with `CA_TABLE_STORE=memory`, 20,000 with `rocksdb` (the "
+        "worker's memory then stays flat; a state not cached is read back and decoded)")
     session_timeout: float = setting(
         "CA_SESSION_TIMEOUT", "10", _positive_float,
         "seconds before the group gives a dead worker's partitions away")

@@ -1,5 +1,6 @@
-"""Bulk restore of the memory tables: read each changelog partition in large fetches
-and apply only the newest record per key, before Faust's own recovery reads the rest.
+"""Bulk restore of the tables (in memory or a ``DiskStore``): read each changelog
+partition in large fetches and apply only the newest record per key, before Faust's
+own recovery reads the rest.
 
 At ``Recovery._build_offsets`` (Faust knows each active changelog partition's
 start offset and highwater), each ``RebuildingTable`` partition is read with a
@@ -22,6 +23,7 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 from orjson import loads
 
+from streams.engine.disk_store import DiskStore
 from streams.engine.gc_tuning import no_collection
 from streams.engine.tables import RebuildingTable
 
@@ -41,7 +43,10 @@ def apply_newest(store: Any, partition: int, newest: Mapping[bytes, bytes | None
     """Store ``newest`` values in a Faust memory store (``None``: delete), decoded or
     (``decode=False``) as their JSON bytes, remembering each key's partition as
     Faust's own restore does. (Each key comes once in ``newest``, so the order of
-    the writes does not matter.)"""
+    the writes does not matter.) A ``DiskStore`` stores them as bytes itself."""
+    if isinstance(store, DiskStore):
+        store.apply_newest(partition, newest)
+        return
     data: MutableMapping[Any, Any] = store.data
     key_partition: MutableMapping[Any, int] = store._key_partition
     values = ({loads(k): loads(v) for k, v in newest.items() if v is not None} if decode

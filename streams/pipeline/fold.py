@@ -115,8 +115,9 @@ class FoldStage:
         self.preview_window_ms = preview_window_ms  # human clicks' time rule (domain.md 3b)
         # Decoded states of recently written messages, beside the table's bytes:
         # decoding a stored state again cost more than folding an event into it. An
-        # entry counts only while the table holds the very bytes it was made from,
-        # so values a recovery restored are always decoded afresh.
+        # entry counts only while the table holds the very bytes it was made from
+        # (the same object in memory; equal bytes read back from a DiskStore), so
+        # values a recovery restored are decoded afresh unless they are those bytes.
         self._cache: dict[str, tuple[bytes, MessageState]] = {}
         # unsettled messages by receipt deadline (pipeline/deadlines.py)
         self.deadlines = ReceiptDeadlines(receipt_timeout_ms)
@@ -220,7 +221,7 @@ class FoldStage:
         if stored is None:
             return MessageState(key)
         hit = self._cache.get(key)
-        if hit is not None and hit[0] is stored:
+        if hit is not None and hit[0] == stored:  # `is` first: bytes compare identity
             return hit[1]
         return codec.state_from_dict(codec.as_dict(stored))
 

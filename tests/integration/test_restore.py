@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -116,3 +117,30 @@ def test_nothing_to_read_opens_no_consumer(kafka_bootstrap: str):
     start = {tp: 7}
     assert _restore(kafka_bootstrap, {tp: table}, start, {tp: 7}) == []
     assert start == {tp: 7} and table.data.data == {}
+
+
+def test_a_table_on_disk_restores_as_the_memory_one(kafka_bootstrap: str,
+                                                    tmp_path: Path) -> None:
+    """CA_TABLE_STORE=rocksdb: the bulk read into a ``DiskStore`` leaves the replay's
+    values, and the recovery's rebuild sees them with their partitions."""
+    import faust
+
+    from streams.engine.tables import rebuilding_table
+
+    topic, last = asyncio.run(_changelog(kafka_bootstrap))
+    app = faust.App("restore-disk", broker=f"kafka://{kafka_bootstrap}", datadir=str(tmp_path))
+    rebuilt: list[list[Any]] = []
+    table = rebuilding_table(app, "messages", lambda values: rebuilt.append(list(values)),
+                             lazy_restore=True, on_disk=True)
+    tps: dict[TP, Any] = {TP(topic, p): table for p in (0, 1)}
+    start = {tp: -1 for tp in tps}
+    _restore(kafka_bootstrap, tps, start, last)
+    assert start == last
+    assert {key: table.peek(key) for key in ("m1", "m2", "m3", "m4")} == \
+        {"m1": {"v": 3}, "m2": None, "m3": {"v": 3}, "m4": {"v": 1}} == \
+        {key: _replay(RECORDS).get(key) for key in ("m1", "m2", "m3", "m4")}
+    asyncio.run(table.on_recovery_completed({TP(topic, 1)}, set()))  # partition 1 only
+    assert sorted(rebuilt[0]) == sorted([dumps({"v": 3}), dumps({"v": 1})])  # m3, m4
+    assert table.peek("m1") is None  # partition 0 is another worker's now
+    store: Any = table.data
+    asyncio.run(store.on_stop())
