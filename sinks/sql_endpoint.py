@@ -20,8 +20,10 @@ import contextlib
 import json
 import re
 import socket
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +44,16 @@ MAX_RESULT_ROWS = 1_000_000
 MAX_RESULT_BYTES = 256 * 1024 * 1024  # uncompressed, as the engine counts it
 MAX_MEMORY_BYTES = 2 * 1024 * 1024 * 1024
 MAX_REQUEST_BYTES = 1024 * 1024  # the SQL, in the URL or the body
+# Threads of one query. The engine's owner is the sink process: a query on every core
+# left none to its inserts, and on 2 cores a message-log page cost 2x the CPU on 2
+# threads than on 1 (74 against 31 ms; docs/performance.md, load).
+MAX_QUERY_THREADS = 1
+# Sessions a worker thread keeps open, each for one database and set of request
+# settings (its readonly session cannot be changed by a query, so it is reused only by
+# requests that would have configured it the same way); and statements it remembers
+# having checked.
+SESSIONS_PER_THREAD = 8
+CHECKED_PER_SESSION = 256
 # Queries running at once (each holds a thread and cores the sinks need); one more
 # waits up to QUEUE_WAIT_SECONDS for a slot, then gets 503 with Retry-After.
 MAX_CONCURRENT_QUERIES = 2
@@ -54,6 +66,7 @@ _LIMITS: dict[str, int] = {
     "max_result_rows": MAX_RESULT_ROWS,
     "max_result_bytes": MAX_RESULT_BYTES,
     "max_memory_usage": MAX_MEMORY_BYTES,
+    "max_threads": MAX_QUERY_THREADS,
 }
 
 # URL parameters of ClickHouse's HTTP interface that are not query settings, or
@@ -171,6 +184,13 @@ class _Request:
     params: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(eq=False)
+class _Session:
+    conn: Any
+    timezone: str
+    checked: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+
+
 @dataclass
 class _Result:
     body: bytes
@@ -207,6 +227,9 @@ class SqlEndpoint:
         self._executor: ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
         self._runner: web.AppRunner | None = None
+        self._local = threading.local()  # each worker thread's sessions
+        self._lock = threading.Lock()
+        self._sessions: list[_Session] = []  # all of them, closed at stop
 
     async def start(self, host: str, port: int) -> int:
         """Open the engine directory and serve on ``host:port``; the port bound."""
@@ -247,6 +270,11 @@ class SqlEndpoint:
         keeper, self._keeper = self._keeper, None
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, True)
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:  # no thread uses them any more
+            session.conn.close()
+        self._local = threading.local()
         if keeper is not None:
             await asyncio.to_thread(keeper.close)
 
@@ -368,35 +396,75 @@ class SqlEndpoint:
 
     # -- in a worker thread ------------------------------------------------
 
-    def _execute(self, parsed: _Request) -> _Result:
+    def _session(self, parsed: _Request) -> _Session:
+        """This thread's session for the request's database and settings, configured
+        once (a connection, ``USE``, the settings, the limits, ``readonly = 1``: five
+        engine calls that cost about as much as a page's query)."""
+        sessions: OrderedDict[tuple[object, ...], _Session] = \
+            self._local.__dict__.setdefault("sessions", OrderedDict())
+        key = (parsed.database, tuple(sorted(parsed.settings.items())))
+        session = sessions.get(key)
+        if session is not None:
+            sessions.move_to_end(key)
+            return session
         try:
             conn = chdb.connect(str(self._path))
         except RuntimeError as exc:
             raise QueryError.from_engine(exc) from exc
         try:
             timezone = _configure_session(conn, parsed.settings, parsed.database)
-            timezone = timezone or self._timezone
-            statement, sql_format = _checked_statement(conn, parsed.sql)
-            fmt = sql_format or parsed.default_format
-            if fmt.lower() in _PYTHON_FORMATS:
-                raise QueryError(73, "UNKNOWN_FORMAT", f"Unknown format {fmt}")
-            started = time.monotonic()
-            try:
-                result = conn.query(statement, fmt, params=parsed.params)
-            except RuntimeError as exc:
-                raise QueryError.from_engine(exc) from exc
-            body = bytes(result.bytes())
-            summary = {
-                "read_rows": str(result.rows_read()),
-                "read_bytes": str(result.bytes_read()),
-                "written_rows": "0",
-                "written_bytes": "0",
-                "result_bytes": str(len(body)),
-                "elapsed_ns": str(int((time.monotonic() - started) * 1e9)),
-            }
-            return _Result(body=body, fmt=fmt, timezone=timezone, summary=summary)
-        finally:
+        except BaseException:
             conn.close()
+            raise
+        session = _Session(conn, timezone or self._timezone)
+        sessions[key] = session
+        with self._lock:
+            self._sessions.append(session)
+        if len(sessions) > SESSIONS_PER_THREAD:
+            _, oldest = sessions.popitem(last=False)
+            with self._lock:
+                self._sessions.remove(oldest)
+            oldest.conn.close()
+        return session
+
+    def _execute(self, parsed: _Request) -> _Result:
+        session = self._session(parsed)
+        conn = session.conn
+        checked = session.checked.get(parsed.sql)
+        if checked is None:
+            checked = _checked_statement(conn, parsed.sql)
+            if len(session.checked) >= CHECKED_PER_SESSION:
+                session.checked.clear()
+            session.checked[parsed.sql] = checked
+        statement, sql_format = checked
+        fmt = sql_format or parsed.default_format
+        if fmt.lower() in _PYTHON_FORMATS:
+            raise QueryError(73, "UNKNOWN_FORMAT", f"Unknown format {fmt}")
+        started = time.monotonic()
+        try:
+            result = conn.query(statement, fmt, params=parsed.params)
+        except RuntimeError as exc:
+            self._drop(session)  # a failed query's session is not trusted again
+            raise QueryError.from_engine(exc) from exc
+        body = bytes(result.bytes())
+        summary = {
+            "read_rows": str(result.rows_read()),
+            "read_bytes": str(result.bytes_read()),
+            "written_rows": "0",
+            "written_bytes": "0",
+            "result_bytes": str(len(body)),
+            "elapsed_ns": str(int((time.monotonic() - started) * 1e9)),
+        }
+        return _Result(body=body, fmt=fmt, timezone=session.timezone, summary=summary)
+
+    def _drop(self, session: _Session) -> None:
+        sessions = self._local.__dict__.get("sessions", {})
+        for key in [k for k, v in sessions.items() if v is session]:
+            del sessions[key]
+        with self._lock:
+            if session in self._sessions:
+                self._sessions.remove(session)
+        session.conn.close()
 
 
 def _configure_session(conn: Any, settings: Mapping[str, str], database: str) -> str | None:

@@ -478,6 +478,14 @@ class Settings:
     api_token: str = setting(
         "CA_API_TOKEN", "", _text,
         "when set, every `/api` route needs `Authorization: Bearer <token>`", secret=True)
+    page_cache_seconds: float = setting(
+        "CA_PAGE_CACHE_SECONDS", "1", _non_negative_float,
+        "the API answers message-log pages from a read ahead of the store at most this "
+        "old (0: every page is its own store read; `streams/api/log_reads.py`)")
+    page_read_rows: int = setting(
+        "CA_PAGE_READ_ROWS", "1000", _positive_int,
+        "rows of the message log the API reads at once when a page misses; the next "
+        "pages come from that read (a page of 100 costs the store about as much)")
     sql_host: str = setting(
         "CA_SQL_HOST", "127.0.0.1", _text,
         "address of the embedded engine's read-only SQL endpoint, served by the process "

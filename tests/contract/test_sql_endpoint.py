@@ -247,7 +247,8 @@ def test_url_settings_apply_but_cannot_lift_limits(server: Running) -> None:
     cap = f"{sql_endpoint.MAX_EXECUTION_SECONDS}\n".encode()
     assert sql_get(server, "SELECT getSetting('max_execution_time')",
                    max_execution_time="100000")[2] == cap
-    # a result setting applies, and only to its request (each has its own session)
+    # a result setting applies, and only to its request (a session serves only requests
+    # with the same settings)
     assert sql_get(server, "SELECT toUInt64(1) AS n FORMAT JSONEachRow",
                    output_format_json_quote_64bit_integers="1")[2] == b'{"n":"1"}\n'
     assert sql_get(server, "SELECT toUInt64(1) AS n FORMAT JSONEachRow")[2] == b'{"n":1}\n'
@@ -257,6 +258,17 @@ def test_url_settings_apply_but_cannot_lift_limits(server: Running) -> None:
     status, headers, body = sql_get(server, "SELECT 1", no_such_setting="1")
     assert (status, headers["X-ClickHouse-Exception-Code"]) == (404, "115")
     assert body.startswith(b"Code: 115. DB::Exception:") and b"(UNKNOWN_SETTING)" in body
+
+
+def test_a_query_runs_on_one_thread_however_often_asked(server: Running) -> None:
+    """The engine's owner is the sink process: a read leaves it a core (and a session
+    configured once answers again, with the same limits)."""
+    for _ in range(3):
+        assert sql_get(server, "SELECT getSetting('max_threads')")[2] == b"1\n"
+    assert sql_get(server, "SELECT getSetting('max_threads')", max_threads="8")[2] == b"1\n"
+    # a failed query's session is dropped; the next request still gets the limits
+    assert sql_get(server, "SELECT throwIf(1)")[0] == 500
+    assert sql_get(server, "SELECT getSetting('max_threads')")[2] == b"1\n"
 
 
 def test_a_query_over_its_time_is_stopped(server: Running) -> None:
