@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from projections.message import MessageState, message_status, terminal_receipt
+from projections.message import (
+    PREVIEW_WINDOW_MS,
+    MessageState,
+    human_click_count,
+    message_status,
+    terminal_receipt,
+)
 from projections.receipt_timeout import TIMED_OUT_ID
 
 # Status values of a message in the log (lower case, as the product page shows them).
@@ -51,11 +57,21 @@ class MessageLogRow:
     # domain.md 3b: the message this one retries (None: a first attempt). Last, with a
     # default: rows handed over before it existed still decode.
     retry_of: str | None = None
+    # domain.md 3b: of click_count, the clicks judged human (last, with a default, for
+    # the same reason).
+    human_click_count: int = 0
+    # domain.md 3b, where: the phone's ISO 3166 region (ZZ: placed nowhere) and, for a
+    # failed message, its failure category (projections/failures.py). Last, defaults.
+    country: str = "ZZ"
+    failure_category: str | None = None
 
 
 MESSAGE_LOG_COLUMNS: tuple[str, ...] = tuple(MessageLogRow.__dataclass_fields__)
 
-# domain.md section 4: the CSV export's columns, in this order.
+# domain.md section 4: the CSV export's columns, in this order; then issue 22's, after
+# them so that a reader of the first eight by position keeps working. ``cost`` is not
+# stored: the export computes it (segments x the country's price, accepted messages,
+# empty without CA_PRICES_FILE; sinks/export.py).
 CSV_EXPORT_COLUMNS: tuple[str, ...] = (
     "contact_name",
     "phone",
@@ -65,11 +81,17 @@ CSV_EXPORT_COLUMNS: tuple[str, ...] = (
     "delivered_at",
     "error_code",
     "error_description",
+    "human_click_count",
+    "country",
+    "failure_category",
+    "cost",
 )
 
 
-def message_log_row(state: MessageState, updated_at: int) -> MessageLogRow | None:
-    """The log row of a message; None until its `sent` event has arrived."""
+def message_log_row(state: MessageState, updated_at: int, *,
+                    preview_window_ms: int = PREVIEW_WINDOW_MS) -> MessageLogRow | None:
+    """The log row of a message; None until its `sent` event has arrived.
+    ``preview_window_ms``: CA_PREVIEW_WINDOW_SECONDS (``human_click_count``)."""
     sent = state.sent
     status = message_status(state)
     if sent is None or status is None:
@@ -112,4 +134,5 @@ def message_log_row(state: MessageState, updated_at: int) -> MessageLogRow | Non
         updated_at=updated_at,
         version=state.version,
         retry_of=sent.retry_of,
+        human_click_count=human_click_count(state, preview_window_ms),
     )

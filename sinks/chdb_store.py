@@ -166,10 +166,12 @@ class ChdbStore(SqlReads):
         status: str | None = None,
         limit: int = 100,
         after_message_id: str | None = None,
+        country: str | None = None,
+        failure_category: str | None = None,
     ) -> list[MessageLogRow]:
         sql, params = message_log_page_query(
-            self._database, campaign_id, status, limit, after_message_id
-        )
+            self._database, campaign_id, status, limit, after_message_id, country,
+            failure_category)
         table = self._query(sql, "ArrowTable", params)
         return [message_log_row(values) for values in arrow_rows.batch_rows(table)]
 

@@ -158,10 +158,12 @@ class ClickHouseServerStore(SqlReads):
         status: str | None = None,
         limit: int = 100,
         after_message_id: str | None = None,
+        country: str | None = None,
+        failure_category: str | None = None,
     ) -> list[MessageLogRow]:
         sql, params = message_log_page_query(
-            self._database, campaign_id, status, limit, after_message_id
-        )
+            self._database, campaign_id, status, limit, after_message_id, country,
+            failure_category)
         result = self._run("query", self._get_client().query, sql, parameters=params)
         return [message_log_row(values) for values in result.result_rows]
 

@@ -15,6 +15,7 @@ import re
 import uuid
 from collections.abc import Sequence
 
+from projections.failures import FailureCategory
 from projections.message_log import (
     CSV_EXPORT_COLUMNS,
     MESSAGE_LOG_COLUMNS,
@@ -30,6 +31,9 @@ from sinks.plan import (
 )
 
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_COUNTRY_RE = re.compile(r"[A-Z]{2}")
+# The message log's failure_category values (projections/failures.py).
+FAILURE_CATEGORIES: frozenset[str] = frozenset(c.value for c in FailureCategory)
 
 MAX_PAGE_SIZE = 10_000
 
@@ -59,6 +63,9 @@ MESSAGE_LOG_TYPES: dict[str, str] = {
     "updated_at": "DateTime64(3, 'UTC')",
     "version": "UInt64",
     "retry_of": "Nullable(String)",  # 0006
+    "human_click_count": "UInt32",  # 0007
+    "country": "LowCardinality(String)",  # 0007
+    "failure_category": "LowCardinality(Nullable(String))",  # 0007
 }
 
 _TIMESTAMP = "DateTime64(3, 'UTC')"
@@ -152,21 +159,30 @@ def message_log_page_query(
     status: str | None,
     limit: int,
     after_message_id: str | None,
+    country: str | None = None,
+    failure_category: str | None = None,
 ) -> tuple[str, dict[str, object]]:
-    """SQL and parameters of one page of a campaign's message log (latest state).
+    """SQL and parameters of one page of a campaign's message log (latest state),
+    filtered by status, country (ISO 3166 alpha-2, ZZ) and failure category when given.
 
     WHERE applies after FINAL (``optimize_move_to_prewhere_if_final`` is off by
-    default), so a status filter sees each message's latest status only.
+    default), so a filter sees each message's latest state only.
     """
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise ValueError(f"limit must be within 1..{MAX_PAGE_SIZE}, got {limit}")
     if status is not None and status not in MESSAGE_STATUSES:
         raise ValueError(f"unknown status {status!r}")
+    if country is not None and not _COUNTRY_RE.fullmatch(country):
+        raise ValueError(f"country must be an ISO 3166 alpha-2 code such as US, got {country!r}")
+    if failure_category is not None and failure_category not in FAILURE_CATEGORIES:
+        raise ValueError(f"unknown failure category {failure_category!r}")
     conditions = ["campaign_id = {campaign_id:String}"]
     params: dict[str, object] = {"campaign_id": campaign_id}
-    if status is not None:
-        conditions.append("status = {status:String}")
-        params["status"] = status
+    for name, value in (("status", status), ("country", country),
+                        ("failure_category", failure_category)):
+        if value is not None:
+            conditions.append(f"{name} = {{{name}:String}}")
+            params[name] = value
     if after_message_id is not None:
         conditions.append("message_id > {after_message_id:String}")
         params["after_message_id"] = after_message_id
@@ -191,10 +207,15 @@ def message_log_count_query(
     return sql, {"campaign_id": campaign_id}
 
 
+# What the export reads: its columns, with the message's segments in place of its cost
+# (computed by sinks/export.py from the segments, the country and the price table).
+EXPORT_QUERY_COLUMNS: tuple[str, ...] = (*CSV_EXPORT_COLUMNS[:-1], "segments")
+
+
 def export_query(database: str, campaign_id: str) -> tuple[str, dict[str, object]]:
-    """The CSV export's columns (timestamps as epoch ms), latest state, by message id."""
+    """``EXPORT_QUERY_COLUMNS`` (timestamps as epoch ms), latest state, by message id."""
     sql = (
-        f"SELECT {_select_list(CSV_EXPORT_COLUMNS)}"  # noqa: S608  # identifiers validated
+        f"SELECT {_select_list(EXPORT_QUERY_COLUMNS)}"  # noqa: S608  # identifiers validated
         f" FROM {qualified(database, MESSAGE_LOG_TABLE)} FINAL"
         " WHERE campaign_id = {campaign_id:String}"
         " ORDER BY message_id"

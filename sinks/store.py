@@ -44,8 +44,11 @@ class ClickHouseStore(Protocol):
         status: str | None = None,
         limit: int = 100,
         after_message_id: str | None = None,
+        country: str | None = None,
+        failure_category: str | None = None,
     ) -> list[MessageLogRow]:
-        """One page of a campaign's messages, latest state, by ``message_id``.
+        """One page of a campaign's messages, latest state, by ``message_id``; only
+        those of ``status``, ``country``, ``failure_category`` when given.
 
         Keyset pagination: pass the last ``message_id`` of a page as
         ``after_message_id`` to get the next one.
@@ -58,7 +61,8 @@ class ClickHouseStore(Protocol):
         ...
 
     def iter_export_rows(self, campaign_id: str) -> Generator[tuple[object, ...], None, None]:
-        """The CSV export's rows (``CSV_EXPORT_COLUMNS``, timestamps in epoch ms), latest
+        """The CSV export's rows (``sinks.sql.EXPORT_QUERY_COLUMNS``: the export's columns
+        with ``segments`` last in place of ``cost``; timestamps in epoch ms), latest
         state, by ``message_id``, streamed in bounded memory.
 
         A generator: it runs when iterated; exhaust it or ``close()`` it to free

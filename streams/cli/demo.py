@@ -1,21 +1,16 @@
 """A realistic, messy A/B campaign as JSON-lines events (for the demo and tests).
 
 Messy on purpose: events shuffled (receipts and clicks before their sends),
-duplicate deliveries of the same event, intermediate QUEUED/SENT receipts,
-terminal receipts superseded by later ones, REJECTED sends, contacts that get
-several messages, clicks, replies and STOP replies; with ``retry_rate``, retries
-(``retry_of``) of failed messages, which may fail again, be delivered, clicked,
-replied to.
+duplicate deliveries, intermediate QUEUED/SENT receipts, terminal receipts superseded
+by later ones, REJECTED sends, contacts with several messages, clicks, replies and
+STOP replies; with ``retry_rate``, retries (``retry_of``) of failed messages.
 
-Issue 22's numbers (domain.md 3b), each off by default so that the campaigns tests
-draw stay as they were: ``countries`` (numbers of several countries and some no one
-can place, each country's carriers, failures of every category), ``previews`` (a
-share of delivered messages whose link a messaging app's preview fetcher opens as
-the message lands, before the person clicks, if they do), ``lost_receipts`` (a
-share of messages whose final receipt never comes: ``unknown`` once
-CA_RECEIPT_TIMEOUT has passed since the send) and ``recent`` (a share sent in the
-last minute and not yet answered by the carrier: still ``pending``). They draw from
-an rng of their own.
+Issue 22's numbers (domain.md 3b), each off by default (an rng of their own, so the
+campaigns tests draw stay as they were): ``countries`` (several countries, numbers
+no one can place, each country's carriers, failures of every category),
+``previews`` (a share of delivered messages whose link a preview fetcher opens as
+the message lands), ``lost_receipts`` (final receipts that never come: ``unknown``
+once CA_RECEIPT_TIMEOUT has passed) and ``recent`` (sent in the last minute: pending).
 """
 
 from __future__ import annotations

@@ -7,10 +7,11 @@ import uuid
 
 import pytest
 
-from projections.message_log import CSV_EXPORT_COLUMNS, MessageLogRow
+from projections.message_log import MessageLogRow
 from sinks.errors import SinkError
 from sinks.migrations import load_migrations
 from sinks.plan import dedup_token, plan_message_log_insert
+from sinks.sql import EXPORT_QUERY_COLUMNS
 from sinks.store import ClickHouseStore
 from tests.contract.conftest import StoreFactory
 
@@ -46,6 +47,10 @@ def make_row(campaign_id: str, i: int, *, status: str = "sent", version: int = 1
         updated_at=T0 + 10_000 + version,
         version=version,
         retry_of=f"msg-{i - 1:05d}" if i % 6 == 5 else None,
+        human_click_count=(i % 4) // 2,  # of click_count
+        country=("US", "DE", "GB", "ZZ")[i % 4],
+        failure_category=(None, "temporary", "invalid_number")[i % 3]
+        if status != "delivered" else None,
     )
 
 
@@ -75,6 +80,9 @@ def test_insert_then_read_back_every_field(store: ClickHouseStore) -> None:
     assert store.insert(plan_message_log_insert(rows, "t-0-0-29")) == 30
     assert all_messages(store, campaign) == rows
     assert {r.retry_of for r in rows} > {None}  # retries among them
+    assert {r.human_click_count for r in rows} == {0, 1}  # issue 22's columns vary
+    assert {r.country for r in rows} == {"US", "DE", "GB", "ZZ"}
+    assert {r.failure_category for r in rows} == {None, "temporary", "invalid_number"}
     assert store.count_message_log(campaign) == 30
 
 
@@ -187,6 +195,32 @@ def test_status_filter_sees_only_the_latest_status(store: ClickHouseStore) -> No
     assert store.message_log(campaign, status="failed") == []
 
 
+def test_unknown_status_country_and_category_filters(store: ClickHouseStore) -> None:
+    """domain.md 3b: a message whose receipt never came reads status 'unknown'; the
+    log filters by it, by country and by failure category, alone or together, on the
+    latest state (a late receipt takes a message out of 'unknown')."""
+    campaign = new_campaign()
+    rows = [make_row(campaign, i, status="unknown" if i % 2 else "failed") for i in range(24)]
+    store.insert(plan_message_log_insert(rows, "t-0-0-23"))
+    settled = make_row(campaign, 1, status="delivered", version=2)  # a late receipt
+    store.insert(plan_message_log_insert([settled], "t-0-24-24"))
+    latest = [settled if r.message_id == settled.message_id else r for r in rows]
+
+    def want(**f: str) -> list[MessageLogRow]:
+        return [r for r in latest if all(getattr(r, k) == v for k, v in f.items())]
+
+    for filters in ({"status": "unknown"}, {"country": "DE"}, {"country": "ZZ"},
+                    {"failure_category": "temporary"}, {"status": "failed", "country": "US"},
+                    {"status": "unknown", "country": "DE", "failure_category": "temporary"}):
+        got = all_messages(store, campaign, **filters)
+        assert got == want(**filters), filters
+        assert got  # each filter finds something, so the equality says something
+    assert settled not in all_messages(store, campaign, status="unknown")
+    assert all_messages(store, campaign, country="FR") == []
+    # Negative control: the filters are not ignored.
+    assert all_messages(store, campaign, country="DE") != latest
+
+
 def test_campaigns_do_not_see_each_other(store: ClickHouseStore) -> None:
     one, other = new_campaign(), new_campaign()
     store.insert(plan_message_log_insert(rows_for(one, 3) + rows_for(other, 4), None))
@@ -205,7 +239,7 @@ def test_export_streams_the_latest_rows_in_message_order(store: ClickHouseStore)
 
     exported = list(store.iter_export_rows(campaign))
 
-    expected = [tuple(getattr(r, c) for c in CSV_EXPORT_COLUMNS) for r in latest]
+    expected = [tuple(getattr(r, c) for c in EXPORT_QUERY_COLUMNS) for r in latest]
     assert exported == expected
     assert list(store.iter_export_rows(new_campaign())) == []
 

@@ -6,6 +6,7 @@ import csv
 import json
 import random
 import subprocess
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.cli.demo import generate_campaign
 from tests.integration.conftest import CLI, Deployment, metric_sum
-from tests.oracle import expected_log, recount
+from tests.oracle import country, expected_log, recount
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -142,7 +143,16 @@ def _summary_and_export(deployment: Deployment, tmp_path: Path) -> None:
     wait_until(caught_up, "the CSV export to hold every message with its status", 120, 1,
                explain=lambda: f"{len(rows)} row(s) exported, {len(want)} expected")
     assert list(rows[0]) == ["contact_name", "phone", "variant", "status", "sent_at",
-                             "delivered_at", "error_code", "error_description"]
+                             "delivered_at", "error_code", "error_description",
+                             # issue 22's, after domain.md 4's (no prices here: no cost)
+                             "human_click_count", "country", "failure_category", "cost"]
+    by_phone_status: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for r in rows:
+        by_phone_status[r["phone"], r["status"]].append(r["human_click_count"])
+    for m in want.values():
+        assert str(m["human_click_count"]) in by_phone_status[m["phone"], m["status"]]
+    assert {r["cost"] for r in rows} == {""}
+    assert all(r["country"] == country(r["phone"]) for r in rows)  # the oracle's placing
     assert len(rows) == len(want)
     assert _statuses(rows) == _statuses(want.values())
     special = next(r for r in rows if r["phone"] == "+15559990000")

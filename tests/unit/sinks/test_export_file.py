@@ -17,7 +17,7 @@ from sinks.export import write_csv, write_csv_file
 from streams.cli import main
 
 ROW: tuple[object, ...] = ("Zoë", "+15550000001", "A", "delivered", 1_714_564_800_123,
-                           1_714_564_860_000, None, None)
+                           1_714_564_860_000, None, None, 1, "US", None, 2)  # 2 segments
 assert len(ROW) == len(CSV_EXPORT_COLUMNS)
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+from decimal import Decimal
 
 import pytest
 
+from projections.costs import PriceTable
 from projections.message_log import CSV_EXPORT_COLUMNS, MESSAGE_LOG_COLUMNS, MessageLogRow
 from sinks.export import format_timestamp, write_csv
 from sinks.plan import InsertPlan, dedup_token, plan_message_log_insert
+from sinks.sql import EXPORT_QUERY_COLUMNS
 
 T0 = 1_714_564_800_123  # 2024-05-01T12:00:00.123Z
 
@@ -38,6 +41,9 @@ def row(message_id: str = "m-1", **changes: object) -> MessageLogRow:
         last_reply_at=None,
         updated_at=T0 + 9_000,
         version=4,
+        human_click_count=1,
+        country="US",
+        failure_category=None,
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -140,12 +146,13 @@ def test_dedup_token_rejects_impossible_batches(
 
 
 def export_tuple(r: MessageLogRow) -> tuple[object, ...]:
-    return tuple(getattr(r, c) for c in CSV_EXPORT_COLUMNS)
+    """A row as the store's export query gives it (segments where the CSV has cost)."""
+    return tuple(getattr(r, c) for c in EXPORT_QUERY_COLUMNS)
 
 
-def export(rows: list[tuple[object, ...]]) -> tuple[str, int]:
+def export(rows: list[tuple[object, ...]], prices: PriceTable | None = None) -> tuple[str, int]:
     out = io.StringIO(newline="")
-    written = write_csv(rows, out)
+    written = write_csv(rows, out, prices)
     return out.getvalue(), written
 
 
@@ -160,6 +167,7 @@ def test_csv_plain_row() -> None:
     assert written == 1
     assert text.split("\r\n")[1] == (
         "Ann,+15550000001,A,delivered,2024-05-01T12:00:00.123Z,2024-05-01T12:00:01.623Z,,"
+        ",1,US,,"  # issue 22's columns after the first eight; no prices: no cost
     )
     assert text.endswith("\r\n")
 
@@ -195,12 +203,46 @@ def test_csv_quotes_only_when_needed_and_doubles_quotes() -> None:
 def test_csv_nulls_are_empty_cells() -> None:
     r = row(variant=None, contact_name=None, delivered_at=None, error_code=None)
     text, _ = export([export_tuple(r)])
-    assert text.split("\r\n")[1] == ",+15550000001,,delivered,2024-05-01T12:00:00.123Z,,,"
+    assert text.split("\r\n")[1] == ",+15550000001,,delivered,2024-05-01T12:00:00.123Z,,,,1,US,,"
 
 
 def test_csv_empty_string_and_null_both_empty() -> None:
     text, _ = export([export_tuple(row(contact_name=""))])
     assert text.split("\r\n")[1].startswith(",+15550000001,")
+
+
+def test_csv_new_columns_follow_the_first_eight_in_the_contracts_order() -> None:
+    assert CSV_EXPORT_COLUMNS[:8] == ("contact_name", "phone", "variant", "status", "sent_at",
+                                      "delivered_at", "error_code", "error_description")
+    assert CSV_EXPORT_COLUMNS[8:] == ("human_click_count", "country", "failure_category",
+                                      "cost")
+    assert (*CSV_EXPORT_COLUMNS[:-1], "segments") == EXPORT_QUERY_COLUMNS
+
+
+PRICES = PriceTable(currency="EUR", default=Decimal("0.05"),
+                    by_country={"US": Decimal("0.0079"), "DE": Decimal("0.00001")})
+
+
+@pytest.mark.parametrize(("changes", "cost"), [
+    ({}, "0.0158"),  # 2 segments x US 0.0079
+    ({"country": "FR", "segments": 3}, "0.15"),  # not listed: the default price
+    ({"country": "ZZ", "segments": 1}, "0.05"),  # placed nowhere: the default too
+    ({"country": "DE", "segments": 1}, "0.00001"),  # plain decimals, never 1e-05
+    ({"status": "unknown"}, "0.0158"),  # accepted, receipt lost: it was paid for
+    ({"status": "failed", "failure_category": "temporary"}, "0.0158"),
+    ({"status": "rejected", "failure_category": "invalid_number"}, ""),  # not accepted
+])
+def test_csv_cost_is_segments_times_the_countrys_price_of_accepted_messages(
+        changes: dict[str, object], cost: str) -> None:
+    r = row(**changes)
+    text, _ = export([export_tuple(r)], PRICES)
+    parsed = list(csv.reader(io.StringIO(text, newline="")))[1]
+    got = dict(zip(CSV_EXPORT_COLUMNS, parsed, strict=True))
+    assert got["cost"] == cost
+    assert (got["status"], got["country"], got["failure_category"]) == (
+        r.status, r.country, r.failure_category or "")
+    # Negative control: the same row without prices has no cost at all.
+    assert list(csv.reader(io.StringIO(export([export_tuple(r)])[0], newline="")))[1][-1] == ""
 
 
 def test_csv_counts_rows_of_a_generator() -> None:

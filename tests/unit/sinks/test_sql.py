@@ -72,6 +72,22 @@ def test_page_query_bounds_the_limit(limit: int) -> None:
         message_log_page_query("db", "c", None, limit, None)
 
 
+def test_page_query_filters_by_country_and_failure_category_bound() -> None:
+    sql, params = message_log_page_query("db", "c", "unknown", 10, None, "DE", "temporary")
+    assert "status = {status:String} AND country = {country:String} AND " \
+        "failure_category = {failure_category:String}" in sql
+    assert params == {"campaign_id": "c", "status": "unknown", "country": "DE",
+                      "failure_category": "temporary"}
+
+
+@pytest.mark.parametrize(("country", "category"), [
+    ("de", None), ("DEU", None), ("' OR 1=1", None), (None, "Temporary"), (None, "x")])
+def test_page_query_rejects_a_bad_country_or_category(country: str | None,
+                                                      category: str | None) -> None:
+    with pytest.raises(ValueError, match="country|category"):
+        message_log_page_query("db", "c", None, 10, None, country, category)
+
+
 def test_page_query_rejects_unknown_status() -> None:
     with pytest.raises(ValueError, match="status"):
         message_log_page_query("db", "c", "DELIVERED", 10, None)
@@ -86,6 +102,7 @@ def test_export_query_selects_the_csv_columns_with_epoch_ms() -> None:
     sql, _ = export_query("db", "c")
     selected = sql.split(" FROM ")[0].removeprefix("SELECT ").split(", ")
     assert len(selected) == len(CSV_EXPORT_COLUMNS)
+    assert selected[-4:] == ["human_click_count", "country", "failure_category", "segments"]
     assert "toUnixTimestamp64Milli(sent_at) AS sent_at_ms" in selected
     assert "toUnixTimestamp64Milli(delivered_at) AS delivered_at_ms" in selected
 
