@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -122,19 +123,91 @@ class PrivateBroker:
 
     def kill(self) -> None:
         """SIGKILL the broker (no shutdown of any kind) and wait until it is gone."""
-        pid = self.pids[-1]
-        os.kill(pid, signal.SIGKILL)
-
-        def gone() -> bool:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (FileNotFoundError, ProcessLookupError):
-                return True
-            return state == "Z"  # killed; its reaper (PID 1) may be late
-
-        wait_until(gone, f"the broker (pid {pid}) to die", 30, 0.1)
+        kill_and_wait(self.pids[-1], "the broker")
 
     def clean(self) -> None:
+        self._sh("clean")
+
+
+def kill_and_wait(pid: int, what: str) -> None:
+    """SIGKILL ``pid`` and wait until it is gone."""
+    os.kill(pid, signal.SIGKILL)
+
+    def gone() -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        return state == "Z"  # killed; its reaper (PID 1) may be late
+
+    wait_until(gone, f"{what} (pid {pid}) to die", 30, 0.1)
+
+
+CLUSTER_SH = REPO / "deploy" / "kafka" / "cluster.sh"
+BROKERS = ("broker1", "broker2", "broker3")
+
+
+def cluster_port() -> int:
+    """A free base port for a private cluster (``deploy/kafka/cluster.sh``): the
+    controller's, then three brokers' and their SASL_SSL listeners' (seven in a row),
+    from ``CA_TEST_BROKER_PORTS`` when set, as ``broker_ports``."""
+    given = os.environ.get("CA_TEST_BROKER_PORTS")
+    first, last = map(int, given.split("-")) if given else (20000, 32000)
+    candidates = list(range(first, last - 7, 8))
+    random.shuffle(candidates)
+    for base in candidates:
+        if all(_bindable(base + n) for n in range(7)):
+            return base
+    pytest.fail(f"no seven free ports in a row in {first}-{last} for a private cluster")
+
+
+class PrivateCluster:
+    """A KRaft controller and three brokers of one test's own (``cluster.sh``, data under
+    ``root``), which the test may SIGKILL, stop, wipe and start again node by node."""
+
+    def __init__(self, root: Path) -> None:
+        base = cluster_port()
+        self.dir = root / "cluster"
+        self.ports = {name: base + n for n, name in enumerate(BROKERS, 1)}
+        self.bootstrap = ",".join(f"127.0.0.1:{port}" for port in self.ports.values())
+        self.env = os.environ | {"CA_CLUSTER_DIR": str(self.dir), "CA_CLUSTER_PORT": str(base),
+                                 "CA_CLUSTER_SECURE": "off"}  # tests use PLAINTEXT
+        self.starts: list[tuple[float, str]] = []  # (monotonic time, nodes) of each `up`
+
+    def _sh(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", str(CLUSTER_SH), *args], env=self.env, text=True,
+                              capture_output=True, check=False, timeout=240)
+
+    def up(self, *nodes: str) -> PrivateCluster:
+        """Start ``nodes`` (all that are down when none), return once every broker
+        answers and is in the metadata."""
+        started = self._sh("up", *nodes)
+        if started.returncode != 0:
+            pytest.fail(f"could not start the private cluster's {nodes or 'nodes'}:\n"
+                        f"{started.stdout}\n{started.stderr}")
+        assert started.stdout.strip() == f"CA_KAFKA_BOOTSTRAP={self.bootstrap}", started.stdout
+        self.starts.append((time.monotonic(), " ".join(nodes)))
+        return self
+
+    def pid(self, node: str) -> int:
+        return int((self.dir / node / "kafka.pid").read_text())
+
+    def kill(self, node: str) -> None:
+        """SIGKILL one node (no shutdown of any kind) and wait until it is gone."""
+        kill_and_wait(self.pid(node), node)
+
+    def stop(self, node: str) -> None:
+        """A controlled shutdown of one node (SIGTERM), as a rolling restart does."""
+        stopped = self._sh("down", node)
+        assert stopped.returncode == 0, stopped.stderr
+
+    def node_of(self, broker_id: int) -> str:
+        return BROKERS[broker_id - 1]
+
+    def clean(self) -> None:
+        """SIGKILL every node (its data goes: no controlled shutdown needed), remove it."""
+        for node in (*BROKERS, "controller"):
+            self._sh("kill", node)
         self._sh("clean")
 
 
