@@ -153,8 +153,6 @@ EOF
 format_node() {
     local node="$1"
     [[ -f "$CDIR/$node/data/meta.properties" ]] && return 0
-    [[ -s "$CDIR/cluster.id" ]] ||
-        head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=' >"$CDIR/cluster.id"
     clog "formatting $node's storage (cluster id $(cat "$CDIR/cluster.id"))"
     java_run -Dlog4j2.configurationFile="$HERE/log4j2.xml" -Dkafka.logs.dir="$CDIR/$node/logs" \
         kafka.tools.StorageTool format --cluster-id="$(cat "$CDIR/cluster.id")" \
@@ -218,14 +216,26 @@ cluster_tail() {
 }
 
 cmd_up() {
-    local nodes=("$@") node t0 deadline
+    local nodes=("$@") node t0 deadline pid
     ((${#nodes[@]})) || nodes=("${NODES[@]}")
     for node in "${nodes[@]}"; do check_node "$node"; done
     command -v java >/dev/null || cdie "java not found (Java 17+ needed)"
     cmd_jars
     mkdir -p "$CDIR" "$LOGDIR"
+    [[ -s "$CDIR/cluster.id" ]] ||
+        head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=' >"$CDIR/cluster.id"
     make_secrets
     t0="$(now)"
+    # the nodes to start get their configs and storage first, the formats side by side
+    # (a JVM each, about 2 s)
+    local formats=()
+    for node in "${nodes[@]}"; do
+        node_pid "$node" >/dev/null && continue
+        render_node "$node"
+        format_node "$node" &
+        formats+=($!)
+    done
+    for pid in "${formats[@]}"; do wait "$pid" || cdie "formatting storage failed"; done
     for node in "${nodes[@]}"; do start_node "$node"; done
     deadline=$((SECONDS + WAIT_TIMEOUT))
     until all_answer; do
