@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from projections.errors import CampaignAnalyticsError
 from schemas import CONFLUENT, FRAMING, SchemaVersion, latest, load_schemas, parse_version
@@ -70,6 +71,9 @@ class RegistryClient:
 
     def __init__(self, url: str, timeout: float = TIMEOUT_S) -> None:
         self.url = url.rstrip("/")
+        # what messages and logs show: the URL without a user or password in it
+        parts = urlsplit(self.url)
+        self.shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
         self.timeout = timeout
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
@@ -88,16 +92,16 @@ class RegistryClient:
             message = str(error.get("message", exc.reason))[:300]
             if exc.code >= 500:
                 raise RegistryUnavailableError(
-                    f"{self.url} answered {exc.code}: {message}") from None
+                    f"{self.shown} answered {exc.code}: {message}") from None
             if exc.code == 409:
                 raise IncompatibleSchemaError(message) from None
             if exc.code == 404 and error.get("error_code") == 40403:
                 return None  # no schema with that id
-            raise RegistryError(f"{self.url} answered {exc.code} to {method} {path}: "
+            raise RegistryError(f"{self.shown} answered {exc.code} to {method} {path}: "
                                 f"{message}") from None
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise RegistryUnavailableError(f"{self.url} cannot be reached: {reason}") from None
+            raise RegistryUnavailableError(f"{self.shown} cannot be reached: {reason}") from None
 
     def schema_text(self, schema_id: int) -> str | None:
         """The schema registered under ``schema_id``; ``None`` when there is none."""
@@ -204,7 +208,7 @@ def register_produced(client: RegistryClient, topics: Mapping[str, str],
                 break
             except IncompatibleSchemaError as exc:
                 raise IncompatibleSchemaError(
-                    f"the schema registry at {client.url} refuses {name} v{version.version} "
+                    f"the schema registry at {client.shown} refuses {name} v{version.version} "
                     f"for subject {subject} (compatibility {COMPATIBILITY}): {exc}. Its "
                     "consumers could not read the new records: a schema change may only "
                     "add fields with defaults (docs/consumers.md)") from None

@@ -274,9 +274,13 @@ def test_the_client_maps_the_registrys_answers(stub):
     assert RETRY.fingerprint not in FRAMING.frames  # refused: still single-object
 
 
-def test_an_unreachable_registry_is_one_error():
-    client = RegistryClient("http://127.0.0.1:9/apis/ccompat/v7", timeout=2)
-    with pytest.raises(RegistryUnavailableError, match="cannot be reached"):
+def test_an_unreachable_registry_is_one_error_that_shows_no_password():
+    client = RegistryClient("http://reader:s3cret@127.0.0.1:9/apis/ccompat/v7", timeout=2)
+    with pytest.raises(RegistryUnavailableError) as refused:
         client.schema_text(1)
+    assert str(refused.value).startswith(
+        "http://127.0.0.1:9/apis/ccompat/v7 cannot be reached: ")
+    assert "s3cret" not in str(refused.value)
+    assert RegistryClient("http://127.0.0.1:9/x").shown == "http://127.0.0.1:9/x"  # control
     with pytest.raises(RegistryUnavailableError):
         register_produced(client, {"t": "retry_request"}, wait_s=0)
