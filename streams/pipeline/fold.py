@@ -172,7 +172,8 @@ class FoldStage:
                     out.orphans += held_events(state) - held_events(before)
                 # Step 3: the whole contribution, even for a duplicate (it repairs a
                 # hand-off lost in a crash)
-                row = message_log_row(state, updated_at=now_ms)
+                row = message_log_row(state, updated_at=now_ms,
+                                      preview_window_ms=self.preview_window_ms)
                 if row is not None:
                     contribution = message_contribution(
                         state, self.window_sizes_s, preview_window_ms=self.preview_window_ms)

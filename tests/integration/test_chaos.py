@@ -30,7 +30,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 KEYS = ("campaign_id", "sent", "delivered", "failed", "pending", "replies",
         "unique_repliers", "opt_outs", "link_clicks", "unique_link_clicks",
         "delivery_rate", "reply_rate", "link_click_rate", "variants",
-        "by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click")
+        "by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click",
+        "human_link_clicks", "unique_human_link_clicks", "human_link_click_rate")
 
 
 def _settings(dep: Deployment) -> Any:
@@ -190,7 +191,7 @@ def test_consuming_the_same_input_twice_changes_nothing(deployment: Deployment):
 
 
 def test_workers_killed_and_joining_mid_stream(deployment: Deployment):
-    events = generate_campaign("multi-a", 4000, seed=71) + generate_campaign(
+    events = generate_campaign("multi-a", 4000, seed=71, previews=0.3) + generate_campaign(
         "multi-b", 3000, seed=72) + generate_campaign("multi-c", 1000, seed=73)
     random.Random(7).shuffle(events)
     first, second = deployment.worker().start(), deployment.worker().start()
@@ -252,7 +253,8 @@ def _folding(worker: Any, timeout: float = 90) -> bool:
 
 def _messy_100k(duplicates: bool) -> list[dict]:
     rate = 0.1 if duplicates else 0.0
-    events = generate_campaign("chaos-ab", 20_000, seed=81, duplicate_rate=rate) + \
+    events = generate_campaign("chaos-ab", 20_000, seed=81, duplicate_rate=rate,
+                               previews=0.3) + \
         generate_campaign("chaos-solo", 6_000, seed=82, variants=(), duplicate_rate=rate)
     random.Random(8).shuffle(events)
     return events

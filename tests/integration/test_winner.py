@@ -51,9 +51,11 @@ def _events() -> list[dict[str, Any]]:
                                "outcome": "ACCEPTED"})
                 events.append({"type": "delivery", "event_id": f"{mid}-d", "message_id": mid,
                                "occurred_at": t + 1, "status": "DELIVERED"})
-                if n < clicks:
+                if n < clicks:  # a person, a minute after the message landed (domain.md 3b)
                     events.append({"type": "click", "event_id": f"{mid}-k", "message_id": mid,
-                                   "occurred_at": t + 2, "link_id": "l1"})
+                                   "occurred_at": t + 60_001, "link_id": "l1",
+                                   "user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 "
+                                                 "like Mac OS X)"})
     return events
 
 
@@ -110,7 +112,8 @@ def live(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
         deployment.cli("publish", str(_write(root / "events.jsonl", _events())))
         api = Api(deployment, free_port(), root / "api.log")
         for campaign, variants in CAMPAIGNS.items():
-            want = {v: {"sent": s, "unique_link_clicks": c} for v, (s, c) in variants.items()}
+            want = {v: {"sent": s, "unique_link_clicks": c, "unique_human_link_clicks": c}
+                    for v, (s, c) in variants.items()}
             api.wait(lambda c=campaign, w=want: _variants(api, c) == w, f"{campaign}'s counts")
         yield deployment, api
     finally:
@@ -130,7 +133,7 @@ def _variants(api: Api, campaign: str) -> dict[str, dict[str, int]] | None:
     code, summary = _get(api, f"/api/v1/campaigns/{campaign}")
     if code != 200:
         return None
-    return {name: {"sent": v["sent"], "unique_link_clicks": v["unique_link_clicks"]}
+    return {name: {k: v[k] for k in ("sent", "unique_link_clicks", "unique_human_link_clicks")}
             for name, v in summary["variants"].items()}
 
 
@@ -202,8 +205,10 @@ def test_two_deciders_at_once_record_one_and_the_cli_answers_the_first(live):
     deployment, _ = live
     settings = deployment.settings()
     ab = {"campaign_id": "camp-race", "as_of": "2027-01-01T00:00:00.000Z",
-          **ab_statistics({"A": {"sent": 600, "unique_link_clicks": 60},
-                           "B": {"sent": 600, "unique_link_clicks": 180}})}
+          **ab_statistics({"A": {"sent": 600, "unique_link_clicks": 60,
+                                 "unique_human_link_clicks": 60},
+                           "B": {"sent": 600, "unique_link_clicks": 180,
+                                 "unique_human_link_clicks": 180}})}
     barrier = threading.Barrier(2, timeout=60)
     answers: list[Any] = []
 

@@ -160,3 +160,4 @@ def test_the_preview_window_is_the_stages_and_the_verdict_crosses_message_events
         _, _, contribution = codec.decode_update_head(value)
         assert contribution is not None and contribution["counts"]["link_clicks"] == 2
         assert contribution["counts"].get("human_link_clicks", 0) == human
+        assert codec.decode_update_row(value)[1].human_click_count == human

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projections.message import MessageState, apply_event, human_click_count
+from projections.message_log import message_log_row
 from projections.metrics import (
     CampaignCounts,
     ContactActivity,
@@ -26,7 +27,7 @@ from projections.metrics import (
 from streams.codecs import state as codec
 from streams.codecs.input_avro import parse_json_line
 from streams.pipeline.fold import fold
-from tests.oracle import PREVIEW_WINDOW_MS, recount
+from tests.oracle import PREVIEW_WINDOW_MS, expected_log, recount
 
 NOW = 1_800_000_000_000
 T0 = 1_790_000_000_000
@@ -220,6 +221,17 @@ def test_unique_human_clickers_are_contacts_and_retries_are_apart() -> None:
     assert got["human_link_click_rate"] == 2 / 4
 
 
+def test_the_message_log_row_counts_its_human_clicks() -> None:
+    lines = [sent("m1"), click("m1", LANDED + 500, None, 0), receipt("m1", "DELIVERED", LANDED),
+             click("m1", LANDED + 9_000, IPHONE, 1), click("m1", LANDED + 9_000, SLACK, 2)]
+    states, _ = stream(lines)
+    row = message_log_row(states["m1"], updated_at=NOW)
+    assert row is not None and (row.click_count, row.human_click_count) == (3, 1)
+    assert expected_log(lines, "c")["m1"]["human_click_count"] == 1
+    wide = message_log_row(states["m1"], updated_at=NOW, preview_window_ms=10_000)
+    assert wide is not None and wide.human_click_count == 0
+
+
 def test_a_state_stored_before_human_clicks_still_decodes() -> None:
     """States in the ``messages`` changelog from before issue 22 keep bare click times:
     they read as clicks no user agent judged (the time rule alone), and fold on."""
@@ -301,6 +313,10 @@ def test_any_order_and_duplication_gives_the_recount(lines: list[dict[str, Any]]
     assert streamed(duplicated) == recounted(duplicated)
     window = data.draw(st.sampled_from((0, 1_000, 2_000, 5_000)))
     assert streamed(duplicated, window) == recounted(duplicated, window)
+    log = expected_log(duplicated, "c", preview_window_ms=window)
+    for m, state in states_b.items():
+        row = message_log_row(state, updated_at=NOW, preview_window_ms=window)
+        assert row is not None and row.human_click_count == log[m]["human_click_count"]
 
 
 @settings(max_examples=80, deadline=None)
