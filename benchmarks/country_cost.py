@@ -4,10 +4,13 @@
 
 Times, over N encoded `sent` events of several countries (a third of them +1, some
 +44 and +7, whose calling code several regions share), ``decode_event`` as the
-worker runs it (the country is derived there) and ``country_of`` alone, both with
-a cold and a warm number cache, and prints ns per event (best of R). Compare the
-decode figure with the same run on a commit before the country existed (the
-`before` of the report). No broker; not part of the tests.
+worker runs it, before (``country_of`` replaced by a constant, as the decoder was
+without countries) and after (the country derived), with a cold and a warm number
+cache, and ``country_of`` alone; then ``message_contribution`` of those messages with
+a receipt each, without and with the where-counts (``metrics.where_counts``: country,
+category, carrier outcome, segments), remade on every event of a message. Prints ns
+per event (best of R, the variants interleaved so a busy machine slows them alike).
+No broker; not part of the tests.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ import argparse
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
-from projections.events import MessageSent, SendOutcome
-from streams.codecs import phones
+from projections import metrics
+from projections.events import DeliveryStatus, Event, MessageSent, ReceiptReceived, SendOutcome
+from projections.message import MessageState, apply_event
+from streams.codecs import input_avro, phones
 from streams.codecs.input_avro import decode_event, encode_event
 
 T0 = 1_800_000_000_000
@@ -44,16 +50,13 @@ def encoded_sends(phone_numbers: list[str]) -> list[bytes]:
             for i, phone in enumerate(phone_numbers)]
 
 
-def _ns_per(items: list, call: Callable[[object], object], repeat: int,
+def _ns_per(items: list[Any], call: Callable[[Any], object],
             before: Callable[[], object] = lambda: None) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        before()
-        start = time.perf_counter_ns()
-        for item in items:
-            call(item)
-        best = min(best, (time.perf_counter_ns() - start) / len(items))
-    return best
+    before()
+    start = time.perf_counter_ns()
+    for item in items:
+        call(item)
+    return (time.perf_counter_ns() - start) / len(items)
 
 
 def main() -> None:
@@ -63,22 +66,51 @@ def main() -> None:
     args = parser.parse_args()
     numbers = sample_phones(args.events)
     data = encoded_sends(numbers)
-    cache = getattr(phones, "_shared_code_country", None)
-    clear = cache.cache_clear if cache is not None else (lambda: None)
-    country_of = getattr(phones, "country_of", None)
-    def decode(item: object) -> object:
-        return decode_event(item, T0)  # type: ignore[arg-type]
+    clear = phones.clear_country_cache
+    derive = input_avro.country_of
 
-    print(f"{args.events} sent events, best of {args.repeat}")
-    print(f"decode_event, cold number cache: {_ns_per(data, decode, args.repeat, clear):8.0f}"
-          " ns/event")
-    print(f"decode_event, warm number cache: {_ns_per(data, decode, args.repeat):8.0f}"
-          " ns/event")
-    if country_of is not None:
-        print(f"country_of alone, cold cache:    "
-              f"{_ns_per(numbers, country_of, args.repeat, clear):8.0f} ns/event")
-        print(f"country_of alone, warm cache:    "
-              f"{_ns_per(numbers, country_of, args.repeat):8.0f} ns/event")
+    def decode(item: bytes) -> Event:
+        return decode_event(item, T0)
+
+    def constant(phone: str) -> str:
+        return phones.UNPLACED
+
+    def with_country(on: bool) -> None:
+        input_avro.country_of = derive if on else constant
+
+    runs: dict[str, list[float]] = {}
+    for _ in range(args.repeat):
+        for name, on, cold in (("decode, before (no country)", False, False),
+                               ("decode, after, cold number cache", True, True),
+                               ("decode, after, warm number cache", True, False)):
+            with_country(on)
+            runs.setdefault(name, []).append(
+                _ns_per(data, decode, clear if cold else (lambda: None)))
+        with_country(True)
+        runs.setdefault("country_of alone, cold cache", []).append(
+            _ns_per(numbers, phones.country_of, clear))
+        runs.setdefault("country_of alone, warm cache", []).append(
+            _ns_per(numbers, phones.country_of))
+    states = [apply_event(apply_event(MessageState(f"m{i}"), decode(item)), ReceiptReceived(
+        f"r{i}", f"m{i}", T0 + 5_000, (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED)[i % 5 == 0],
+        "30003" if i % 5 == 0 else None, None, ("att", "vodafone", None)[i % 3]))
+        for i, item in enumerate(data)]
+    where = metrics.where_counts
+
+    def no_where(*_: object) -> None:
+        return None
+
+    for _ in range(args.repeat):
+        for name, fn in (("contribution, before (no where)", no_where),
+                         ("contribution, after", where)):
+            metrics.where_counts = fn  # type: ignore[assignment]
+            runs.setdefault(name, []).append(_ns_per(states, metrics.message_contribution))
+    metrics.where_counts = where
+    shared = sum(1 for n in numbers if n.startswith(("+1", "+44", "+7")))
+    print(f"{args.events} sent events ({shared} of a shared calling code), best of "
+          f"{args.repeat}")
+    for name, figures in runs.items():
+        print(f"{name:34s} {min(figures):8.0f} ns/event")
 
 
 if __name__ == "__main__":

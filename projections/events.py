@@ -44,6 +44,9 @@ class MessageSent:
     segments: int = 1
     # domain.md 3b: the message_id this message retries; None for a first attempt.
     retry_of: str | None = None
+    # Not in the record: the phone's ISO 3166 region, derived by the input codec when
+    # it decodes the event (streams/codecs/phones.py: "ZZ", a number it cannot place).
+    country: str = "ZZ"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +95,7 @@ EVENT_TYPES: dict[type, str] = {
 
 # Fields judged at decoding rather than read from the input (``DERIVED_FIELDS``); the
 # input fields of each event class are the others, as its Avro schema has them.
-DERIVED_FIELDS: frozenset[str] = frozenset({"automated_agent"})
+DERIVED_FIELDS: frozenset[str] = frozenset({"automated_agent", "country"})
 INPUT_FIELDS: dict[type, tuple[str, ...]] = {
     cls: tuple(name for name in vars(cls)["__dataclass_fields__"] if name not in DERIVED_FIELDS)
     for cls in EVENT_TYPES

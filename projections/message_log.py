@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from projections.failures import failure_category
 from projections.message import (
     PREVIEW_WINDOW_MS,
     MessageState,
@@ -111,6 +112,7 @@ def message_log_row(state: MessageState, updated_at: int, *,
             error_code = state.error_receipt.error_code
             error_description = state.error_receipt.error_description
     carrier = state.carrier_receipt.carrier if state.carrier_receipt is not None else None
+    category = failure_category(state)
     return MessageLogRow(
         message_id=state.message_id,
         campaign_id=sent.campaign_id,
@@ -135,4 +137,6 @@ def message_log_row(state: MessageState, updated_at: int, *,
         version=state.version,
         retry_of=sent.retry_of,
         human_click_count=human_click_count(state, preview_window_ms),
+        country=sent.country,
+        failure_category=None if category is None else category.value,
     )

@@ -18,7 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from projections.events import DeliveryStatus, SendOutcome
+from projections.costs import SEGMENTS_PREFIX, PriceTable, cost_figures
+from projections.events import DeliveryStatus, ReceiptReceived, SendOutcome
+from projections.failures import FailureCategory, category_of, failure_cause
 from projections.message import (
     PREVIEW_WINDOW_MS,
     MessageState,
@@ -145,6 +147,7 @@ def message_contribution(
             _windowed(windows, window_sizes_s, at, "opt_outs", 1)
     for at, _ in state.clicks:
         _windowed(windows, window_sizes_s, at, "link_clicks", 1)
+    where_counts(state, final, accepted, counts)
     if "failed" in counts:
         code = _error_code(state)
         if code is not None:
@@ -185,6 +188,77 @@ def _error_code(state: MessageState) -> str | None:
     if state.error_receipt is not None:
         return state.error_receipt.error_code
     return None
+
+
+# domain.md 3b, where failures happen and what a result cost: per country
+# "country:<CC>:sent|delivered|failed" (CC: the sent event's, derived from the phone by
+# the input codec) and "segments:<CC>" (accepted messages only: the cost's input); for
+# failed messages "failure_category:<category>" (projections/failures.py, the retries'
+# mapping, of the REJECTED send's or the winning terminal receipt's code); and for
+# accepted messages whose receipts name a carrier, "carrier_outcome:<carrier>:sent|
+# delivered|failed" (the carrier of ``carrier_receipt``, as "carrier:<carrier>").
+COUNTRY_PREFIX, CATEGORY_PREFIX, CARRIER_OUTCOME_PREFIX = (
+    "country:", "failure_category:", "carrier_outcome:")
+OUTCOMES: tuple[str, ...] = ("sent", "delivered", "failed")
+_CATEGORY_KEYS: dict[FailureCategory, str] = {
+    c: CATEGORY_PREFIX + c.value for c in FailureCategory}
+# The keys of a country (sent, delivered, failed, segments) or a carrier (sent,
+# delivered, failed), made once: a message's contribution is remade on every event.
+_COUNTRY_KEYS: dict[str, tuple[str, str, str, str]] = {}
+_CARRIER_KEYS: dict[str, tuple[str, str, str]] = {}
+_MAX_CARRIER_KEYS = 4096  # carriers are free text: a bounded cache
+
+
+def _country_keys(country: str) -> tuple[str, str, str, str]:
+    keys = _COUNTRY_KEYS.get(country)
+    if keys is None:
+        keys = _COUNTRY_KEYS[country] = (
+            f"{COUNTRY_PREFIX}{country}:sent", f"{COUNTRY_PREFIX}{country}:delivered",
+            f"{COUNTRY_PREFIX}{country}:failed", SEGMENTS_PREFIX + country)
+    return keys
+
+
+def _carrier_keys(carrier: str) -> tuple[str, str, str]:
+    keys = _CARRIER_KEYS.get(carrier)
+    if keys is None:
+        if len(_CARRIER_KEYS) >= _MAX_CARRIER_KEYS:
+            _CARRIER_KEYS.clear()
+        keys = _CARRIER_KEYS[carrier] = (
+            f"{CARRIER_OUTCOME_PREFIX}{carrier}:sent",
+            f"{CARRIER_OUTCOME_PREFIX}{carrier}:delivered",
+            f"{CARRIER_OUTCOME_PREFIX}{carrier}:failed")
+    return keys
+
+
+def where_counts(state: MessageState, final: ReceiptReceived | None, accepted: bool,
+                 counts: dict[str, int]) -> None:
+    """The country, failure-category, carrier-outcome and segment counts of a message
+    that has its `sent` event (``final``: its terminal receipt)."""
+    sent = state.sent
+    assert sent is not None  # noqa: S101 - message_contribution returned before
+    sent_key, delivered_key, failed_key, segments_key = _country_keys(sent.country)
+    if not accepted:
+        counts[failed_key] = 1
+        counts[_CATEGORY_KEYS[category_of(sent.error_code)]] = 1
+        return
+    counts[sent_key] = 1
+    counts[segments_key] = sent.segments
+    carrier = state.carrier_receipt
+    carrier_keys = None if carrier is None or carrier.carrier is None \
+        else _carrier_keys(carrier.carrier)
+    if carrier_keys is not None:
+        counts[carrier_keys[0]] = 1
+    if final is None:
+        return
+    if final.status is DeliveryStatus.DELIVERED:
+        counts[delivered_key] = 1
+        if carrier_keys is not None:
+            counts[carrier_keys[1]] = 1
+        return
+    counts[failed_key] = 1
+    counts[_CATEGORY_KEYS[category_of(failure_cause(state))]] = 1
+    if carrier_keys is not None:
+        counts[carrier_keys[2]] = 1
 
 
 def add_counts(base: Counts, delta: Counts, sign: int = 1) -> dict[str, int]:
@@ -275,6 +349,7 @@ BREAKDOWNS: tuple[tuple[str, str], ...] = (
     ("by_carrier", "carrier"),
     ("time_to_deliver", "time_to_deliver"),
     ("time_to_first_click", "time_to_first_click"),
+    ("by_failure_category", CATEGORY_PREFIX[:-1]),
 )
 _BREAKDOWN_OF_PREFIX: dict[str, str] = {prefix: name for name, prefix in BREAKDOWNS}
 
@@ -291,23 +366,51 @@ def breakdowns(counts: Counts) -> dict[str, dict[str, int]]:
     return out
 
 
+# Summary key -> the prefix of its sub-counts, each a {sent, delivered, failed} record.
+OUTCOME_BREAKDOWNS: tuple[tuple[str, str], ...] = (
+    ("by_country", COUNTRY_PREFIX), ("by_carrier_outcome", CARRIER_OUTCOME_PREFIX))
+
+
+def outcome_breakdowns(counts: Counts) -> dict[str, dict[str, dict[str, int]]]:
+    """``by_country`` and ``by_carrier_outcome`` from a bag of counts: per country
+    (carrier), its sent, delivered and failed messages (zeros included)."""
+    out: dict[str, dict[str, dict[str, int]]] = {name: {} for name, _ in OUTCOME_BREAKDOWNS}
+    for name, prefix in OUTCOME_BREAKDOWNS:
+        into = out[name]
+        for key, n in counts.items():
+            if key.startswith(prefix):
+                # a carrier may hold a colon; the outcome is after the last one
+                sub, _, outcome = key[len(prefix):].rpartition(":")
+                record = into.get(sub)
+                if record is None:
+                    record = into[sub] = dict.fromkeys(OUTCOMES, 0)
+                record[outcome] = n
+    return out
+
+
 def first_attempts(counts: Counts) -> dict[str, int]:
     """The counts of a bag's first attempts only (retry messages left out)."""
     return {name: counts.get(name, 0) - counts.get(RETRY_PREFIX + name, 0)
             for name in FIRST_ATTEMPT_METRICS}
 
 
-def _bag_summary(counts: Counts) -> dict[str, object]:
-    return {**metric_view(counts), **breakdowns(counts), "first_attempts": first_attempts(counts)}
+def _bag_summary(counts: Counts, prices: PriceTable | None = None) -> dict[str, object]:
+    return {**metric_view(counts), **breakdowns(counts), **outcome_breakdowns(counts),
+            **cost_figures(counts, prices, delivered=counts.get("delivered", 0),
+                           unique_human_clicks=counts.get("unique_human_link_clicks", 0)),
+            "first_attempts": first_attempts(counts)}
 
 
-def summarize(campaign_id: str, campaign: CampaignCounts) -> dict[str, object]:
+def summarize(campaign_id: str, campaign: CampaignCounts,
+              prices: PriceTable | None = None) -> dict[str, object]:
     """The campaign summary of the CLI and the metrics topic: the metrics,
     breakdowns and first-attempt counts of the campaign, and the same for each
-    variant (its bag holds the same prefixed sub-counts as the total)."""
-    summary: dict[str, object] = {"campaign_id": campaign_id, **_bag_summary(campaign.total)}
+    variant (its bag holds the same prefixed sub-counts as the total). ``prices``
+    (CA_PRICES_FILE): the cost figures; without them they are None."""
+    summary: dict[str, object] = {"campaign_id": campaign_id,
+                                  **_bag_summary(campaign.total, prices)}
     summary["variants"] = {
-        name: _bag_summary(counts) for name, counts in sorted(campaign.variants.items())
+        name: _bag_summary(counts, prices) for name, counts in sorted(campaign.variants.items())
     }
     return summary
 

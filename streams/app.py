@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from streams.codecs import state as serde
 from streams.codecs.dead_letters import dead_letter as dead_letter_record
+from streams.codecs.prices import load_prices
 from streams.codecs.registry import resolve as resolve_schema_ids
 from streams.engine import collect_when_quiet, harden
 from streams.engine.tables import rebuilding_table
@@ -107,6 +108,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         log.warning("%s is set: replay protection is OFF (tests only)", UNSAFE_ENV)
     views = CampaignViews(int(settings.window_retention_days * 86_400_000),
                           int(settings.emit_interval * 1000))
+    prices = load_prices(settings.prices_file)  # CA_PRICES_FILE: the snapshots' cost figures
 
     def restored_messages(values: Iterable[Any]) -> None:
         orphans = 0
@@ -272,7 +274,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
 
     async def publish_due(now: int) -> int:
         """Publish the due snapshots; how many."""
-        metrics, windows = due_snapshots(views, now)
+        metrics, windows = due_snapshots(views, now, prices)
         for key, value in metrics:
             await metrics_topic.send(key=key, value=value)
         snapshot_ages.observe([key.decode() for key, _ in metrics], (), now)

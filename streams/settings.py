@@ -543,6 +543,11 @@ class Settings:
         "link to a contact's conversation in the messaging platform, e.g. "
         "`https://app.example/conversations/{contact_id}` (the id URL-encoded); the API's "
         "replies and per-contact clicks carry it as `conversation_url` (empty: no links)")
+    prices_file: Path | None = setting(
+        "CA_PRICES_FILE", "", _optional_path,
+        "CSV of the price of a message segment per country, with a default price and one "
+        "currency (docs/prices.md); the summaries' `cost`, `cost_per_delivered` and "
+        "`cost_per_unique_human_click` (empty: no prices, those figures are null)")
     # Not a variable: the input topics under ``topic_prefix`` (``load_settings``).
     input_topics: dict[str, str] = field(default_factory=dict)
 

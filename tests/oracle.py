@@ -6,10 +6,13 @@ results are checked against. Plain loops over the whole event set, no folds.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
 import crawleruseragents
+import phonenumbers
 
 from streams.codecs.user_agents import PREVIEW_AGENTS
 
@@ -50,7 +53,13 @@ def _first_sent(msg_events: list[dict[str, Any]]) -> dict[str, Any] | None:
     return min(sends, key=lambda e: (e["occurred_at"], e["event_id"])) if sends else None
 
 
-BREAKDOWN_KEYS = ("by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click")
+BREAKDOWN_KEYS = ("by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click",
+                  "by_failure_category")
+# domain.md 3b, where: per country / carrier, {sent, delivered, failed}
+OUTCOME_KEYS = ("by_country", "by_carrier_outcome")
+COST_KEYS = ("currency", "cost", "cost_per_delivered", "cost_per_unique_human_click")
+# (currency, default price, {country: price}) per segment, as a prices file says
+Prices = tuple[str, Decimal, dict[str, Decimal]]
 FIRST_ATTEMPT_KEYS = ("sent", "delivered", "failed", "pending", "replies", "opt_outs",
                       "link_clicks", "unique_link_clicks", "unique_repliers",
                       "human_link_clicks", "unique_human_link_clicks")
@@ -58,11 +67,13 @@ FIRST_ATTEMPT_KEYS = ("sent", "delivered", "failed", "pending", "replies", "opt_
 
 def recount(events: list[dict[str, Any]], as_of: int | None = None,
             receipt_timeout_ms: int = RECEIPT_TIMEOUT_MS, *,
+            prices: Prices | None = None,
             preview_window_ms: int = PREVIEW_WINDOW_MS) -> dict[str, dict[str, Any]]:
     """Summary per campaign id, in the shape of ``summary --json``: the metrics and
     breakdowns of each campaign and of each of its variants, and their counts over
     first attempts only (``first_attempts``: messages without ``retry_of``).
     ``as_of`` (epoch ms): the instant ``unknown`` is judged at (``_lost``).
+    ``prices``: the cost figures (``_costs``); without them they are None.
     ``preview_window_ms``: the human clicks' time rule (``human_clicks``)."""
     by_message = _by_message(events)
 
@@ -76,7 +87,9 @@ def recount(events: list[dict[str, Any]], as_of: int | None = None,
                             "opt_outs", "link_clicks", "retries", "recovered_by_retry",
                             "human_link_clicks")}
             | {"clickers": set(), "repliers": set(), "human_clickers": set()}
-            | {k: defaultdict(int) for k in BREAKDOWN_KEYS},
+            | {k: defaultdict(int) for k in BREAKDOWN_KEYS}
+            | {k: defaultdict(_no_outcomes) for k in OUTCOME_KEYS}
+            | {"segments": defaultdict(int)},
         )
 
     for msg_events in by_message.values():
@@ -118,6 +131,13 @@ def recount(events: list[dict[str, Any]], as_of: int | None = None,
                 g["human_clickers"].add(sent["contact_id"])
             for name, sub in _breakdown_entries(sent, msg_events):
                 g[name][sub] += 1
+            for name, sub, outcome in _where_entries(sent, msg_events):
+                if outcome is None:
+                    g[name][sub] += 1
+                else:
+                    g[name][sub][outcome] += 1
+            if sent["outcome"] != "REJECTED":  # the cost's input: accepted segments
+                g["segments"][country(sent["phone"])] += sent.get("segments", 1)
 
     def view(g: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in g.items() if k not in ("clickers", "repliers", "human_clickers")}
@@ -130,6 +150,9 @@ def recount(events: list[dict[str, Any]], as_of: int | None = None,
         out["link_click_rate"] = out["unique_link_clicks"] / sent if sent else 0.0
         out["unique_human_link_clicks"] = len(g["human_clickers"])
         out["human_link_click_rate"] = out["unique_human_link_clicks"] / sent if sent else 0.0
+        out.update((k, {sub: dict(o) for sub, o in g[k].items()}) for k in OUTCOME_KEYS)
+        out.update(_costs(out.pop("segments"), out["delivered"],
+                          out.get("unique_human_link_clicks", 0), prices))
         return out
 
     def first_attempts(campaign: str, variant: str | None) -> dict[str, int]:
@@ -304,7 +327,91 @@ def human_clicks(sent: dict[str, Any], msg_events: list[dict[str, Any]],
 
 
 def recount_breakdowns(events: list[dict[str, Any]], campaign_id: str) -> dict[str, dict]:
-    """The campaign's breakdowns (``_breakdown_entries``); empty ones for a campaign
-    with no sent message."""
+    """The campaign's breakdowns (``_breakdown_entries``, ``_where_entries``); empty
+    ones for a campaign with no sent message."""
     summary = recount(events).get(campaign_id, {})
-    return {k: summary.get(k, {}) for k in BREAKDOWN_KEYS}
+    return {k: summary.get(k, {}) for k in BREAKDOWN_KEYS + OUTCOME_KEYS}
+
+
+# --- domain.md 3b: where failures happen, what a result cost ------------------------
+
+# The failure categories of domain.md 3b's codes (Twilio's); 30008, none and any other
+# code: unclassified.
+CATEGORY_OF_CODE = {
+    "21211": "invalid_number", "30005": "invalid_number",
+    "21614": "not_mobile", "30006": "not_mobile",
+    "30004": "blocked", "30007": "blocked", "30034": "blocked",
+    "21610": "opted_out",
+    "30001": "temporary", "30003": "temporary",
+}
+
+
+def _no_outcomes() -> dict[str, int]:
+    return {"sent": 0, "delivered": 0, "failed": 0}
+
+
+@functools.cache
+def country(phone: str) -> str:
+    """The ISO 3166 region ``phonenumbers`` places the whole number in (a full parse,
+    every time); ZZ for a number it places nowhere."""
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(phone, None))
+    except phonenumbers.NumberParseException:
+        return "ZZ"
+    return region if region and region != "001" else "ZZ"
+
+
+def category(code: str | None) -> str:
+    return CATEGORY_OF_CODE.get((code or "").strip(), "unclassified")
+
+
+def _where_entries(sent: dict[str, Any], msg_events: list[dict[str, Any]]
+                   ) -> list[tuple[str, str, str | None]]:
+    """(breakdown, sub-key, outcome) triples one message counts once in: by_country
+    (sent if accepted, then delivered or failed; a REJECTED one failed only),
+    by_carrier_outcome (accepted messages whose receipts name a carrier: the winning
+    such receipt's) and by_failure_category (failed messages; outcome None: flat), the
+    cause being the REJECTED send's code or the winning terminal receipt's."""
+    cc = country(sent["phone"])
+    if sent["outcome"] == "REJECTED":
+        return [("by_country", cc, "failed"),
+                ("by_failure_category", category(sent.get("error_code")), None)]
+    receipts = [e for e in msg_events if e["type"] == "delivery"]
+    with_carrier = [r for r in receipts if r.get("carrier")]
+    carrier = max(with_carrier, key=lambda r: (RANK[r["status"]], r["occurred_at"],
+                                               r["event_id"]))["carrier"] \
+        if with_carrier else None
+    out: list[tuple[str, str, str | None]] = [("by_country", cc, "sent")]
+    if carrier is not None:
+        out.append(("by_carrier_outcome", carrier, "sent"))
+    final = _final_status(receipts)
+    if final is None:
+        return out
+    outcome = "delivered" if final["status"] == "DELIVERED" else "failed"
+    out.append(("by_country", cc, outcome))
+    if carrier is not None:
+        out.append(("by_carrier_outcome", carrier, outcome))
+    if outcome == "failed":
+        out.append(("by_failure_category", category(final.get("error_code")), None))
+    return out
+
+
+def _money(value: Decimal) -> float:
+    return float(value.quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN))
+
+
+def _costs(segments: dict[str, int], delivered: int, unique_human_clicks: int,
+           prices: Prices | None) -> dict[str, Any]:
+    """The cost keys: accepted segments per country times its price (else the
+    default), exact, then per delivered message and per unique human click; rounded
+    half-even to millionths; None without prices or without such results."""
+    if prices is None:
+        return dict.fromkeys(COST_KEYS)
+    currency, default, by_country = prices
+    with localcontext(prec=60):
+        cost = sum((by_country.get(cc, default) * n for cc, n in segments.items()),
+                   Decimal(0))
+        return {"currency": currency, "cost": _money(cost),
+                "cost_per_delivered": _money(cost / delivered) if delivered else None,
+                "cost_per_unique_human_click":
+                    _money(cost / unique_human_clicks) if unique_human_clicks else None}

@@ -236,10 +236,12 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from streams.app import create_app
     from streams.cli.admin import ensure_topics, wait_for_kafka
+    from streams.codecs.prices import load_prices
     from streams.engine import Seat, harden_process
 
     logging.basicConfig(level=settings.log_level.upper())
     settings.clickhouse_login()  # a bad password file: exit 2 now, not a sink crash loop
+    load_prices(settings.prices_file)  # a bad CA_PRICES_FILE: exit 2 now, one line
     _check_state_dirs(*_state_dirs(settings, worker=True))
     seat = Seat(settings.worker_dir, settings.app_id)
     seat.claim()  # held until the process exits

@@ -43,6 +43,7 @@ from schemas import (
     latest,
     load_schemas,
 )
+from streams.codecs.phones import country_of
 from streams.codecs.user_agents import is_automated_agent
 
 EVENT_KINDS: tuple[str, ...] = ("sent", "delivery", "reply", "click")
@@ -245,6 +246,7 @@ def _sent(r: Mapping[str, Any], now: int | None) -> MessageSent:
     segments = r.get("segments", 1)
     if isinstance(segments, bool) or not isinstance(segments, int) or not 1 <= segments <= 100:
         raise InvalidEventError("segments must be an integer from 1 to 100")
+    phone = _phone(r)
     return MessageSent(
         event_id=_id(r, "event_id"),
         message_id=_id(r, "message_id"),
@@ -254,12 +256,13 @@ def _sent(r: Mapping[str, Any], now: int | None) -> MessageSent:
                                                   limit=MAX_ID_LENGTH) or "") or None,
         contact_id=_id(r, "contact_id"),
         contact_name=_opt(r, "contact_name"),
-        phone=_phone(r),
+        phone=phone,
         outcome=_enum(SendOutcome, r.get("outcome"), "outcome"),
         error_code=_text(r, "error_code", required=False, limit=MAX_ID_LENGTH),
         error_description=_opt(r, "error_description"),
         segments=segments,
         retry_of=_retry_of(r),
+        country=country_of(phone),  # issue 22, derived once here (cached per number)
     )
 
 

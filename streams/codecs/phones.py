@@ -95,3 +95,8 @@ def _shared_code_country(phone: str, code: str) -> str:
     if region is None or region == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY:
         return UNPLACED
     return region
+
+
+def clear_country_cache() -> None:
+    """Forget the numbers placed so far (a benchmark or a test starts cold)."""
+    _shared_code_country.cache_clear()

@@ -21,6 +21,7 @@ from projections.metrics import (
     ContributionFields,
     MessageContribution,
 )
+from streams.codecs.phones import country_of
 
 
 def _fields(obj: Any) -> dict[str, Any]:
@@ -36,7 +37,10 @@ def _sent_to(sent: MessageSent | None) -> dict[str, Any] | None:
 def _sent_from(data: dict[str, Any] | None) -> MessageSent | None:
     if data is None:
         return None
-    return MessageSent(**(data | {"outcome": SendOutcome(data["outcome"])}))
+    values = data | {"outcome": SendOutcome(data["outcome"])}
+    if "country" not in data:  # stored before issue 22: derived as the decoder does
+        values["country"] = country_of(data["phone"])
+    return MessageSent(**values)
 
 
 def _receipt_to(receipt: ReceiptReceived | None) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ compaction removes it from the windows topic."""
 
 from __future__ import annotations
 
+from projections.costs import PriceTable
 from projections.metrics import summarize
 from streams.codecs.output_avro import (
     encode_campaign_metrics,
@@ -17,11 +18,13 @@ Records = list[tuple[bytes, bytes]]
 WindowRecords = list[tuple[bytes, bytes | None]]  # a value None is a tombstone
 
 
-def due_snapshots(views: CampaignViews, now_ms: int) -> tuple[Records, WindowRecords]:
-    """The (key, value) records due now: campaign snapshots, then window snapshots and
-    the tombstones of windows pruned since the last call."""
-    metrics = [(campaign_id.encode(), encode_campaign_metrics(summarize(campaign_id, counts),
-                                                               now_ms))
+def due_snapshots(views: CampaignViews, now_ms: int,
+                  prices: PriceTable | None = None) -> tuple[Records, WindowRecords]:
+    """The (key, value) records due now: campaign snapshots (their cost figures from
+    ``prices``, CA_PRICES_FILE), then window snapshots and the tombstones of windows
+    pruned since the last call."""
+    metrics = [(campaign_id.encode(),
+                encode_campaign_metrics(summarize(campaign_id, counts, prices), now_ms))
                for campaign_id, counts in views.take_dirty(now_ms)]
     windows: WindowRecords = [(window_record_key(campaign_id, key),
                                encode_campaign_window(campaign_id, key, counts, now_ms))

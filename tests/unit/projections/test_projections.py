@@ -200,7 +200,9 @@ def test_rejected_send_stays_failed_whatever_the_receipts():
                   _event("sent", **(SENT | {"outcome": "REJECTED", "error_code": "21211"})))
     contribution = message_contribution(state)
     assert contribution is not None
-    assert contribution.counts == {"failed": 1, "error_code:21211": 1}
+    # +1555 numbers are fictional: phonenumbers places them nowhere (ZZ)
+    assert contribution.counts == {"failed": 1, "error_code:21211": 1, "country:ZZ:failed": 1,
+                                   "failure_category:invalid_number": 1}
     assert message_status(state) == "rejected"
 
 
@@ -247,6 +249,5 @@ def test_breakdowns_and_histograms_equal_the_batch_recount(case):
     _, shuffled = case
     _, campaigns = stream_fold(shuffled)
     summary = summarize("cx", campaigns["cx"])
-    got = {k: summary[k] for k in ("by_error_code", "by_carrier", "time_to_deliver",
-                                   "time_to_first_click")}
-    assert got == recount_breakdowns(shuffled, "cx")
+    expected = recount_breakdowns(shuffled, "cx")
+    assert {k: summary[k] for k in expected} == expected

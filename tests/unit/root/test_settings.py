@@ -127,7 +127,8 @@ _FREE_TEXT = {"CA_KAFKA_BOOTSTRAP", "CA_APP_ID", "CA_TOPIC_PREFIX", "CA_DATA_DIR
               "CA_API_TOKEN", "CA_SQL_HOST", "CA_AB_METRIC", "CA_AB_CONTROL",
               "CA_CLICKHOUSE_USER", "CA_CLICKHOUSE_PASSWORD", "CA_CLICKHOUSE_PASSWORD_FILE",
               "CA_KAFKA_USERNAME", "CA_KAFKA_PASSWORD", "CA_KAFKA_PASSWORD_FILE",
-              "CA_KAFKA_SSL_CAFILE", "CA_KAFKA_SSL_CERTFILE", "CA_KAFKA_SSL_KEYFILE"}
+              "CA_KAFKA_SSL_CAFILE", "CA_KAFKA_SSL_CERTFILE", "CA_KAFKA_SSL_KEYFILE",
+              "CA_PRICES_FILE"}  # a path, checked when read (tests/unit/codecs/test_prices.py)
 
 
 @pytest.mark.parametrize("env", sorted({s.env for s in SETTINGS} - _FREE_TEXT))
