@@ -121,7 +121,10 @@ def decode_single_object(reader: SchemaVersion, data: bytes,
     if data[:2] == MAGIC:
         writer, start = writers.get(data[2:10]), 10
     elif len(data) >= 5 and data[0] == CONFLUENT:
-        writer, start = confluent_writer(int.from_bytes(data[1:5], "big")), 5
+        try:
+            writer, start = confluent_writer(int.from_bytes(data[1:5], "big")), 5
+        except Exception as exc:  # the registry could not be asked: this record is skipped
+            raise ValueError(f"the writer schema of a {reader.name} record: {exc}") from exc
     else:
         writer, start = None, 0
     if writer is None or writer.name != reader.name:

@@ -91,6 +91,17 @@ def test_an_unknown_id_or_another_schemas_id_is_refused_by_the_output_readers():
             decode_retry_request(_framed(schema_id, body))
 
 
+def test_an_output_reader_skips_a_record_while_the_registry_cannot_be_asked():
+    def unreachable(schema_id: int) -> Any:
+        raise RegistryUnavailableError("http://r cannot be reached: refused")
+
+    FRAMING.lookup = unreachable
+    body = encode_retry_request(_retry_record())[10:]
+    with pytest.raises(ValueError, match="retry_request record: http://r cannot be reached"):
+        decode_retry_request(_framed(12, body))
+    assert 12 not in FRAMING.writers  # asked again next time
+
+
 def test_a_confluent_framed_input_record_of_an_older_version_resolves_into_the_current():
     FRAMING.writers[3] = SENT_V1
     record = {k: v for k, v in SENT.items() if k in {f["name"] for f in SENT_V1.parsed["fields"]}}
