@@ -61,6 +61,12 @@ def parse_version(name: str, version: int, raw: Any) -> SchemaVersion:
     return SchemaVersion(name, version, parsed, plain, fp, fp[::-1])
 
 
+class WriterUnavailableError(ValueError):
+    """A Confluent-framed record's writer schema could not be asked of the registry: a
+    ValueError to readers that skip undecodable records (the API's live reader); a
+    command says so in one line, exit 4 (streams/cli/main.py)."""
+
+
 @dataclass
 class Framing:
     """The process's Confluent wire format, filled by ``streams.codecs.registry``.
@@ -123,8 +129,9 @@ def decode_single_object(reader: SchemaVersion, data: bytes,
     elif len(data) >= 5 and data[0] == CONFLUENT:
         try:
             writer, start = confluent_writer(int.from_bytes(data[1:5], "big")), 5
-        except Exception as exc:  # the registry could not be asked: this record is skipped
-            raise ValueError(f"the writer schema of a {reader.name} record: {exc}") from exc
+        except Exception as exc:  # the registry could not be asked
+            raise WriterUnavailableError(
+                f"the writer schema of a {reader.name} record: {exc}") from exc
     else:
         writer, start = None, 0
     if writer is None or writer.name != reader.name:

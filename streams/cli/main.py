@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from aiokafka.errors import KafkaError
 
 from projections.errors import CampaignAnalyticsError
+from schemas import WriterUnavailableError
 from sinks.errors import StoreConfigurationError
 from streams.cli.format import format_summary
 from streams.codecs.registry import IncompatibleSchemaError
@@ -156,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KafkaError as exc:  # aiokafka's errors are neither OSError nor ours
         print(f"error: cannot use {kafka}: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    except (OSError, TimeoutError, CampaignAnalyticsError) as exc:
+    except (OSError, TimeoutError, CampaignAnalyticsError, WriterUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:

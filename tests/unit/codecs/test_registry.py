@@ -17,7 +17,7 @@ import fastavro
 import pytest
 
 from projections.errors import InvalidEventError
-from schemas import FRAMING, decode_single_object, latest, load_schemas
+from schemas import FRAMING, WriterUnavailableError, decode_single_object, latest, load_schemas
 from streams.codecs import registry
 from streams.codecs.commands import decode_retry_request, encode_retry_request
 from streams.codecs.dead_letters import dead_letter
@@ -98,6 +98,8 @@ def test_an_output_reader_skips_a_record_while_the_registry_cannot_be_asked():
     FRAMING.lookup = unreachable
     body = encode_retry_request(_retry_record())[10:]
     with pytest.raises(ValueError, match="retry_request record: http://r cannot be reached"):
+        decode_retry_request(_framed(12, body))
+    with pytest.raises(WriterUnavailableError):  # a command: one line, exit 4
         decode_retry_request(_framed(12, body))
     assert 12 not in FRAMING.writers  # asked again next time
 
