@@ -34,6 +34,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from projections.ab import AbConfig, ab_statistics, first_attempt_counts
+from projections.costs import PriceTable
 from projections.errors import CampaignAnalyticsError
 from projections.message_log import MESSAGE_STATUSES, MessageLogRow
 from projections.metrics import WINDOW_METRICS
@@ -49,6 +50,7 @@ from streams.api.pages import add_pages
 from streams.api.retries import RetryConflictError, request_retries
 from streams.api.timefmt import iso, parse_instant
 from streams.api.winner import WinnerDecidedError, decide_winner, decision_body, read_decision
+from streams.codecs.prices import load_prices
 from streams.settings import ConfigurationError, Settings
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,7 @@ as_of_clock = time.monotonic  # tests set their own
 STORE_CALLS = 4
 STORE_WAIT_SECONDS = 2.0
 STORE_SLOTS = web.AppKey("store_slots", asyncio.Semaphore)
+PRICES: web.AppKey[PriceTable | None] = web.AppKey("prices")  # CA_PRICES_FILE: the CSV's cost
 
 
 class ApiError(Exception):
@@ -353,6 +356,8 @@ def _message(row: MessageLogRow) -> dict[str, Any]:
         "first_click_at": iso(row.first_click_at), "last_click_at": iso(row.last_click_at),
         "replies": row.reply_count, "last_reply_at": iso(row.last_reply_at),
         "updated_at": iso(row.updated_at), "retry_of": row.retry_of,
+        "human_clicks": row.human_click_count, "country": row.country,
+        "failure_category": row.failure_category,
     }
 
 
@@ -370,24 +375,28 @@ async def _as_of(request: web.Request, campaign_id: str) -> str | None:
 
 
 async def messages(request: web.Request) -> web.Response:
-    _only(request, "status", "limit", "cursor")
+    _only(request, "status", "country", "failure_category", "limit", "cursor")
     campaign_id = _snapshot(request).campaign_id
     status = request.query.get("status")
     if status is not None and status not in MESSAGE_STATUSES:
         raise ApiError(400, "bad_parameter",
                        f"status must be one of {', '.join(MESSAGE_STATUSES)}")
+    # the store refuses a bad country or category (ValueError: 400 from _store)
+    filters = {name: request.query[name] for name in ("country", "failure_category")
+               if name in request.query}
     limit = _limit(request)
     cursor = _cursor(request, str)
     after = cursor[0] if cursor else None
 
     async def read(n: int) -> list[MessageLogRow]:
-        return await _store(request, lambda s: s.message_log(campaign_id, status, n, after))
+        return await _store(request, lambda s: s.message_log(
+            campaign_id, status, n, after, **filters))
 
     async def stamp() -> str | None:  # before the rows: an as_of never overstates them
         return await _as_of(request, campaign_id)
 
     rows, cached, as_of = await request.app[LOG_READS].page(
-        (campaign_id, status), after, limit, read, stamp)
+        (campaign_id, status, *sorted(filters.items())), after, limit, read, stamp)
     rows, next_cursor = _page(rows, limit, lambda r: (r.message_id,))
     return _json({"campaign_id": campaign_id, "as_of": as_of,
                   "items": [_message(r) for r in rows], "next_cursor": next_cursor},
@@ -450,7 +459,8 @@ async def clicks(request: web.Request) -> web.Response:
                   "next_cursor": next_cursor})
 
 
-def _csv_chunks(rows: Iterator[tuple[object, ...]]) -> Generator[bytes, None, None]:
+def _csv_chunks(rows: Iterator[tuple[object, ...]], prices: PriceTable | None
+                ) -> Generator[bytes, None, None]:
     """The CSV export (``sinks.export.write_csv``) in chunks of rows; the header only
     in the first."""
     first = True
@@ -459,7 +469,7 @@ def _csv_chunks(rows: Iterator[tuple[object, ...]]) -> Generator[bytes, None, No
         if not batch and not first:
             return
         out = io.StringIO(newline="")
-        write_csv(batch, out)
+        write_csv(batch, out, prices)
         text = out.getvalue()
         yield (text if first else text.split("\r\n", 1)[1]).encode()
         first = False
@@ -470,7 +480,7 @@ async def export(request: web.Request) -> web.StreamResponse:
     campaign_id = _snapshot(request).campaign_id
     store = request.app[STORE]
     rows = store.iter_export_rows(campaign_id)
-    chunks = _csv_chunks(rows)
+    chunks = _csv_chunks(rows, request.app[PRICES])
     try:
         # the first chunk before the headers: a store that cannot answer gets a 503
         first = await asyncio.to_thread(next, chunks)
@@ -640,6 +650,7 @@ def create_api(settings: Settings, state: LiveState, store: ClickHouseStore,
     app = web.Application(middlewares=middlewares)
     app[STATE], app[STORE], app[FOLLOWER], app[SETTINGS] = state, store, follower, settings
     app[AB_CONFIG] = ab_config(settings)
+    app[PRICES] = load_prices(settings.prices_file)  # a bad file: ConfigurationError
     app[OPENAPI] = orjson.dumps(openapi_document(settings))
     streams: set[Subscription] = set()
     app[STREAMS] = streams

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from projections.ab import AB_RESULT_SCHEMA
+from projections.failures import FailureCategory
 from projections.message_log import MESSAGE_STATUSES
 from projections.metrics import FIRST_ATTEMPT_METRICS, WINDOW_METRICS
 from streams.settings import Settings
@@ -34,15 +35,34 @@ _CONVERSATION = {"type": "string", "format": "uri", "description": "the contact'
 _MAYBE_NUMBER = {"type": ["number", "null"]}
 
 _METRICS = ("sent", "delivered", "failed", "pending", "replies", "unique_repliers", "opt_outs",
-            "link_clicks", "unique_link_clicks", "retries", "recovered_by_retry")
+            "link_clicks", "unique_link_clicks", "retries", "recovered_by_retry",
+            "human_link_clicks", "unique_human_link_clicks", "unknown")
 # The counts over first attempts only (messages without retry_of): the A/B input.
 _FIRST_ATTEMPTS = {"anyOf": [
     {"type": "object", "properties": dict.fromkeys(FIRST_ATTEMPT_METRICS, _COUNT),
      "required": list(FIRST_ATTEMPT_METRICS)},
     {"type": "null"}], "description": "the counts of first attempts only (no retry_of), "
     "what the A/B statistics read; null in a snapshot published before retries were counted"}
-_RATES = ("delivery_rate", "reply_rate", "link_click_rate")
-_BREAKDOWNS = ("by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click")
+_RATES = ("delivery_rate", "reply_rate", "link_click_rate", "human_link_click_rate")
+_BREAKDOWNS = ("by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click",
+               "by_failure_category")
+_CATEGORIES = [c.value for c in FailureCategory]
+# domain.md 3b: sent, delivered and failed per country / carrier (a REJECTED message
+# counts in failed only).
+_OUTCOMES = {"type": "object", "additionalProperties": {
+    "type": "object", "properties": dict.fromkeys(("sent", "delivered", "failed"), _COUNT),
+    "required": ["sent", "delivered", "failed"]}}
+_MONEY = {"type": ["number", "null"], "minimum": 0}
+_WHERE_AND_COST = {
+    "by_country": {**_OUTCOMES, "description": "per ISO 3166 alpha-2 region of the phone "
+                   "number; ZZ: a number that cannot be placed"},
+    "by_carrier_outcome": {**_OUTCOMES, "description": "per carrier named by the receipts"},
+    "currency": {**_MAYBE_TEXT, "description": "CA_PRICES_FILE's currency; null without "
+                 "prices, and then every cost figure is null"},
+    "cost": {**_MONEY, "description": "segments of accepted messages x their country's price"},
+    "cost_per_delivered": {**_MONEY, "description": "null when nothing was delivered"},
+    "cost_per_unique_human_click": {**_MONEY, "description": "null without a human click"},
+}
 
 
 def _object(properties: dict[str, Any], required: list[str] | None = None,
@@ -57,7 +77,7 @@ def _ref(name: str) -> dict[str, str]:
 
 def _metrics() -> dict[str, Any]:
     return {**{m: _COUNT for m in _METRICS}, **{r: _RATE for r in _RATES},
-            "first_attempts": _FIRST_ATTEMPTS}
+            "first_attempts": _FIRST_ATTEMPTS, **_WHERE_AND_COST}
 
 
 def _schemas() -> dict[str, Any]:
@@ -81,6 +101,12 @@ def _schemas() -> dict[str, Any]:
         "updated_at": _TIME,
         "retry_of": {**_MAYBE_TEXT, "description": "the message this one retries "
                      "(its attempts are the rows whose retry_of it is); null: a first attempt"},
+        "human_clicks": {**_COUNT, "description": "of clicks, those judged human "
+                         "(domain.md 3b)"},
+        "country": {"type": "string", "pattern": "^[A-Z]{2}$", "description":
+                    "ISO 3166 alpha-2 region of the phone number; ZZ: placed nowhere"},
+        "failure_category": {"type": ["string", "null"], "enum": [*_CATEGORIES, None],
+                             "description": "the category of a failed message's cause"},
     })
     reply_fields = {
         "event_id": _TEXT, "message_id": _TEXT, "contact_id": _TEXT, "contact_name": _MAYBE_TEXT,
@@ -277,8 +303,13 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             _query("to", "windows starting before this (ISO-8601 or epoch ms)",
                    {"type": "string"})]),
         base + "/messages": _operation("the message log, by message_id", "MessagePage", params=[
-            _query("status", "only messages with this status",
+            _query("status", "only messages with this status (unknown: no terminal "
+                   "receipt CA_RECEIPT_TIMEOUT after the send)",
                    {"type": "string", "enum": list(MESSAGE_STATUSES)}),
+            _query("country", "only messages to this ISO 3166 alpha-2 region (ZZ: numbers "
+                   "placed nowhere)", {"type": "string", "pattern": "^[A-Z]{2}$"}),
+            _query("failure_category", "only failed messages of this category",
+                   {"type": "string", "enum": _CATEGORIES}),
             _LIMIT, _CURSOR], store=True),
         base + "/replies": _operation("replies, newest first", "ReplyPage",
                                       params=[_LIMIT, _CURSOR], store=True),
@@ -289,7 +320,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 _LIMIT, _CURSOR], store=True),
         base + "/export.csv": _operation(
             "the message log as CSV (contact name, phone, variant, status, sent at, "
-            "delivered at, error code, error description), streamed", None,
+            "delivered at, error code, error description, then human_click_count, country, "
+            "failure_category, cost: empty without CA_PRICES_FILE), streamed", None,
             content={"text/csv": {"schema": {"type": "string"}}}, store=True),
         base + "/events": _operation(
             "server-sent events: `summary` events (data: the Summary JSON, id: increasing); "

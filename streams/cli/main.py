@@ -320,18 +320,20 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     """Through ``open_reader``: the ClickHouse server, or the SQL endpoint of the process
     that owns the embedded engine. It changes nothing (no migration, no TTL)."""
     from sinks.export import write_csv, write_csv_file
+    from streams.codecs.prices import load_prices
 
     if args.output != "-" and not Path(args.output).parent.is_dir():
         raise ConfigurationError(f"no such directory: {Path(args.output).parent}")
+    prices = load_prices(settings.prices_file)  # the cost column; a bad file: exit 2
     with _campaign_reader(settings, args.campaign_id) as store:
         if store is None:
             return EXIT_UNKNOWN
         rows = store.iter_export_rows(args.campaign_id)
         try:
             if args.output == "-":
-                count = write_csv(rows, sys.stdout)
+                count = write_csv(rows, sys.stdout, prices)
             else:
-                count = write_csv_file(rows, Path(args.output))
+                count = write_csv_file(rows, Path(args.output), prices)
         finally:
             rows.close()
     print(f"exported {count} message(s) to {args.output}", file=sys.stderr)

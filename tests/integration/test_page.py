@@ -23,6 +23,7 @@ import concurrent.futures
 import contextlib
 import copy
 import csv
+import functools
 import io
 import json
 import os
@@ -33,6 +34,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -501,6 +503,10 @@ class Opened:
 def open_page(browser: Browser, site: Site) -> Iterator[Callable[..., Opened]]:
     """Opens a page in a fresh context (the token in sessionStorage unless
     ``token=False``); at teardown, fails on any problem its Watch recorded."""
+    yield from _pages(browser, site)
+
+
+def _pages(browser: Browser, site: Site) -> Iterator[Callable[..., Opened]]:
     opened: list[Opened] = []
 
     def open_(path: str = f"/campaigns/{CAMPAIGN}", *, width: int = 1280, height: int = 900,
@@ -1002,3 +1008,293 @@ def test_replies_link_to_the_conversation(site: Site, open_page: Any) -> None:
          "rel": "noopener noreferrer",
          "name": f"Open the conversation with {r['contact_name'] or r['phone']}"}
         for r in items], "the replies' conversation links")
+
+
+# --- issue 22: human clicks, unknown, where failures happen, what a result cost ---------
+#
+# A campaign of its own (camp-where) on a worker and API that have prices
+# (deploy/demo/prices.csv, the demo's) and a 1 h receipt timeout: contacts in several
+# countries and some no one can place, preview fetchers' clicks as messages land,
+# receipts lost 3 h ago (unknown) and messages sent in the last minute (pending).
+
+WHERE = "camp-where"
+PRICES_FILE = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "prices.csv"
+RECEIPT_TIMEOUT_MS = 3_600_000
+WHERE_CARDS = ("human_link_clicks", "unique_human_link_clicks", "human_link_click_rate",
+               "link_clicks", "unique_link_clicks", "link_click_rate", "pending", "unknown",
+               "cost", "cost_per_delivered", "cost_per_unique_human_click")
+COST_CARDS = ("cost", "cost_per_delivered", "cost_per_unique_human_click")
+PER_VARIANT_FIELDS = ("variant", "sent", "delivered", "pending", "unknown", "link_clicks",
+                      "human_link_clicks", "link_click_rate", "human_link_click_rate",
+                      "cost", "cost_per_delivered", "cost_per_unique_human_click")
+OUTCOME_FIELDS = ("sent", "delivered", "failed", "delivery_rate")
+# table id -> (its columns read, the summary key of its rows, the row key's column)
+WHERE_TABLES: dict[str, tuple[tuple[str, ...], str]] = {
+    "by-country": (("code", *OUTCOME_FIELDS), "by_country"),
+    "by-failure-category": (("failed", "share"), "by_failure_category"),
+    "by-carrier-outcome": (("carrier", *OUTCOME_FIELDS), "by_carrier_outcome"),
+}
+MESSAGE_WHERE_FIELDS = (*MESSAGE_FIELDS, "country", "failure_category", "human_clicks")
+READ_MESSAGES_WHERE = _table_reader("table#messages", "data-message-id", MESSAGE_WHERE_FIELDS,
+                                    "#messages-prev", "#messages-next")
+
+READ_WHERE = _reader("""
+const out = {cards: {}, tables: {}, sort: {}};
+for (const k of CARDS) {
+  const found = document.querySelectorAll(`#cards [data-card="${k}"]`);
+  out.cards[k] = found.length === 1 ? found[0].getAttribute("data-value")
+    : found.length === 0 ? "<absent>" : `<${found.length} cards ${k}>`;
+}
+for (const [id, fields] of Object.entries(TABLES)) {
+  out.tables[id] = rows(`table#${id} tbody tr[data-key]`, "data-key", fields);
+  const sorted = [...document.querySelectorAll(`table#${id} thead th[aria-sort]`)]
+    .filter((th) => th.getAttribute("aria-sort") !== "none");
+  out.sort[id] = sorted.map((th) => [th.getAttribute("data-sort-key"),
+                                     th.getAttribute("aria-sort")]);
+}
+return out;
+""", CARDS=list(WHERE_CARDS), TABLES={"per-variant": list(PER_VARIANT_FIELDS),
+                                       **{k: list(v[0]) for k, v in WHERE_TABLES.items()}})
+
+
+def _sorted_rows(rows: list[dict[str, Any]], column: str, descending: bool
+                 ) -> list[dict[str, Any]]:
+    """The page's order (SortableTable in campaign.js): by ``column``, reversed when
+    ``descending``; a missing figure last either way; ties by the row's key."""
+    def compare(a: dict[str, Any], b: dict[str, Any]) -> int:
+        x, y = a[column], b[column]
+        if x == y:
+            return (a["id"] > b["id"]) - (a["id"] < b["id"])
+        if x is None or y is None:
+            return 1 if x is None else -1
+        return (-1 if descending else 1) * ((x > y) - (x < y))
+    return sorted(rows, key=functools.cmp_to_key(compare))
+
+
+def _where_rows(bag: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The three tables' rows for one bag (the campaign's or a variant's), unsorted."""
+    def outcomes(name: str, column: str) -> list[dict[str, Any]]:
+        return [{"id": key, column: key, "sent": c["sent"], "delivered": c["delivered"],
+                 "failed": c["failed"],
+                 "delivery_rate": c["delivered"] / c["sent"] if c["sent"] else None}
+                for key, c in bag[name].items()]
+    total = sum(bag["by_failure_category"].values())
+    return {"by-country": outcomes("by_country", "code"),
+            "by-failure-category": [{"id": k, "failed": n, "share": n / total}
+                                    for k, n in bag["by_failure_category"].items()],
+            "by-carrier-outcome": outcomes("by_carrier_outcome", "carrier")}
+
+
+DEFAULT_SORTS = {"per-variant": ("variant", False), "by-country": ("sent", True),
+                 "by-failure-category": ("failed", True), "by-carrier-outcome": ("sent", True)}
+
+
+def expected_where(summary: dict[str, Any], variant: str | None = None,
+                   sorts: dict[str, tuple[str, bool]] | None = None) -> dict[str, Any]:
+    """What READ_WHERE must find for a summary: the cards, the per-variant table and the
+    three breakdowns of the campaign (or of ``variant``), each in its sort order."""
+    sorts = DEFAULT_SORTS | (sorts or {})
+    priced = summary["currency"] is not None
+    cards = {k: summary[k] if priced or k not in COST_CARDS else "<absent>"
+             for k in WHERE_CARDS}
+    absent = '<0 elements match td[data-field="{}"]>'  # no such column without prices
+    per_variant = [{"id": name, **{f: name if f == "variant" else v[f] if priced
+                                   or f not in COST_CARDS else absent.format(f)
+                                   for f in PER_VARIANT_FIELDS}}
+                   for name, v in summary["variants"].items()]
+    tables = {"per-variant": per_variant,
+              **_where_rows(summary if variant is None else summary["variants"][variant])}
+    tables = {k: _sorted_rows(rows, *sorts[k]) for k, rows in tables.items()}
+    return {"cards": cards, "tables": tables,
+            "sort": {k: [[field, "descending" if desc else "ascending"]]
+                     for k, (field, desc) in sorts.items()}}
+
+
+@pytest.fixture(scope="module")
+def where_site(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[Site]:
+    """camp-where (see above) on a worker and an API with prices and a 1 h timeout."""
+    root = tmp_path_factory.mktemp("page-where")
+    deployment = Deployment(kafka_bootstrap, root)
+    deployment.env |= {"CA_API_TOKEN": TOKEN, "CA_PRICES_FILE": str(PRICES_FILE),
+                       "CA_RECEIPT_TIMEOUT": "1h"}
+    events = generate_campaign(WHERE, 400, seed=22, duplicate_rate=0.1, retry_rate=0.3,
+                               countries=True, previews=0.4, lost_receipts=0.1, recent=0.05)
+    worker = deployment.worker().start()
+    api: Api | None = None
+    try:
+        worker.wait_ready()
+        deployment.cli("publish", str(_write(root / "events.jsonl", events)))
+        port = free_port()
+        api = Api(deployment, port, root / "api-1.log")
+        live = Site(deployment, api, port, events)
+        live.wait_ready()
+        api.wait(lambda: _pick(api.json(f"/api/v1/campaigns/{WHERE}")) == _pick(
+            _where_recount(events)), f"the summary of {WHERE}")
+        yield live
+    finally:
+        if api is not None:
+            api.stop()
+        deployment.close()
+        shutil.rmtree(root / "state", ignore_errors=True)
+
+
+def _prices() -> tuple[str, Any, dict[str, Any]]:
+    from streams.codecs.prices import load_prices
+
+    table = load_prices(PRICES_FILE)
+    assert table is not None
+    return table.currency, table.default, dict(table.by_country)
+
+
+def _where_recount(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The batch recount of camp-where now (unknown judged as of this instant)."""
+    return recount(events, as_of=int(time.time() * 1000), receipt_timeout_ms=RECEIPT_TIMEOUT_MS,
+                   prices=_prices())[WHERE]
+
+
+WHERE_KEYS = ("sent", "delivered", "failed", "pending", "unknown", "link_clicks",
+              "human_link_clicks", "unique_human_link_clicks", "human_link_click_rate",
+              "by_country", "by_failure_category", "by_carrier_outcome", *COST_CARDS,
+              "currency")
+
+
+def _where_now(site: Site) -> dict[str, Any]:
+    """The API's summary of camp-where, after checking that its issue 22 numbers (the
+    campaign's and each variant's) equal the batch recount."""
+    summary = site.api.json(f"/api/v1/campaigns/{WHERE}")
+    want = _where_recount(site.events)
+    for got, expected in ((summary, want), *((summary["variants"][v], want["variants"][v])
+                                             for v in want["variants"])):
+        assert {k: got[k] for k in WHERE_KEYS} == {k: expected[k] for k in WHERE_KEYS}
+    return summary
+
+
+@pytest.fixture
+def open_where(browser: Browser, where_site: Site) -> Iterator[Callable[..., Opened]]:
+    yield from _pages(browser, where_site)
+
+
+def test_where_tables_human_clicks_unknown_and_cost_equal_the_api_and_the_recount(
+        where_site: Site, open_where: Any, shots: Path) -> None:
+    summary = _where_now(where_site)
+    # the campaign has what the tables are about, so the equalities say something
+    assert summary["unknown"] > 0 and summary["pending"] > 0
+    assert 0 < summary["human_link_clicks"] < summary["link_clicks"]  # previews told apart
+    assert {"US", "GB", "DE", "ZZ"} <= set(summary["by_country"])
+    assert len(summary["by_failure_category"]) >= 4 and summary["cost"] > 0
+    page = open_where(f"/campaigns/{WHERE}").page
+    wait_equal(page, READ_WHERE, expected_where(summary), "cards and tables of the campaign")
+    # the cost cards show money in the prices file's currency
+    expect(page.locator('#cards [data-card="cost"] .card-value')).to_have_text(
+        re.compile(r"^\$[0-9,]+\.[0-9]{2}$"))
+    page.locator("#where").screenshot(path=str(shots / "campaign-where.png"))
+
+    # one variant's breakdowns
+    page.select_option("select#where-variant", "B")
+    wait_equal(page, READ_WHERE, expected_where(summary, "B"), "the tables of variant B")
+    page.select_option("select#where-variant", "")
+    wait_equal(page, READ_WHERE, expected_where(summary), "the campaign's tables again")
+
+
+def test_where_tables_sort_by_the_header_clicked(where_site: Site, open_where: Any) -> None:
+    summary = _where_now(where_site)
+    page = open_where(f"/campaigns/{WHERE}").page
+    wait_equal(page, READ_WHERE, expected_where(summary), "the default order")
+    steps = [  # (table, header clicked, the order it must then have)
+        ("by-country", "code", ("code", False)),  # a name: ascending first
+        ("by-country", "code", ("code", True)),  # again: reversed
+        ("by-country", "failed", ("failed", True)),  # a figure: descending first
+        ("by-country", "delivery_rate", ("delivery_rate", True)),
+        ("by-country", "delivery_rate", ("delivery_rate", False)),
+        ("by-failure-category", "share", ("share", True)),
+        ("by-carrier-outcome", "carrier", ("carrier", False)),
+        ("per-variant", "human_link_click_rate", ("human_link_click_rate", True)),
+    ]
+    sorts: dict[str, tuple[str, bool]] = {}
+    for table, header, order in steps:
+        page.click(f'table#{table} thead button[data-sort="{header}"]')
+        sorts[table] = order
+        wait_equal(page, READ_WHERE, expected_where(summary, sorts=sorts),
+                   f"{table} sorted by {header}")
+    # Negative control: the order is checked, not just the rows.
+    reversed_ = copy.deepcopy(expected_where(summary, sorts=sorts))
+    reversed_["tables"]["by-country"].reverse()
+    with pytest.raises(AssertionError, match=r"tables\.by-country\[0\]"):
+        wait_equal(page, READ_WHERE, reversed_, "a reversed table", timeout_ms=500)
+    expect(page.locator('table#by-country th[data-sort-key="delivery_rate"]')).to_have_attribute(
+        "aria-sort", "ascending")
+    expect(page.locator('table#by-country th[data-sort-key="code"]')).to_have_attribute(
+        "aria-sort", "none")
+
+
+def test_message_log_filters_by_unknown_country_and_failure_category(
+        where_site: Site, open_where: Any) -> None:
+    page = open_where(f"/campaigns/{WHERE}").page
+    base = f"/api/v1/campaigns/{WHERE}/messages"
+    statuses = page.eval_on_selector_all("select#status-filter option",
+                                         "(os) => os.map(o => o.value)")
+    assert "unknown" in statuses
+    expect(page.locator("select#country-filter option[value=ZZ]")).to_be_attached()
+    log = expected_log(where_site.events, WHERE, as_of=int(time.time() * 1000),
+                       receipt_timeout_ms=RECEIPT_TIMEOUT_MS)
+    assert sum(m["status"] == "unknown" for m in log.values()) > 0
+    cases = [({"status": "unknown"}, "unknown receipts"), ({"country": "DE"}, "Germany"),
+             ({"country": "ZZ"}, "numbers placed nowhere"),
+             ({"status": "", "country": "", "failure_category": "not_mobile"}, "landlines"),
+             ({"country": "US", "failure_category": "temporary"}, "US, temporary")]
+    selects = {"status": "select#status-filter", "country": "select#country-filter",
+               "failure_category": "select#category-filter"}
+    chosen = {"status": "", "country": "", "failure_category": ""}
+    for change, what in cases:
+        chosen |= change
+        for name, value in change.items():
+            page.select_option(selects[name], value)
+        query = "&".join(f"{k}={v}" for k, v in chosen.items() if v)
+        pages = api_pages(where_site.api, f"{base}?{query}")
+        assert pages[0], f"{what}: the API has no such messages"
+        for row in (r for items in pages for r in items):
+            assert all(row[k] == v for k, v in chosen.items() if v), (what, row)
+        walk_pages(page, READ_MESSAGES_WHERE, pages, "message_id", MESSAGE_WHERE_FIELDS,
+                   "#messages-prev", "#messages-next", f"messages ({what})")
+
+
+def test_cost_is_absent_without_prices(site: Site, open_page: Any) -> None:
+    """Negative control of the cost figures: a worker without CA_PRICES_FILE gives none,
+    and the page shows no cost card and no cost column (never a guessed 0)."""
+    summary = site.api.json(f"/api/v1/campaigns/{CAMPAIGN}")
+    assert (summary["currency"], summary["cost"], summary["cost_per_delivered"]) == (
+        None, None, None)
+    page = open_page().page
+    wait_equal(page, READ_WHERE, expected_where(summary), "cards and tables without prices")
+    expect(page.locator("table#per-variant thead th")).to_have_count(
+        len(PER_VARIANT_FIELDS) - len(COST_CARDS))
+    expect(page.locator('#cards [data-card="unknown"]')).to_be_visible()
+
+
+def test_export_has_the_new_columns_and_costs_that_add_up_to_the_cost(
+        where_site: Site) -> None:
+    """The CSV export (domain.md 4's columns, then human_click_count, country,
+    failure_category, cost) of camp-where: per message what the recount's log says,
+    an unknown status where the receipt was lost, and costs that add up to the
+    summary's cost exactly (prices of at most 4 decimals times whole segments)."""
+    summary = _where_now(where_site)
+    code, _, body = where_site.api.get(f"/api/v1/campaigns/{WHERE}/export.csv")
+    assert code == 200
+    rows = list(csv.DictReader(io.StringIO(body.decode(), newline="")))
+    assert list(rows[0])[8:] == ["human_click_count", "country", "failure_category", "cost"]
+    log = expected_log(where_site.events, WHERE, as_of=int(time.time() * 1000),
+                       receipt_timeout_ms=RECEIPT_TIMEOUT_MS)
+    assert sorted((r["phone"], r["status"], int(r["human_click_count"])) for r in rows) == \
+        sorted((m["phone"], m["status"], m["human_click_count"]) for m in log.values())
+    assert sum(r["status"] == "unknown" for r in rows) == summary["unknown"] > 0
+    assert all((r["cost"] == "") == (r["status"] == "rejected") for r in rows)
+    assert sum(Decimal(r["cost"]) for r in rows if r["cost"]) == Decimal(str(summary["cost"]))
+    by_country: dict[str, int] = {}
+    for r in rows:
+        if r["status"] != "rejected":
+            by_country[r["country"]] = by_country.get(r["country"], 0) + 1
+    assert by_country == {c: n["sent"] for c, n in summary["by_country"].items() if n["sent"]}
+    failed = [r["failure_category"] for r in rows
+              if r["status"] in ("rejected", "undelivered", "failed")]
+    assert {c: failed.count(c) for c in set(failed)} == summary["by_failure_category"]

@@ -19,21 +19,31 @@ const CARDS = [
   ["link_clicks", "Link clicks", count, "every click"],
   ["unique_link_clicks", "Unique link clicks", count, "contacts who clicked"],
   ["link_click_rate", "Link click rate", percent, "unique clicks / sent"],
+  ["human_link_clicks", "Human clicks", count, "not previews or bots"],
+  ["unique_human_link_clicks", "Unique human clicks", count, "people who clicked"],
+  ["human_link_click_rate", "Human click rate", percent, "unique human clicks / sent"],
   ["failed", "Failed", count, "undelivered or rejected"],
   ["pending", "Pending", count, "no final receipt yet"],
+  ["unknown", "Unknown", count, "no final receipt in time"],
   ["opt_outs", "Opt-outs", count, "STOP replies"],
   ["unique_repliers", "Unique repliers", count, "contacts who replied"],
   ["retries", "Retries", count, "retry messages (retry_of)"],
   ["recovered_by_retry", "Recovered by retry", count, "retries delivered"],
+  // cost figures: shown only when the worker has prices (CA_PRICES_FILE)
+  ["cost", "Cost", (v) => money(v), "segments x price", true],
+  ["cost_per_delivered", "Cost per delivered", (v) => money(v), "cost / delivered", true],
+  ["cost_per_unique_human_click", "Cost per human click", (v) => money(v),
+   "cost / unique human clicks", true],
 ];
 const VARIANT_COUNTS = [
   ["sent", "Sent"], ["delivered", "Delivered"], ["failed", "Failed"], ["pending", "Pending"],
   ["replies", "Replies"], ["unique_repliers", "Repliers"], ["opt_outs", "Opt-outs"],
   ["link_clicks", "Clicks"], ["unique_link_clicks", "Unique clicks"],
+  ["human_link_clicks", "Human clicks"], ["unique_human_link_clicks", "Unique human clicks"],
 ];
 const AB_METRICS = {
-  delivery_rate: "delivery rate", unique_reply_rate: "reply rate", click_rate: "click rate",
-  opt_out_rate: "opt-out rate", failure_rate: "failure rate",
+  delivery_rate: "delivery rate", unique_reply_rate: "reply rate", click_rate: "click rate (raw)",
+  human_click_rate: "click rate (human)", opt_out_rate: "opt-out rate", failure_rate: "failure rate",
 };
 const SERIES = ["sent", "delivered", "failed", "replies", "link_clicks"];
 const SERIES_LABELS = { sent: "Sends", delivered: "Deliveries", failed: "Failures",
@@ -50,8 +60,25 @@ let windowSize = 60;
 
 // --- summary, cards, charts ---------------------------------------------------------
 
+// The summary's currency formatter (null: no prices; every cost figure is then hidden).
+let moneyFormat = null;
+function money(value) {
+  if (value === null || value === undefined || !moneyFormat) return "–";
+  return (Math.abs(value) >= 1 ? moneyFormat.large : moneyFormat.small).format(value);
+}
+
+function setCurrency(currency) {
+  if (!currency) { moneyFormat = null; return; }
+  if (moneyFormat && moneyFormat.currency === currency) return;
+  // a total to the cent, a figure per message or click to a hundredth of a cent
+  moneyFormat = { currency, large: new Intl.NumberFormat("en-US", { style: "currency", currency }),
+                  small: new Intl.NumberFormat("en-US", { style: "currency", currency,
+                                                          maximumFractionDigits: 4 }) };
+}
+
 function renderCards(container, body, keys) {
-  container.replaceChildren(...CARDS.filter(([key]) => keys.includes(key)).map(
+  container.replaceChildren(...CARDS.filter(([key, , , , priced]) => keys.includes(key)
+                                            && (!priced || body.currency)).map(
     ([key, label, format, hint]) => el("div", { class: "card", "data-card": key, "data-value": raw(body[key]) },
       el("span", { class: "card-label", text: label }),
       el("span", { class: "card-value", text: format(body[key]) }),
@@ -74,6 +101,7 @@ function rankedEntries(counts) {
 
 function renderSummary(body) {
   summary = body;
+  setCurrency(body.currency);
   $("as-of").dataset.value = body.as_of;
   $("as-of").dateTime = body.as_of;
   $("as-of").textContent = time(body.as_of);
@@ -88,6 +116,155 @@ function renderSummary(body) {
   barChart($("chart-by-carrier"), rankedEntries(body.by_carrier),
            { empty: "no carrier receipts yet", format: count });
   renderVariantCounts(body.variants);
+  renderWhere(body);
+}
+
+// --- per variant, countries, failure categories, carriers (sortable tables) --------
+
+const regionNames = typeof Intl.DisplayNames === "function"
+  ? new Intl.DisplayNames(["en"], { type: "region" }) : null;
+function countryName(code) {
+  if (code === "ZZ") return "Unknown country";
+  try { return regionNames ? regionNames.of(code) : code; } catch { return code; }
+}
+const CATEGORY_LABELS = {
+  invalid_number: "Invalid number", not_mobile: "Not a mobile (landline)",
+  blocked: "Blocked or filtered", opted_out: "Opted out", temporary: "Temporary",
+  unclassified: "Unclassified",
+};
+const ratio = (a, b) => (b ? a / b : null);
+
+// A table of rows (objects) whose header buttons sort it: a click sorts by that
+// column, descending for figures and ascending for names, a second click reverses.
+// Ties keep the rows' key order, so a sort is the same on every render.
+class SortableTable {
+  constructor(id, columns, initial) {
+    this.id = id;
+    this.columns = columns;  // [key, label, format, kind ("text"|"number"), priced?]
+    this.sortKey = initial[0];
+    this.descending = initial[1];
+    this.rows = [];
+    this.priced = false;
+  }
+
+  visible() { return this.columns.filter((c) => !c[4] || this.priced); }
+
+  header() {
+    const cells = this.visible().map(([key, label, , kind]) => {
+      const sorted = key === this.sortKey;
+      return el("th", { scope: "col", "data-sort-key": key,
+                        "aria-sort": sorted ? (this.descending ? "descending" : "ascending") : "none" },
+        el("button", { type: "button", class: "sort", "data-sort": key,
+                       onclick: () => this.sortBy(key, kind) },
+           label, el("span", { class: "sort-mark", "aria-hidden": "true",
+                               text: sorted ? (this.descending ? " ▼" : " ▲") : "" })));
+    });
+    $(this.id).tHead.replaceChildren(el("tr", {}, ...cells));
+  }
+
+  sortBy(key, kind) {
+    if (key === this.sortKey) this.descending = !this.descending;
+    else { this.sortKey = key; this.descending = kind === "number"; }
+    this.render(this.rows, this.priced);
+  }
+
+  render(rows, priced = false) {
+    this.rows = rows;
+    this.priced = priced;
+    const key = this.sortKey;
+    const sign = this.descending ? -1 : 1;
+    const sorted = [...rows].sort((a, b) => {
+      const x = a[key], y = b[key];
+      if (x === y) return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+      if (x === null || x === undefined) return 1;  // no figure: last either way
+      if (y === null || y === undefined) return -1;
+      return sign * (typeof x === "number" ? x - y : String(x).localeCompare(String(y)));
+    });
+    this.header();
+    const columns = this.visible();
+    $(this.id).tBodies[0].replaceChildren(...sorted.map((row) => el("tr", { "data-key": row.key },
+      ...columns.map(([field, , format]) => cell(field, row[field], format(row[field]))))));
+    if (!sorted.length) {
+      $(this.id).tBodies[0].append(el("tr", { class: "empty" },
+        el("td", { colspan: columns.length, text: "Nothing here yet." })));
+    }
+  }
+}
+
+const textOf = (v) => (v === null || v === undefined ? "–" : String(v));
+const PER_VARIANT = new SortableTable("per-variant", [
+  ["variant", "Variant", textOf, "text"],
+  ["sent", "Sent", count, "number"], ["delivered", "Delivered", count, "number"],
+  ["pending", "Pending", count, "number"], ["unknown", "Unknown", count, "number"],
+  ["link_clicks", "Raw clicks", count, "number"],
+  ["human_link_clicks", "Human clicks", count, "number"],
+  ["link_click_rate", "Raw click rate", percent, "number"],
+  ["human_link_click_rate", "Human click rate", percent, "number"],
+  ["cost", "Cost", money, "number", true],
+  ["cost_per_delivered", "Cost/delivered", money, "number", true],
+  ["cost_per_unique_human_click", "Cost/human click", money, "number", true],
+], ["variant", false]);
+const OUTCOME_COLUMNS = [
+  ["sent", "Sent", count, "number"], ["delivered", "Delivered", count, "number"],
+  ["failed", "Failed", count, "number"], ["delivery_rate", "Delivery rate", percent, "number"],
+];
+const BY_COUNTRY = new SortableTable("by-country", [
+  ["country", "Country", textOf, "text"], ["code", "Code", textOf, "text"], ...OUTCOME_COLUMNS,
+], ["sent", true]);
+const BY_CATEGORY = new SortableTable("by-failure-category", [
+  ["category", "Category", textOf, "text"], ["failed", "Failed", count, "number"],
+  ["share", "Share of failed", percent, "number"],
+], ["failed", true]);
+const BY_CARRIER = new SortableTable("by-carrier-outcome", [
+  ["carrier", "Carrier", textOf, "text"], ...OUTCOME_COLUMNS,
+], ["sent", true]);
+
+function outcomeRows(breakdown, name) {
+  return Object.entries(breakdown || {}).map(([key, c]) => ({
+    key, [name]: key, sent: c.sent, delivered: c.delivered, failed: c.failed,
+    delivery_rate: ratio(c.delivered, c.sent),
+  }));
+}
+
+function renderWhere(body) {
+  const variants = body.variants || {};
+  const select = $("where-variant");
+  const names = Object.keys(variants).sort();
+  const offered = [...select.options].slice(1).map((o) => o.value);
+  if (offered.join("\u0000") !== names.join("\u0000")) {
+    const chosen = select.value;
+    select.replaceChildren(el("option", { value: "", text: "the whole campaign" }),
+      ...names.map((n) => el("option", { value: n, text: `variant ${n}` })));
+    select.value = names.includes(chosen) ? chosen : "";
+  }
+  const priced = Boolean(body.currency);
+  PER_VARIANT.render(names.map((name) => ({ key: name, variant: name, ...pick(variants[name]) })), priced);
+  const bag = select.value && variants[select.value] ? variants[select.value] : body;
+  BY_COUNTRY.render(outcomeRows(bag.by_country, "code").map(
+    (row) => ({ ...row, country: countryName(row.code) })));
+  const categories = bag.by_failure_category || {};
+  const totalFailed = Object.values(categories).reduce((n, v) => n + v, 0);
+  BY_CATEGORY.render(Object.entries(categories).map(([key, n]) => ({
+    key, category: CATEGORY_LABELS[key] || key, failed: n, share: ratio(n, totalFailed) })));
+  BY_CARRIER.render(outcomeRows(bag.by_carrier_outcome, "carrier"));
+  renderCountryOptions(body.by_country);
+}
+
+function pick(bag) {
+  const out = {};
+  for (const [key] of PER_VARIANT.columns) if (key !== "variant") out[key] = bag[key] ?? null;
+  return out;
+}
+
+function renderCountryOptions(byCountry) {
+  const select = $("country-filter");
+  const codes = Object.keys(byCountry || {}).sort();
+  const offered = [...select.options].slice(1).map((o) => o.value);
+  if (offered.join(",") === codes.join(",")) return;
+  const chosen = select.value;
+  select.replaceChildren(el("option", { value: "", text: "All" }),
+    ...codes.map((c) => el("option", { value: c, text: `${countryName(c)} (${c})` })));
+  select.value = chosen;  // kept while the campaign has it
 }
 
 // --- A/B ----------------------------------------------------------------------------
@@ -125,8 +302,9 @@ function renderVariantCounts(variants) {
     const counts = variants[name].first_attempts || variants[name];
     for (const [key] of VARIANT_COUNTS) {
       const td = cellOf(name, "field", key);
-      td.dataset.value = raw(counts[key]);
-      td.textContent = count(counts[key]);
+      const n = counts[key] ?? variants[name][key];  // a snapshot from before a count existed
+      td.dataset.value = raw(n);
+      td.textContent = count(n);
     }
   }
   if (abResult) renderAbFigures(abResult);
@@ -141,6 +319,7 @@ function renderAbFigures(result) {
       const liftCell = cellOf(variant.variant, "lift", metric);
       if (!td || !liftCell) continue;  // a variant the summary has not shown yet
       const figure = variant.metrics[metric];
+      if (!figure) continue;  // an API from before the metric existed
       td.dataset.value = raw(figure.rate);
       td.dataset.low = raw(figure.interval && figure.interval.low);
       td.dataset.high = raw(figure.interval && figure.interval.high);
@@ -305,7 +484,11 @@ const messages = new PagedTable("messages", "/messages", (m) => el("tr", { "data
   timeCell("sent_at", m.sent_at),
   timeCell("delivered_at", m.delivered_at),
   cell("error_code", m.error_code, m.error_code || "–"),
-  cell("error_description", m.error_description, m.error_description || "–")));
+  cell("error_description", m.error_description, m.error_description || "–"),
+  cell("country", m.country, m.country ? `${countryName(m.country)} (${m.country})` : "–"),
+  cell("failure_category", m.failure_category,
+       m.failure_category ? CATEGORY_LABELS[m.failure_category] || m.failure_category : "–"),
+  cell("human_clicks", m.human_clicks, `${count(m.clicks)} (${count(m.human_clicks)})`)));
 
 // A link to the contact's conversation in the messaging app (CA_CONVERSATION_URL_TEMPLATE).
 function conversationLink(item) {
@@ -383,10 +566,20 @@ function setupTabs() {
       selectTab(names[(names.indexOf(name) + step + names.length) % names.length], true);
     });
   }
-  $("status-filter").addEventListener("change", (event) => {
-    const status = event.target.value;
-    messages.reset(status ? { status } : {});
-  });
+  const filter = () => {  // status, country and failure category together
+    const query = {};
+    for (const [id, name] of [["status-filter", "status"], ["country-filter", "country"],
+                              ["category-filter", "failure_category"]]) {
+      if ($(id).value) query[name] = $(id).value;
+    }
+    messages.reset(query);
+  };
+  $("category-filter").append(...Object.entries(CATEGORY_LABELS).map(
+    ([value, text]) => el("option", { value, text })));
+  for (const id of ["status-filter", "country-filter", "category-filter"]) {
+    $(id).addEventListener("change", filter);
+  }
+  $("where-variant").addEventListener("change", () => { if (summary) renderWhere(summary); });
   $("contact-clicks-close").addEventListener("click", () => { $("contact-clicks").hidden = true; });
 }
 

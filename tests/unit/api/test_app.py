@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,12 +17,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from projections.message_log import MessageLogRow
 from projections.metrics import CampaignCounts, summarize
 from sinks.errors import SinkError
+from sinks.sql import EXPORT_QUERY_COLUMNS
 from streams.api import app as api_app
 from streams.api.app import create_api
 from streams.api.live import LiveState
 from streams.api.timefmt import parse_instant
 from streams.codecs.output_avro import encode_campaign_metrics
-from streams.settings import Settings
+from streams.settings import ConfigurationError, Settings
 
 
 def _metrics(campaign_id: str, sent: int, emitted_at: int = 1_790_000_000_000) -> bytes:
@@ -34,7 +36,9 @@ def _row(n: int) -> MessageLogRow:
     return MessageLogRow(f"m-{n:03d}", "c1", "A", f"contact-{n}", None, "+15550000000",
                          "delivered", 1_790_000_000_000, 1_790_000_001_000, None, None, None,
                          "att", 1, 0, None, None, 0, None, 1_790_000_002_000, 3,
-                         retry_of=f"m-{n - 1:03d}" if n % 10 == 9 else None)
+                         retry_of=f"m-{n - 1:03d}" if n % 10 == 9 else None,
+                         human_click_count=0, country=("US", "DE", "ZZ")[n % 3],
+                         failure_category=None)
 
 
 class FakeStore:
@@ -49,14 +53,21 @@ class FakeStore:
             raise self.fail
 
     def message_log(self, campaign_id: str, status: str | None = None, limit: int = 100,
-                    after_message_id: str | None = None) -> list[MessageLogRow]:
+                    after_message_id: str | None = None, **filters: str) -> list[MessageLogRow]:
         self._check()
         rows = [r for r in self.rows if after_message_id is None or r.message_id > after_message_id]
+        wanted = {"status": status, **filters}
+        rows = [r for r in rows if all(v is None or getattr(r, k) == v for k, v in wanted.items())]
         return rows[:limit]
 
     def as_of(self, campaign_id: str | None = None) -> int | None:
         self._check()
         return 1_790_000_002_000
+
+    def iter_export_rows(self, campaign_id: str) -> Iterator[tuple[object, ...]]:
+        self._check()
+        for r in self.rows:  # as the store's export query gives them: segments last
+            yield tuple(getattr(r, c) for c in EXPORT_QUERY_COLUMNS)
 
     def close(self) -> None:
         pass
@@ -148,6 +159,22 @@ def test_message_pages_cover_every_row_once():
         assert page["items"][0]["sent_at"] == "2026-09-21T14:13:20.000Z"
         retried = (await (await client.get("/api/v1/campaigns/c1/messages?limit=10")).json())
         assert [m["retry_of"] for m in retried["items"]] == [None] * 9 + ["m-008"]
+
+    _run(test)
+
+
+def test_message_log_filters_reach_the_store_and_rows_carry_issue_22s_fields():
+    async def test(client: TestClient, state: LiveState, store: FakeStore) -> None:
+        url = "/api/v1/campaigns/c1/messages?limit=100"
+        de = await (await client.get(url + "&country=DE")).json()
+        assert [m["message_id"] for m in de["items"]] == [
+            r.message_id for r in store.rows if r.country == "DE"]
+        assert {(m["country"], m["human_clicks"], m["failure_category"])
+                for m in de["items"]} == {("DE", 0, None)}
+        unknown = await client.get(url + "&status=unknown&failure_category=temporary")
+        assert unknown.status == 200 and (await unknown.json())["items"] == []
+        bad = await client.get(url + "&region=DE")
+        assert bad.status == 400  # only the documented parameters
 
     _run(test)
 
@@ -279,3 +306,33 @@ def test_stopping_the_service_ends_open_streams_cleanly(caplog: pytest.LogCaptur
 
     asyncio.run(main())
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+def test_the_export_has_a_cost_column_priced_by_the_apis_prices_file(tmp_path: Path):
+    """export.csv: domain.md 4's columns, then issue 22's; cost = segments x the price
+    of the message's country with CA_PRICES_FILE, empty without (control)."""
+    prices = tmp_path / "prices.csv"
+    prices.write_text("country,price_per_segment,currency\n*,0.05,EUR\nDE,0.0079,EUR\n")
+    got: dict[str, list[list[str]]] = {}
+
+    async def test(client: TestClient, state: LiveState, store: FakeStore) -> None:
+        response = await client.get("/api/v1/campaigns/c1/export.csv")
+        assert response.status == 200
+        got[str(len(got))] = [line.split(",") for line in (await response.text()).splitlines()]
+
+    _run(test, _settings(prices_file=prices))
+    _run(test)
+    priced, unpriced = got["0"], got["1"]
+    assert priced[0][8:] == ["human_click_count", "country", "failure_category", "cost"]
+    rows = [_row(n) for n in range(25)]
+    assert [line[-1] for line in priced[1:]] == [
+        "0.0079" if r.country == "DE" else "0.05" for r in rows]  # 1 segment each
+    assert [line[9] for line in priced[1:]] == [r.country for r in rows]
+    assert {line[-1] for line in unpriced[1:]} == {""}
+
+
+def test_a_bad_prices_file_stops_the_api_at_start(tmp_path: Path):
+    bad = tmp_path / "prices.csv"
+    bad.write_text("country,price_per_segment,currency\nUS,0.01,USD\n")  # no default row
+    with pytest.raises(ConfigurationError, match="default"):
+        create_api(_settings(prices_file=bad), LiveState(), FakeStore(), None)  # type: ignore[arg-type]

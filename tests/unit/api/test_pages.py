@@ -67,8 +67,11 @@ def test_pages_are_served_with_a_same_origin_policy_and_no_token():
 def test_the_status_filter_offers_every_status_of_the_log():
     async def test(client: TestClient, state: LiveState, store: FakeStore) -> None:
         html = await (await client.get("/campaigns/c1")).text()
-        options = re.findall(r'<option value="([^"]*)">', html)
+        select = re.search(r'<select id="status-filter">(.*?)</select>', html, re.S)
+        assert select is not None  # (the country and category filters are selects too)
+        options = re.findall(r'<option value="([^"]*)">', select.group(1))
         assert options == ["", *MESSAGE_STATUSES]
+        assert "unknown" in options
 
     _run(test)
 
