@@ -245,7 +245,8 @@ cmd_up() {
         ((SECONDS < deadline)) || { cluster_tail; cdie "brokers not all answering after ${WAIT_TIMEOUT}s"; }
         sleep 0.5
     done
-    if secure; then
+    # (nodes already running keep the listeners they started with)
+    if secure && grep -q "SASL_SSL://" "$CDIR/broker1/server.properties"; then
         BOOTSTRAP="$HOST:$(node_port broker1)"
         security_setup
         clog "SASL_SSL listeners at $HOST:$(secure_port_of broker1)-$(secure_port_of broker3)" \
