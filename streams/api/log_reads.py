@@ -4,13 +4,13 @@
 A page of the log costs the store about as much CPU for 1,000 rows as for 101: under
 ``FINAL`` it reads whole granules (8,192 rows) of every part either way
 (docs/performance.md, load). So on a miss the API reads ``read_rows`` rows after the
-cursor, keeps them as a block for ``seconds``, and answers the next pages a reader asks
-for (their cursors fall inside the block) from it. A block holds every row of its key
-range as the store had it when read: a page taken from it is the page the store gave
-then, at most ``seconds`` old (the log trails the metrics by seconds anyway). Reads of
-the same page at once wait for one store read instead of each making their own. A
-page's ``as_of`` is the one read just before its block, so it never claims rows the
-block does not have.
+cursor, keeps them as a block, and answers the next pages a reader asks for (their
+cursors fall inside it) from it: for ``seconds``, and up to twice that while a new read
+of it is under way (no request waits on a busy store for a page it had a moment ago).
+A block holds every row of its key range as the store had it when read: a page taken
+from it is the page the store gave then. Reads of one page at once share one store
+read. A page's ``as_of`` is the one read just before its block, so it never claims
+rows the block does not have.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ from dataclasses import dataclass
 from projections.message_log import MessageLogRow
 
 MAX_BLOCKS = 64  # blocks kept at most (a block of 1,000 rows is ~1 MB); oldest go first
+# A block past its time but younger than this many times it still answers while a new
+# read of the same rows is under way (no request waits on a busy store for a page it
+# had a moment ago); older, a page waits for the read.
+STALE_FACTOR = 2
 
 Key = tuple[object, ...]  # the campaign and the page's filters
 Read = Callable[[int], Awaitable[list[MessageLogRow]]]
@@ -50,6 +54,12 @@ class Block:
         return rows if len(rows) == want or self.to_end else None
 
 
+def _retrieved(read: asyncio.Future[Block]) -> None:
+    """A read nobody waits for: its failure is the next request's to meet."""
+    if not read.cancelled():
+        read.exception()
+
+
 class LogReads:
     """The read-ahead blocks of one API process (bounded by ``MAX_BLOCKS``)."""
 
@@ -63,12 +73,25 @@ class LogReads:
         self.hits = 0
         self.reads = 0
 
-    def _fresh(self, key: Key, after: str | None, want: int) -> Block | None:
-        horizon = self.clock() - self.seconds
+    def _fresh(self, key: Key, after: str | None, want: int, seconds: float
+               ) -> Block | None:
+        horizon = self.clock() - seconds
         for (block_key, _, at), block in reversed(self._blocks.items()):  # newest first
             if block_key == key and at > horizon and block.page(after, want) is not None:
                 return block
         return None
+
+    def _start(self, key: Key, after: str | None, asked: int, read: Read, stamp: Stamp
+               ) -> tuple[asyncio.Future[Block], bool]:
+        """The read of ``asked`` rows after ``after`` under way, started if none is;
+        whether it was under way already."""
+        pending = self._reading.get((key, after, asked))
+        if pending is not None:
+            return pending, True
+        pending = asyncio.ensure_future(self._read(key, after, asked, read, stamp))
+        self._reading[key, after, asked] = pending
+        pending.add_done_callback(lambda _: self._reading.pop((key, after, asked), None))
+        return pending, False
 
     async def page(self, key: Key, after: str | None, limit: int, read: Read, stamp: Stamp
                    ) -> tuple[list[MessageLogRow], bool, object]:
@@ -80,16 +103,17 @@ class LogReads:
         if self.seconds <= 0:
             stamped = await stamp()
             return await read(want), False, stamped
-        if (block := self._fresh(key, after, want)) is not None:
+        if (block := self._fresh(key, after, want, self.seconds)) is not None:
             self.hits += 1
             return block.page(after, want) or [], True, block.stamp
         asked = max(want, self.read_rows)
-        pending = self._reading.get((key, after, asked))
-        shared = pending is not None  # the same page is being read: wait for that read
-        if pending is None:
-            pending = asyncio.ensure_future(self._read(key, after, asked, read, stamp))
-            self._reading[key, after, asked] = pending
-            pending.add_done_callback(lambda _: self._reading.pop((key, after, asked), None))
+        if (block := self._fresh(key, after, want, STALE_FACTOR * self.seconds)) is not None:
+            # past its time but not twice: answered from it while a new read is made
+            pending, _ = self._start(key, after, asked, read, stamp)
+            pending.add_done_callback(_retrieved)
+            self.hits += 1
+            return block.page(after, want) or [], True, block.stamp
+        pending, shared = self._start(key, after, asked, read, stamp)  # shared: wait for it
         block = await asyncio.shield(pending)
         self.hits += shared
         rows = block.page(after, want)
