@@ -31,7 +31,8 @@ KEYS = ("campaign_id", "sent", "delivered", "failed", "pending", "replies",
         "unique_repliers", "opt_outs", "link_clicks", "unique_link_clicks",
         "delivery_rate", "reply_rate", "link_click_rate", "variants",
         "by_error_code", "by_carrier", "time_to_deliver", "time_to_first_click",
-        "human_link_clicks", "unique_human_link_clicks", "human_link_click_rate")
+        "human_link_clicks", "unique_human_link_clicks", "human_link_click_rate",
+        "by_country", "by_failure_category", "by_carrier_outcome")
 
 
 def _settings(dep: Deployment) -> Any:
@@ -191,8 +192,9 @@ def test_consuming_the_same_input_twice_changes_nothing(deployment: Deployment):
 
 
 def test_workers_killed_and_joining_mid_stream(deployment: Deployment):
+    # multi-b: contacts in several countries, failures of every category (issue 22)
     events = generate_campaign("multi-a", 4000, seed=71, previews=0.3) + generate_campaign(
-        "multi-b", 3000, seed=72) + generate_campaign("multi-c", 1000, seed=73)
+        "multi-b", 3000, seed=72, countries=True) + generate_campaign("multi-c", 1000, seed=73)
     random.Random(7).shuffle(events)
     first, second = deployment.worker().start(), deployment.worker().start()
     first.wait_ready()
