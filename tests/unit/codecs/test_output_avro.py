@@ -16,8 +16,8 @@ from tests.unit.projections.test_projections import messy_campaigns, stream_fold
 
 SCHEMAS = {(s.name, s.version): s for s in load_schemas()}
 V1, V2, V3, V4 = (SCHEMAS["campaign_metrics", v] for v in (1, 2, 3, 4))
-# domain.md 3b (issue 22): what v4 adds to every Metrics record, with a value that is
-# not the field's default, for a summary made before a metric lands (see _v4_summary).
+# domain.md 3b (issue 22): what v4 adds to every Metrics record, each with a value that
+# is not the field's default (see _v4_summary).
 V4_EXAMPLE: dict = {
     "human_link_clicks": 7, "unique_human_link_clicks": 5, "human_link_click_rate": 0.025,
     "unknown": 3,
@@ -44,16 +44,15 @@ def _demo() -> tuple[list[dict], dict]:
 
 
 def _v4_summary(example: bool = False) -> dict:
-    """The demo's summary with every v4 key: the summary's own where it has them (all
-    of them with ``example``: V4_EXAMPLE's values, none a default), V4_EXAMPLE's where
-    a metric has not landed in summarize yet."""
+    """The demo's summary, which has every v4 key (summarize gives them all); with
+    ``example`` their values are V4_EXAMPLE's, none of them a default."""
     _, summary = _demo()
     for bag in (summary, *summary["variants"].values()):
-        for key, value in V4_EXAMPLE.items():
-            bag[key] = value if example else bag.get(key, value)
-        for key, value in V4_FIRST_ATTEMPTS.items():
-            first = bag["first_attempts"]
-            first[key] = value if example else first.get(key, value)
+        assert set(V4_EXAMPLE) <= set(bag) and set(V4_FIRST_ATTEMPTS) <= set(
+            bag["first_attempts"]), "summarize lacks a key of campaign_metrics v4"
+        if example:
+            bag.update(V4_EXAMPLE)
+            bag["first_attempts"].update(V4_FIRST_ATTEMPTS)
     return summary
 
 
