@@ -236,6 +236,7 @@ class Run:
         exact_at = self.exactness.at or time.monotonic()
         SqlCheck(self.dep).wait_exact(self.events)
         _exports_exact(self.dep, self.events)
+        assert self.flow.acked_at > self.fault_at, "the fault came after the last event"
         if self.restart is not None:
             self.restart.join(300)
             assert self.back_at, "the node did not come back"
@@ -365,10 +366,9 @@ def _topics_fit_and_a_short_one_is_refused(cluster: PrivateCluster, dep: Deploym
 def test_leader_of_the_busiest_input_partition_sigkilled_mid_stream(
         cluster: PrivateCluster, dep: Deployment) -> None:
     """(a) Two workers fold a steady flow; the leader of the input partition with the
-    most records is SIGKILLed and started again 15 s later (same data). Before: the
+    most records is SIGKILLed and started again 15 s later (same data). After: the
     topics' replication (and a refused deployment, ``_topics_fit_and_a_short_one_...``)."""
     run = Run(dep, 2, "leader", seed=401)
-    _topics_fit_and_a_short_one_is_refused(cluster, dep)
     topic, partition, leader = _busiest_leader(dep)
     node = cluster.node_of(leader)
     run.fault(lambda: cluster.kill(node))
@@ -376,6 +376,7 @@ def test_leader_of_the_busiest_input_partition_sigkilled_mid_stream(
     figures = run.check_exact("(a) leader SIGKILLed")
     print(f"(a) killed {node}, leader of {topic}[{partition}]; every partition in sync "
           f"again {_wait_replicated(dep):.1f} s after the checks")
+    _topics_fit_and_a_short_one_is_refused(cluster, dep)
     assert figures["stall_s"] > 0
 
 
