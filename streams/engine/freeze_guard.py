@@ -71,15 +71,39 @@ class FreezeGuard:
         threading.Thread(target=run, name="freeze-guard", daemon=True).start()
 
     def install(self, producer: Any) -> None:
-        """Check before every record ``producer`` (Faust's) is given."""
+        """Check before every record ``producer`` (Faust's) is given, and before its
+        aiokafka client sends any batch to a broker: batches handed over just before
+        the freeze still sit in the accumulator on waking, and the client's sender
+        task may run before the guard's thread."""
         send = producer.send
+        new_producer = producer._new_producer
         check = self.check
 
         async def checked_send(*args: Any, **kwargs: Any) -> Any:
             check()
             return await send(*args, **kwargs)
 
+        def checked_new_producer(*args: Any, **kwargs: Any) -> Any:
+            client = new_producer(*args, **kwargs)
+            guard_sender(client, check)
+            return client
+
         producer.send = checked_send
+        producer._new_producer = checked_new_producer
+        if getattr(producer, "_producer", None) is not None:  # already started
+            guard_sender(producer._producer, check)
+
+
+def guard_sender(client: Any, check: Callable[[], None]) -> None:
+    """Make aiokafka ``client``'s sender call ``check`` before each produce request."""
+    sender = client._sender
+    send_request = sender._send_produce_req
+
+    async def checked_send_request(node_id: int, batches: Any) -> Any:
+        check()
+        return await send_request(node_id, batches)
+
+    sender._send_produce_req = checked_send_request
 
 
 _ACTIVE: FreezeGuard | None = None  # process-wide on purpose: a freeze stops every thread

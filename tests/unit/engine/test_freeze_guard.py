@@ -68,6 +68,9 @@ def test_the_producer_and_the_outbox_check_before_they_write(
             sent.append(args)
             return "future"
 
+        def _new_producer(self) -> None:
+            pytest.fail("not used here")
+
     producer = Producer()
     g.install(producer)
     assert asyncio.run(producer.send("topic", b"k")) == "future" and stops == []
@@ -91,6 +94,60 @@ def test_the_producer_and_the_outbox_check_before_they_write(
     with pytest.raises(SystemExit):
         asyncio.run(box.send())
     assert stops == [EXIT_FROZEN]
+
+
+def test_batches_handed_over_before_a_freeze_are_not_sent_after_it() -> None:
+    """A batch already in aiokafka's accumulator at SIGSTOP: on waking, the client's
+    sender task may run before the guard's thread; it checks before each request."""
+    from aiokafka import AIOKafkaProducer
+
+    clock, stops = Clock(), list[int]()
+    g = guard(clock, stops)
+    requests: list[tuple[int, list[str]]] = []
+    made: list[AIOKafkaProducer] = []
+
+    def stop(code: int) -> None:
+        stops.append(code)
+        raise SystemExit(code)
+
+    def client() -> AIOKafkaProducer:
+        made.append(AIOKafkaProducer(bootstrap_servers="127.0.0.1:9"))
+
+        async def send_request(node_id: int, batches: dict[str, str]) -> None:
+            requests.append((node_id, list(batches)))  # where the request would leave
+
+        made[-1]._sender._send_produce_req = send_request
+        return made[-1]
+
+    class FaustProducer:
+        def __init__(self, started: AIOKafkaProducer | None) -> None:
+            self._producer = started
+
+        async def send(self, *args: Any) -> None:
+            pytest.fail("not used here")
+
+        def _new_producer(self) -> AIOKafkaProducer:
+            return client()
+
+    async def run() -> None:
+        for started in (None, client()):  # the guard installed before or after start
+            stops.clear()
+            requests.clear()
+            g._stop, g.stopped, clock.now = stops.append, False, 100.0
+            faust_producer = FaustProducer(started)
+            g.install(faust_producer)
+            sender = (started or faust_producer._new_producer())._sender
+            await sender._send_produce_req(1, {"metrics-0": "batch"})
+            assert requests == [(1, ["metrics-0"])] and stops == []
+            clock.now += 30  # frozen with a second batch drained but not sent
+            g._stop = stop
+            with pytest.raises(SystemExit):
+                await sender._send_produce_req(1, {"metrics-0": "stale"})
+            assert stops == [EXIT_FROZEN] and requests == [(1, ["metrics-0"])]
+        for each in made:
+            await each.stop()
+
+    asyncio.run(run())
 
 
 def test_the_unsafe_switch_leaves_the_guard_out(
