@@ -62,14 +62,7 @@ bootstrap_list() {
 }
 check_node() { node_id "$1" >/dev/null || cdie "no node '$1' (controller, broker1, broker2, broker3)"; }
 
-node_pid() {
-    local pid file="$CDIR/$1/kafka.pid"
-    [[ -f "$file" ]] || return 1
-    pid="$(cat "$file")"
-    [[ -n "$pid" ]] && alive "$pid" || return 1
-    [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"kafka.Kafka $CDIR/$1/"* ]] || return 1
-    echo "$pid"
-}
+node_pid() { pid_from "$CDIR/$1/kafka.pid" "kafka.Kafka $CDIR/$1/"; }
 
 open_port() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
@@ -257,18 +250,9 @@ cmd_up() {
 }
 
 stop_node() {
-    local node="$1" sig="$2" pid deadline
+    local node="$1" sig="$2" pid
     pid="$(node_pid "$node")" || { rm -f "$CDIR/$node/kafka.pid"; return 0; }
-    kill "-$sig" "$pid"
-    deadline=$((SECONDS + 60))
-    while alive "$pid"; do
-        if ((SECONDS >= deadline)); then
-            clog "$node still running after 60 s, sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            deadline=$((SECONDS + 10))
-        fi
-        sleep 0.1
-    done
+    terminate "$pid" "$sig" 60
     rm -f "$CDIR/$node/kafka.pid"
     clog "$node stopped ($sig)"
 }

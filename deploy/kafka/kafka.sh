@@ -53,8 +53,8 @@ USERS=(admin worker downstream)
 
 log() { echo "kafka.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+# shellcheck source=../lib/process.sh
+source "$HERE/../lib/process.sh"
 
 java_run() { java -cp "$LIBS/*" "$@"; }
 
@@ -88,19 +88,8 @@ cmd_jars() {
 }
 
 # --- process helpers ---------------------------------------------------------
-# PID of our broker if it is running (a pid file alone is not enough: the pid
-# must still be a kafka.Kafka JVM).
-running_pid() {
-    local pid
-    [[ -f "$PIDFILE" ]] || return 1
-    pid="$(cat "$PIDFILE")"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
-    [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *kafka.Kafka* ]] || return 1
-    echo "$pid"
-}
-
-# Alive and not a zombie (an orphaned JVM is reaped by whatever PID 1 is, maybe late).
-alive() { [[ -e "/proc/$1" && "$(sed -n 's/.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)" != Z ]]; }
+# PID of our broker if it is running.
+running_pid() { pid_from "$PIDFILE" kafka.Kafka; }
 
 port_open() { (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; }
 
@@ -298,25 +287,14 @@ cmd_acls() {
 }
 
 cmd_stop() {
-    local pid deadline
+    local pid
     if ! pid="$(running_pid)"; then
         rm -f "$PIDFILE"
         log "not running"
         return 0
     fi
     log "stopping broker pid $pid"
-    kill -TERM "$pid"
-    deadline=$((SECONDS + STOP_TIMEOUT))
-    while alive "$pid"; do
-        if ((SECONDS >= deadline)); then
-            log "still running after ${STOP_TIMEOUT}s, sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
-            alive "$pid" && die "pid $pid survived SIGKILL"
-            break
-        fi
-        sleep 0.2
-    done
+    terminate "$pid" TERM "$STOP_TIMEOUT"
     rm -f "$PIDFILE"
     log "stopped"
 }

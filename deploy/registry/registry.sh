@@ -33,8 +33,8 @@ URL="http://127.0.0.1:$PORT/apis/ccompat/v7"
 
 log() { echo "registry.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+# shellcheck source=../lib/process.sh
+source "$HERE/../lib/process.sh"
 
 # --- fetch -------------------------------------------------------------------
 # mvn dependency:copy of the tar.gz (offline first: a warm ~/.m2 needs no network),
@@ -62,16 +62,7 @@ cmd_fetch() {
 }
 
 # --- process helpers ---------------------------------------------------------
-running_pid() {
-    local pid
-    [[ -f "$PIDFILE" ]] || return 1
-    pid="$(cat "$PIDFILE")"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
-    [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *apicurio-registry-app* ]] || return 1
-    echo "$pid"
-}
-
-alive() { [[ -e "/proc/$1" && "$(sed -n 's/.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)" != Z ]]; }
+running_pid() { pid_from "$PIDFILE" apicurio-registry-app; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
 
@@ -135,24 +126,14 @@ cmd_start() {
 cmd_url() { echo "CA_SCHEMA_REGISTRY_URL=$URL"; }
 
 cmd_stop() {
-    local pid deadline
+    local pid
     if ! pid="$(running_pid)"; then
         rm -f "$PIDFILE"
         log "not running"
         return 0
     fi
     log "stopping registry pid $pid"
-    kill -TERM "$pid"
-    deadline=$((SECONDS + 30))
-    while alive "$pid"; do
-        if ((SECONDS >= deadline)); then
-            log "still running after 30s, sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            for _ in $(seq 100); do alive "$pid" || break; sleep 0.1; done
-            break
-        fi
-        sleep 0.2
-    done
+    terminate "$pid" TERM 30
     rm -f "$PIDFILE"
     log "stopped"
 }
