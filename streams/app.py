@@ -230,6 +230,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
         unknown, each once, crashes and rebalances included."""
         now = _now_ms()
         due = fold_stage.receipt_timeouts(now)
+        telemetry.receipt_deadlines.set(len(fold_stage.deadlines))
         if not due:
             return
         try:
@@ -240,6 +241,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> faust.
             fold_stage.timeouts_unsent(due, now)
             log.exception("receipt timeout: %d record(s) not sent, tried again", len(due))
             return
+        telemetry.receipt_timeouts.inc(len(due))
         log.info("receipt timeout: %d message(s) past their deadline", len(due))
 
     sweep_out = engine.outbox()

@@ -99,6 +99,18 @@ class Telemetry:
             "(in this process's partitions)",
             registry=r,
         )
+        self.receipt_deadlines = Gauge(
+            "campaign_analytics_receipt_deadlines",
+            "Sent messages without a terminal receipt whose CA_RECEIPT_TIMEOUT deadline "
+            "this worker watches (in its partitions)",
+            registry=r,
+        )
+        self.receipt_timeouts = Counter(
+            "campaign_analytics_receipt_timeouts_total",
+            "Timeout records sent for messages past their receipt deadline (judged "
+            "unknown); a sweep after a crash or rebalance may send one again, applied once",
+            registry=r,
+        )
         self.metric_snapshots = Counter(
             "campaign_analytics_metric_snapshots_total",
             "Campaign metric snapshots published",

@@ -124,6 +124,11 @@ def test_the_worker_moves_lost_receipts_to_unknown_by_itself(deployment: Deploym
     log = expected_log(events, CAMPAIGN, as_of=as_of, receipt_timeout_ms=TIMEOUT_MS)
     want_statuses = _count(r["status"] for r in log.values())
     assert want_statuses["unknown"] == got["unknown"]
+    # what an SRE sees of it: a timeout record sent for each, the rest still watched
+    assert worker.counter("campaign_analytics_receipt_timeouts_total") == got["unknown"]
+    wait_until(lambda: worker.counter("campaign_analytics_receipt_deadlines") == got["pending"],
+               "the watched deadlines to be the pending messages", 30, 0.5,
+               explain=lambda: str(worker.counter("campaign_analytics_receipt_deadlines")))
     seen: dict[str, int] = {}
 
     def log_caught_up() -> bool:
