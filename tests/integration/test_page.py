@@ -379,15 +379,13 @@ class Site:
             for item in items) == _statuses(expected.values()), "the complete message log")
 
 
-@pytest.fixture(scope="module")
-def site(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """A worker and ``campaign-analytics api`` (token required) on their own topics,
-    with the messy events published and folded everywhere."""
-    root = tmp_path_factory.mktemp("page")
+@contextlib.contextmanager
+def _live_site(kafka_bootstrap: str, root: Path, env: dict[str, str],
+               events: list[dict[str, Any]]) -> Iterator[Site]:
+    """A worker and ``campaign-analytics api`` on their own topics under ``root`` with
+    ``env``, ``events`` published; the site once it answers. Stops both after."""
     deployment = Deployment(kafka_bootstrap, root)
-    deployment.env["CA_API_TOKEN"] = TOKEN
-    deployment.env["CA_CONVERSATION_URL_TEMPLATE"] = CONVERSATIONS
-    events = _messy_events()
+    deployment.env |= env
     worker = deployment.worker().start()
     api: Api | None = None
     live: Site | None = None
@@ -398,7 +396,6 @@ def site(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         api = Api(deployment, port, root / "api-1.log")
         live = Site(deployment, api, port, events)
         live.wait_ready()
-        live.settle()
         yield live
     finally:
         current = live.api if live is not None else api  # (the API may have restarted)
@@ -406,6 +403,17 @@ def site(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             current.stop()
         deployment.close()
         shutil.rmtree(root / "state", ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def site(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A worker and ``campaign-analytics api`` (token required) on their own topics,
+    with the messy events published and folded everywhere."""
+    with _live_site(kafka_bootstrap, tmp_path_factory.mktemp("page"),
+                    {"CA_API_TOKEN": TOKEN, "CA_CONVERSATION_URL_TEMPLATE": CONVERSATIONS},
+                    _messy_events()) as live:
+        live.settle()
+        yield live
 
 
 @pytest.fixture(scope="module")
@@ -1114,29 +1122,15 @@ def expected_where(summary: dict[str, Any], variant: str | None = None,
 def where_site(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[Site]:
     """camp-where (see above) on a worker and an API with prices and a 1 h timeout."""
-    root = tmp_path_factory.mktemp("page-where")
-    deployment = Deployment(kafka_bootstrap, root)
-    deployment.env |= {"CA_API_TOKEN": TOKEN, "CA_PRICES_FILE": str(PRICES_FILE),
-                       "CA_RECEIPT_TIMEOUT": "1h"}
     events = generate_campaign(WHERE, 400, seed=22, duplicate_rate=0.1, retry_rate=0.3,
                                countries=True, previews=0.4, lost_receipts=0.1, recent=0.05)
-    worker = deployment.worker().start()
-    api: Api | None = None
-    try:
-        worker.wait_ready()
-        deployment.cli("publish", str(_write(root / "events.jsonl", events)))
-        port = free_port()
-        api = Api(deployment, port, root / "api-1.log")
-        live = Site(deployment, api, port, events)
-        live.wait_ready()
+    with _live_site(kafka_bootstrap, tmp_path_factory.mktemp("page-where"),
+                    {"CA_API_TOKEN": TOKEN, "CA_PRICES_FILE": str(PRICES_FILE),
+                     "CA_RECEIPT_TIMEOUT": "1h"}, events) as live:
+        api = live.api
         api.wait(lambda: _pick(api.json(f"/api/v1/campaigns/{WHERE}")) == _pick(
             _where_recount(events)), f"the summary of {WHERE}")
         yield live
-    finally:
-        if api is not None:
-            api.stop()
-        deployment.close()
-        shutil.rmtree(root / "state", ignore_errors=True)
 
 
 def _prices() -> tuple[str, Any, dict[str, Any]]:
