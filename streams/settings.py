@@ -215,6 +215,23 @@ def _http_url(name: str, raw: str) -> str:
     return raw
 
 
+def _password(password: str, path: Path | None, name: str) -> str:
+    """``password``, or the text of the file at ``path`` (setting ``name``) less one
+    trailing newline; a missing, unreadable or empty file is a ``ConfigurationError``
+    naming the file only."""
+    if path is None:
+        return password
+    try:
+        password = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigurationError(f"{name}: cannot read {path}: {reason}") from None
+    password = password.removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise ConfigurationError(f"{name}: {path} is empty")
+    return password
+
+
 def _url_template(name: str, raw: str) -> str:
     """Empty (off), or an http(s) URL with ``{contact_id}`` and no other placeholder."""
     if not raw:
@@ -355,6 +372,20 @@ class Settings:
         "`http://127.0.0.1:8081/apis/ccompat/v7`): the metric, window and command topics "
         "are then written in the Confluent wire format, their schemas registered there "
         "(docs/consumers.md); empty: Avro single-object encoding, no registry")
+    schema_registry_user: str = setting(
+        "CA_SCHEMA_REGISTRY_USER", "", _text,
+        "user for the registry's HTTP basic authentication (empty: none), e.g. an API key")
+    schema_registry_password: str = setting(
+        "CA_SCHEMA_REGISTRY_PASSWORD", "", _text,
+        "that user's password; never logged. Prefer `CA_SCHEMA_REGISTRY_PASSWORD_FILE`; "
+        "setting both is an error", secret=True)
+    schema_registry_password_file: Path | None = setting(
+        "CA_SCHEMA_REGISTRY_PASSWORD_FILE", "", _optional_path,
+        "a file holding that password (one trailing newline ignored)")
+    schema_registry_cafile: Path | None = setting(
+        "CA_SCHEMA_REGISTRY_CAFILE", "", _optional_path,
+        "with an `https` registry: PEM file of the CA(s) its certificate is checked "
+        "against (empty: the system's)")
     clickhouse_url: str = setting(
         "CA_CLICKHOUSE_URL", "", _text,
         "a ClickHouse server (`http://host:8123`); empty = the embedded chdb engine in "
@@ -564,19 +595,16 @@ class Settings:
         """The ClickHouse user and password (``sinks.Credentials(*login)``); the password
         file is read now (a missing, unreadable or empty file is a ``ConfigurationError``
         naming the file only)."""
-        password = self.clickhouse_password
-        path = self.clickhouse_password_file
-        if path is not None:
-            try:
-                password = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise ConfigurationError(
-                    f"CA_CLICKHOUSE_PASSWORD_FILE: cannot read {path}: {reason}") from None
-            password = password.removesuffix("\n").removesuffix("\r")
-            if not password:
-                raise ConfigurationError(f"CA_CLICKHOUSE_PASSWORD_FILE: {path} is empty")
-        return self.clickhouse_user, password
+        return self.clickhouse_user, _password(
+            self.clickhouse_password, self.clickhouse_password_file,
+            "CA_CLICKHOUSE_PASSWORD_FILE")
+
+    def schema_registry_login(self) -> tuple[str, str]:
+        """The registry's basic-authentication user and password, read as
+        ``clickhouse_login`` reads its own."""
+        return self.schema_registry_user, _password(
+            self.schema_registry_password, self.schema_registry_password_file,
+            "CA_SCHEMA_REGISTRY_PASSWORD_FILE")
 
     @property
     def worker_dir(self) -> Path:
@@ -657,6 +685,9 @@ def _read(env: Mapping[str, str], overrides: Mapping[str, object]) -> Settings:
                                  "not both")
     if values["kafka_password"] and values["kafka_password_file"] is not None:
         raise ConfigurationError("set CA_KAFKA_PASSWORD or CA_KAFKA_PASSWORD_FILE, not both")
+    if values["schema_registry_password"] and values["schema_registry_password_file"] is not None:
+        raise ConfigurationError("set CA_SCHEMA_REGISTRY_PASSWORD or "
+                                 "CA_SCHEMA_REGISTRY_PASSWORD_FILE, not both")
     prefix = values["topic_prefix"]
     values["input_topics"] = {kind: prefix + name for kind, name in INPUT_TOPICS.items()}
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -184,7 +184,9 @@ def _use_registry(command: str, settings: Settings) -> None:
     registers what it writes first (``IncompatibleSchemaError``: exit 7)."""
     from streams.codecs.registry import install, produced_topics, register_produced
 
-    client = install(settings.schema_registry_url)
+    user, password = settings.schema_registry_login()
+    client = install(settings.schema_registry_url, user=user, password=password,
+                     cafile=settings.schema_registry_cafile)
     if command in _PRODUCERS:
         register_produced(client, produced_topics(settings, commands_only=command != "worker"))
 

@@ -13,18 +13,22 @@ dead-lettered for it. Unset, nothing here runs and every value stays single-obje
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
+import ssl
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from projections.errors import CampaignAnalyticsError
 from schemas import CONFLUENT, FRAMING, SchemaVersion, latest, load_schemas, parse_version
+from streams.settings import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +71,37 @@ class IncompatibleSchemaError(RegistryError):
 
 class RegistryClient:
     """The few calls of Confluent's REST API this project makes (``urllib``, no pool:
-    they happen at start-up and once per new schema id)."""
+    they happen at start-up and once per new schema id). ``user``/``password``: HTTP
+    basic authentication (also taken from ``user:password@`` in the URL); ``cafile``:
+    the CAs an https registry's certificate is checked against (else the system's)."""
 
-    def __init__(self, url: str, timeout: float = TIMEOUT_S) -> None:
-        self.url = url.rstrip("/")
-        # what messages and logs show: the URL without a user or password in it
-        parts = urlsplit(self.url)
-        self.shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    def __init__(self, url: str, timeout: float = TIMEOUT_S, *, user: str = "",
+                 password: str = "", cafile: Path | None = None) -> None:
+        parts = urlsplit(url.rstrip("/"))
+        userinfo, _, host = parts.netloc.rpartition("@")
+        if userinfo and not user:
+            user, _, password = userinfo.partition(":")
+        # the URL requests go to, and what messages and logs show: no user or password
+        self.url = self.shown = parts._replace(netloc=host).geturl()
         self.timeout = timeout
+        self._headers = {"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE}
+        if user:
+            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            self._headers["Authorization"] = f"Basic {token}"
+        try:
+            self._tls = None if cafile is None else ssl.create_default_context(
+                cafile=str(cafile))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"CA_SCHEMA_REGISTRY_CAFILE: cannot load {cafile}: "
+                                     f"{exc}") from None
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(  # noqa: S310 - an http(s) URL (settings)
-            self.url + path, data=data, method=method,
-            headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE})
+            self.url + path, data=data, method=method, headers=self._headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=self.timeout,  # noqa: S310
+                                        context=self._tls) as answer:
                 return json.loads(answer.read() or b"null")
         except urllib.error.HTTPError as exc:
             try:
@@ -95,6 +114,10 @@ class RegistryClient:
                     f"{self.shown} answered {exc.code}: {message}") from None
             if exc.code == 409:
                 raise IncompatibleSchemaError(message) from None
+            if exc.code in (401, 403):
+                raise RegistryError(
+                    f"{self.shown} refused the credentials ({exc.code}) to {method} {path}: "
+                    "check CA_SCHEMA_REGISTRY_USER and its password") from None
             if exc.code == 404 and error.get("error_code") == 40403:
                 return None  # no schema with that id
             raise RegistryError(f"{self.shown} answered {exc.code} to {method} {path}: "
@@ -140,9 +163,11 @@ def _lookup(client: RegistryClient, schema_id: int) -> SchemaVersion | None:
     return writer
 
 
-def install(url: str) -> RegistryClient:
-    """This process reads Confluent-framed values through the registry at ``url``."""
-    client = RegistryClient(url)
+def install(url: str, *, user: str = "", password: str = "",
+            cafile: Path | None = None) -> RegistryClient:
+    """This process reads Confluent-framed values through the registry at ``url``
+    (``RegistryClient``'s credentials and CAs)."""
+    client = RegistryClient(url, user=user, password=password, cafile=cafile)
     FRAMING.lookup = lambda schema_id: _lookup(client, schema_id)
     return client
 

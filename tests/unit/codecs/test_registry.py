@@ -5,12 +5,16 @@ a stub HTTP server. The real registry: tests/integration/test_schema_registry.py
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import logging
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -31,6 +35,7 @@ from streams.codecs.registry import (
     unseen_ids,
     writer_from_text,
 )
+from streams.settings import ConfigurationError
 
 SCHEMAS = load_schemas()
 SENT_V1 = next(s for s in SCHEMAS if s.name == "sent" and s.version == 1)
@@ -297,3 +302,73 @@ def test_an_unreachable_registry_is_one_error_that_shows_no_password():
     assert RegistryClient("http://127.0.0.1:9/x").shown == "http://127.0.0.1:9/x"  # control
     with pytest.raises(RegistryUnavailableError):
         register_produced(client, {"t": "retry_request"}, wait_s=0)
+
+
+SECRET, WRONG = "s3cret", "wrong"  # noqa: S105 - the guarded stub's own test password
+
+
+class _Guarded(_Stub):
+    """The stub behind HTTP basic authentication (user ``reader``, password ``s3cret``)."""
+
+    def _answer(self) -> None:
+        expected = "Basic " + base64.b64encode(b"reader:s3cret").decode()
+        if self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super()._answer()
+
+    do_GET = do_PUT = do_POST = _answer  # noqa: N815 - http.server's names
+
+
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The guarded stub over TLS, its certificate (self-signed, for 127.0.0.1) the CA
+    file a client must be given."""
+    cert, key = tmp_path / "registry.crt", tmp_path / "registry.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    server = HTTPServer(("127.0.0.1", 0), _Guarded)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Stub.answers = {("GET", "/apis/ccompat/v7/schemas/ids/1"): (200, {"schema": '"string"'})}
+    _Stub.seen = []
+    try:
+        yield f"https://127.0.0.1:{server.server_port}/apis/ccompat/v7", cert
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_credentials_and_a_ca_file_reach_a_guarded_https_registry(guarded):
+    url, ca = guarded
+    client = RegistryClient(url, timeout=5, user="reader", password=SECRET, cafile=ca)
+    assert client.schema_text(1) == '"string"'
+    in_url = RegistryClient(url.replace("https://", "https://reader:s3cret@"), cafile=ca)
+    assert in_url.schema_text(1) == '"string"'
+    assert "s3cret" not in in_url.shown and "s3cret" not in in_url.url
+
+
+def test_a_guarded_registry_refuses_wrong_credentials_and_unchecked_tls_fails(guarded):
+    url, ca = guarded
+    for client in (RegistryClient(url, user="reader", password=WRONG, cafile=ca),
+                   RegistryClient(url, cafile=ca)):  # no credentials at all
+        with pytest.raises(registry.RegistryError, match=r"refused the credentials \(401\)"
+                           r" to GET /schemas/ids/1: check CA_SCHEMA_REGISTRY_USER") as refused:
+            client.schema_text(1)
+        assert not isinstance(refused.value, RegistryUnavailableError)  # no waiting on it
+        assert "wrong" not in str(refused.value)
+    with pytest.raises(registry.RegistryError):  # the started worker would exit 4
+        register_produced(RegistryClient(url, user="reader", password=WRONG, cafile=ca),
+                          {"t": "retry_request"}, wait_s=0)
+    # the certificate is checked: without the CA file the system's CAs do not know it
+    with pytest.raises(RegistryUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
+        RegistryClient(url, user="reader", password=SECRET).schema_text(1)
+    with pytest.raises(ConfigurationError, match="CA_SCHEMA_REGISTRY_CAFILE: cannot load"):
+        RegistryClient(url, cafile=ca.with_name("missing.pem"))

@@ -128,6 +128,8 @@ _FREE_TEXT = {"CA_KAFKA_BOOTSTRAP", "CA_APP_ID", "CA_TOPIC_PREFIX", "CA_DATA_DIR
               "CA_CLICKHOUSE_USER", "CA_CLICKHOUSE_PASSWORD", "CA_CLICKHOUSE_PASSWORD_FILE",
               "CA_KAFKA_USERNAME", "CA_KAFKA_PASSWORD", "CA_KAFKA_PASSWORD_FILE",
               "CA_KAFKA_SSL_CAFILE", "CA_KAFKA_SSL_CERTFILE", "CA_KAFKA_SSL_KEYFILE",
+              "CA_SCHEMA_REGISTRY_USER", "CA_SCHEMA_REGISTRY_PASSWORD",
+              "CA_SCHEMA_REGISTRY_PASSWORD_FILE", "CA_SCHEMA_REGISTRY_CAFILE",
               "CA_PRICES_FILE"}  # a path, checked when read (tests/unit/codecs/test_prices.py)
 
 
@@ -155,3 +157,19 @@ def test_the_messages_of_bad_values(env: str, value: str, message: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
         settings_of({env: value})
     assert str(caught.value) == message
+
+
+def test_the_registry_login_from_a_password_or_its_file(tmp_path: Path) -> None:
+    secret = tmp_path / "registry.password"
+    secret.write_text("from-file\n", encoding="utf-8")
+    assert settings_of({"CA_SCHEMA_REGISTRY_USER": "key", "CA_SCHEMA_REGISTRY_PASSWORD_FILE":
+                        str(secret)}).schema_registry_login() == ("key", "from-file")
+    assert settings_of({"CA_SCHEMA_REGISTRY_USER": "key", "CA_SCHEMA_REGISTRY_PASSWORD":
+                        "plain"}).schema_registry_login() == ("key", "plain")
+    assert settings_of({}).schema_registry_login() == ("", "")  # control: none
+    with pytest.raises(ConfigurationError, match="not both"):
+        settings_of({"CA_SCHEMA_REGISTRY_PASSWORD": "plain",
+                     "CA_SCHEMA_REGISTRY_PASSWORD_FILE": str(secret)})
+    secret.write_text("", encoding="utf-8")
+    with pytest.raises(ConfigurationError, match="CA_SCHEMA_REGISTRY_PASSWORD_FILE: .* is empty"):
+        settings_of({"CA_SCHEMA_REGISTRY_PASSWORD_FILE": str(secret)}).schema_registry_login()
