@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import logging
@@ -235,18 +236,24 @@ class _Stub(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def stub() -> Iterator[tuple[str, type[_Stub]]]:
-    server = HTTPServer(("127.0.0.1", 0), _Stub)
+@contextlib.contextmanager
+def _serving(server: HTTPServer) -> Iterator[int]:
+    """``server`` answering on a thread; its port. Shut down after."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    _Stub.answers, _Stub.seen = {}, []
     try:
-        yield f"http://127.0.0.1:{server.server_port}/apis/ccompat/v7", _Stub
+        yield server.server_port
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@pytest.fixture
+def stub() -> Iterator[tuple[str, type[_Stub]]]:
+    _Stub.answers, _Stub.seen = {}, []
+    with _serving(HTTPServer(("127.0.0.1", 0), _Stub)) as port:
+        yield f"http://127.0.0.1:{port}/apis/ccompat/v7", _Stub
 
 
 def test_register_produced_sets_compatibility_registers_and_frames(stub):
@@ -334,16 +341,10 @@ def guarded(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
     server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     _Stub.answers = {("GET", "/apis/ccompat/v7/schemas/ids/1"): (200, {"schema": '"string"'})}
     _Stub.seen = []
-    try:
-        yield f"https://127.0.0.1:{server.server_port}/apis/ccompat/v7", cert
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with _serving(server) as port:
+        yield f"https://127.0.0.1:{port}/apis/ccompat/v7", cert
 
 
 def test_credentials_and_a_ca_file_reach_a_guarded_https_registry(guarded):
